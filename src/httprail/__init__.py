@@ -1,0 +1,117 @@
+"""httprail: async HTTP on rails.
+
+Every request travels an ordered chain of middleware stages (logging, metrics, timeout, retry,
+circuit breaker, auth, ...) over a pooled HTTP/2-capable httpx client, and every stage returns a
+``Result`` instead of raising::
+
+    async with httprail.AsyncClient(base_url="https://api.example.com") as client:
+        match await client.get("/users/1"):
+            case Success(response): ...
+            case Failure(StatusError(status_code=404)): ...
+            case Failure(error): ...
+
+The error tree (every error is an ``Exception`` and also a value inside ``Failure``)::
+
+    HttprailError
+    ├── RequestError
+    │   ├── TransportError
+    │   │   ├── ConnectError
+    │   │   ├── ReadError
+    │   │   ├── WriteError
+    │   │   └── ProtocolError
+    │   ├── RequestTimeoutError
+    │   ├── StatusError
+    │   │   ├── ClientStatusError
+    │   │   └── ServerStatusError
+    │   ├── CircuitBreakerOpenError
+    │   ├── MaxRetriesExceededError
+    │   ├── DecodeError
+    │   ├── AuthError
+    │   └── InvalidRequestError
+    └── ConfigError
+"""
+
+from returns.result import Failure, Result, Success
+
+from ._client import AsyncClient
+from ._context import RequestContext, get_context, set_context, upstream_of
+from ._decode import decode_json
+from ._errors import (
+    AuthError,
+    CircuitBreakerOpenError,
+    ClientStatusError,
+    ConfigError,
+    ConnectError,
+    DecodeError,
+    HttprailError,
+    InvalidRequestError,
+    MaxRetriesExceededError,
+    ProtocolError,
+    ReadError,
+    RequestError,
+    RequestTimeoutError,
+    ServerStatusError,
+    StatusError,
+    TimeoutPhase,
+    TransportError,
+    WriteError,
+)
+from ._events import BreakerEvent, CircuitState, Event, Observer, RetryEvent
+from ._pipeline import (
+    EventObserver,
+    MiddlewarePlugin,
+    Pipeline,
+    RequestResponsePlugin,
+    TerminalPlugin,
+)
+from ._redact import redact_headers, redact_url
+from ._result import Next, Outcome
+from ._settings import HttpSettings, ProviderOverrides
+from ._version import __version__
+
+__all__ = [
+    "AsyncClient",
+    "AuthError",
+    "BreakerEvent",
+    "CircuitBreakerOpenError",
+    "CircuitState",
+    "ClientStatusError",
+    "ConfigError",
+    "ConnectError",
+    "DecodeError",
+    "Event",
+    "EventObserver",
+    "Failure",
+    "HttpSettings",
+    "HttprailError",
+    "InvalidRequestError",
+    "MaxRetriesExceededError",
+    "MiddlewarePlugin",
+    "Next",
+    "Observer",
+    "Outcome",
+    "Pipeline",
+    "ProtocolError",
+    "ProviderOverrides",
+    "ReadError",
+    "RequestContext",
+    "RequestError",
+    "RequestResponsePlugin",
+    "RequestTimeoutError",
+    "Result",
+    "RetryEvent",
+    "ServerStatusError",
+    "StatusError",
+    "Success",
+    "TerminalPlugin",
+    "TimeoutPhase",
+    "TransportError",
+    "WriteError",
+    "__version__",
+    "decode_json",
+    "get_context",
+    "redact_headers",
+    "redact_url",
+    "set_context",
+    "upstream_of",
+]

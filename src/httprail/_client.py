@@ -1,0 +1,286 @@
+"""``AsyncClient``: httpx's request API, returning a Result from a middleware pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from types import MappingProxyType, TracebackType
+from typing import Any, Self, TypeVar, overload
+
+import httpx
+from returns.result import Failure, Result, Success
+
+from ._context import EXTENSION_KEY, RequestContext
+from ._decode import decode_json
+from ._errors import ConfigError, InvalidRequestError, RequestError
+from ._events import Observer
+from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
+from ._result import Outcome
+from ._settings import HttpSettings
+from ._stack import default_plugins
+from ._version import __version__
+from .middleware._metrics import Metrics, MetricsSnapshot
+from .terminals._httpx import HttpxTerminal
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+_DEFAULT_HEADERS = (
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("Connection", "keep-alive"),
+    ("User-Agent", f"httprail/{__version__} httpx/{httpx.__version__}"),
+)
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def _merge_url(base: httpx.URL | None, url: httpx.URL | str) -> httpx.URL:
+    target = httpx.URL(url)
+    if base is None or not target.is_relative_url:
+        return target
+    base_path = base.raw_path.split(b"?", 1)[0]
+    if not base_path.endswith(b"/"):
+        base_path += b"/"
+    return base.copy_with(raw_path=base_path + target.raw_path.lstrip(b"/"))
+
+
+class AsyncClient:
+    """An async HTTP client whose every call returns ``Result[httpx.Response, RequestError]``.
+
+    Requests travel the pipeline: ``plugins`` (outermost first; ``None`` builds the default
+    stack from ``settings``, ``[]`` is a bare chain) and then the terminal (a pooled, HTTP/2
+    capable ``HttpxTerminal`` unless another is given). Method arguments are httpx's, so moving
+    from httpx is a rename.
+
+    Args:
+        base_url: prefix for relative URLs.
+        headers: headers sent with every request.
+        params: query parameters sent with every request.
+        plugins: the middleware stack, or ``None`` for the default one.
+        terminal: what sends requests (default: ``HttpxTerminal(settings)``).
+        settings: timeouts, retry, breaker and pool settings (default: from ``HTTP_*`` env).
+        observers: extra receivers of retry / breaker events.
+        raw_status: return every status as ``Success`` instead of ``Failure(StatusError)``.
+        provider: a provider or service name, recorded in each request's context.
+
+    Example:
+        >>> async with AsyncClient(base_url="https://api.example.com") as client:  # doctest: +SKIP
+        ...     match await client.get("/users/1"):
+        ...         case Success(response):
+        ...             print(response.json())
+        ...         case Failure(StatusError(status_code=404)):
+        ...             print("no such user")
+        ...         case Failure(error):
+        ...             print("failed:", error)
+    """
+
+    def __init__(
+        self,
+        base_url: httpx.URL | str = "",
+        *,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        plugins: Sequence[MiddlewarePlugin] | None = None,
+        terminal: TerminalPlugin | None = None,
+        settings: HttpSettings | None = None,
+        observers: Sequence[Observer] = (),
+        raw_status: bool = False,
+        provider: str | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else HttpSettings()
+        if base_url:
+            try:
+                self._base_url: httpx.URL | None = httpx.URL(base_url)
+            except (httpx.InvalidURL, TypeError) as exc:
+                raise ConfigError(f"AsyncClient(base_url=...) is not a valid URL: {exc}") from None
+            if self._base_url.is_relative_url:
+                raise ConfigError(f"AsyncClient(base_url={base_url!r}) must be absolute")
+        else:
+            self._base_url = None
+        try:
+            self._headers = httpx.Headers(_DEFAULT_HEADERS)
+            self._headers.update(httpx.Headers(headers))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"AsyncClient(headers=...) is invalid: {exc}") from None
+        self._params = dict(params or {})
+        stack = default_plugins(self.settings) if plugins is None else list(plugins)
+        self._terminal = terminal if terminal is not None else HttpxTerminal(self.settings)
+        self._pipeline = Pipeline(stack, self._terminal, observers=observers)
+        self._context = self._pipeline.new_context(raw_status=raw_status, provider=provider)
+        self._stream_context = self._context.replace(stream=True)
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(base_url={str(self._base_url or '')!r}, pipeline={self._pipeline!r})"
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The frozen chain this client sends through."""
+        return self._pipeline
+
+    def build_request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        cookies: dict[str, str] | None = None,
+        content: Any = None,
+        data: Mapping[str, Any] | None = None,
+        files: Any = None,
+        json: Any = None,
+        timeout: float | httpx.Timeout | None = UNSET,
+        tags: Mapping[str, str] | None = None,
+        raw_status: bool | None = None,
+        stream: bool = False,
+    ) -> Result[httpx.Request, RequestError]:
+        """The ``httpx.Request`` that :meth:`request` would send, or why it cannot be built."""
+        try:
+            full_url = _merge_url(self._base_url, url)
+            if self._params or params:
+                merged = {**self._params, **(params or {})}
+                full_url = full_url.copy_merge_params(merged)
+            if headers:
+                merged_headers = self._headers.copy()
+                merged_headers.update(httpx.Headers(headers))
+            else:
+                merged_headers = self._headers
+            request = httpx.Request(
+                method,
+                full_url,
+                headers=merged_headers,
+                cookies=cookies,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
+            return Failure(InvalidRequestError(f"cannot build {method} {url!r}: {exc}"))
+        ctx = self._stream_context if stream else self._context
+        if raw_status is not None or tags:
+            ctx = ctx.replace(
+                raw_status=ctx.raw_status if raw_status is None else raw_status,
+                tags=MappingProxyType(dict(tags or _EMPTY)),
+            )
+        request.extensions[EXTENSION_KEY] = ctx
+        if timeout is not UNSET:
+            try:
+                request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+            except (TypeError, ValueError) as exc:
+                return Failure(
+                    InvalidRequestError(f"invalid timeout {timeout!r}: {exc}", request=request)
+                )
+        return Success(request)
+
+    async def send(self, request: httpx.Request) -> Outcome:
+        """Send an already built request through the pipeline."""
+        if not isinstance(request.extensions.get(EXTENSION_KEY), RequestContext):
+            request.extensions[EXTENSION_KEY] = self._context
+        return await self._pipeline.send(request)
+
+    async def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send one request; arguments as :meth:`build_request` (httpx's names)."""
+        built = self.build_request(method, url, **kwargs)
+        if type(built) is Failure:
+            return built
+        return await self._pipeline.send(built.unwrap())
+
+    async def get(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send a GET request."""
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send a HEAD request."""
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send an OPTIONS request."""
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def post(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send a POST request."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send a PUT request."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send a PATCH request."""
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """Send a DELETE request."""
+        return await self.request("DELETE", url, **kwargs)
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, url: httpx.URL | str, **kwargs: Any
+    ) -> AsyncIterator[Outcome]:
+        """Send a request whose response body is read by the caller, then closed on exit.
+
+        Retries happen only before the response's headers arrive; once the body streams,
+        a break is the caller's to see (as an httpx error while iterating).
+
+        Example:
+            >>> async with client.stream("GET", "/events") as outcome:  # doctest: +SKIP
+            ...     if isinstance(outcome, Success):
+            ...         async for line in outcome.unwrap().aiter_lines(): ...
+        """
+        built = self.build_request(method, url, stream=True, **kwargs)
+        outcome: Outcome = (
+            built if type(built) is Failure else await self._pipeline.send(built.unwrap())
+        )
+        try:
+            yield outcome
+        finally:
+            if type(outcome) is Success:
+                await outcome.unwrap().aclose()
+
+    @overload
+    async def get_json(
+        self, url: httpx.URL | str, model: None = None, **kwargs: Any
+    ) -> Result[Any, RequestError]: ...
+    @overload
+    async def get_json(
+        self, url: httpx.URL | str, model: type[T], **kwargs: Any
+    ) -> Result[T, RequestError]: ...
+    async def get_json(
+        self, url: httpx.URL | str, model: Any = None, **kwargs: Any
+    ) -> Result[Any, RequestError]:
+        """GET ``url`` and decode the body as JSON, or as ``model`` (a pydantic model or type).
+
+        Returns ``Failure(DecodeError)`` when the body is not JSON or does not fit ``model``.
+        """
+        outcome = await self.request("GET", url, **kwargs)
+        return outcome.bind(lambda response: decode_json(response, model))
+
+    def metrics(self) -> MetricsSnapshot:
+        """Per-upstream counters and latency from the stack's ``Metrics`` stage (empty if none)."""
+        stage = self._pipeline.find(Metrics)
+        return stage.snapshot() if stage is not None else MappingProxyType({})
+
+    async def aclose(self) -> None:
+        """Close the terminal and its connections."""
+        await self._pipeline.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

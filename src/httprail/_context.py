@@ -1,0 +1,71 @@
+"""Per-request state: a frozen :class:`RequestContext` carried in ``request.extensions``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+
+from ._events import Observer
+
+__all__ = ["EXTENSION_KEY", "RequestContext", "get_context", "set_context", "upstream_of"]
+
+EXTENSION_KEY = "httprail"
+
+_EMPTY_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What the stages know about one logical request.
+
+    Attributes:
+        attempt: 1 for the first try, 2 for the first retry, and so on.
+        deadline: ``time.monotonic()`` value after which the whole call has failed, or ``None``.
+        upstream: key for shared per-upstream state (breaker, metrics); the URL's origin if unset.
+        provider: name of the provider or service this request belongs to, if any.
+        stream: the caller will stream the body; the terminal must not read it.
+        raw_status: the caller wants every status as ``Success``; no ``StatusError``.
+        tags: free-form labels for logs and metrics.
+        observers: receivers of instrumentation events for this request.
+    """
+
+    attempt: int = 1
+    deadline: float | None = None
+    upstream: str | None = None
+    provider: str | None = None
+    stream: bool = False
+    raw_status: bool = False
+    tags: Mapping[str, str] = field(default=_EMPTY_TAGS)
+    observers: tuple[Observer, ...] = ()
+
+    def replace(self, **changes: Any) -> RequestContext:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+DEFAULT_CONTEXT = RequestContext()
+
+
+def get_context(request: httpx.Request) -> RequestContext:
+    """The request's context (a default one if none was attached)."""
+    ctx = request.extensions.get(EXTENSION_KEY)
+    return ctx if isinstance(ctx, RequestContext) else DEFAULT_CONTEXT
+
+
+def set_context(request: httpx.Request, ctx: RequestContext) -> None:
+    """Attach ``ctx`` to ``request`` (replacing any previous context)."""
+    request.extensions[EXTENSION_KEY] = ctx
+
+
+def upstream_of(request: httpx.Request) -> str:
+    """The key shared per-upstream state is stored under: the context's, else the URL origin."""
+    ctx = request.extensions.get(EXTENSION_KEY)
+    if isinstance(ctx, RequestContext) and ctx.upstream is not None:
+        return ctx.upstream
+    url = request.url
+    port = url.port
+    return f"{url.scheme}://{url.host}:{port}" if port is not None else f"{url.scheme}://{url.host}"

@@ -1,0 +1,214 @@
+"""The error tree: every failure httprail returns (or raises, for configuration) is one of these.
+
+```
+HttprailError                      root of everything httprail returns or raises
+├── RequestError                   the outcome of one request; has .request
+│   ├── TransportError             no usable response
+│   │   ├── ConnectError           the connection could not be made: the request was never sent
+│   │   ├── ReadError              the connection broke while reading the response
+│   │   ├── WriteError             the connection broke while sending the request
+│   │   └── ProtocolError          the peer spoke something that is not valid HTTP
+│   ├── RequestTimeoutError        .phase: connect | read | write | pool | attempt | total
+│   ├── StatusError                .response, .status_code
+│   │   ├── ClientStatusError      4xx
+│   │   └── ServerStatusError      5xx
+│   ├── CircuitBreakerOpenError    .upstream, .retry_after
+│   ├── MaxRetriesExceededError    .attempts: every attempt's error; __cause__ = the last
+│   ├── DecodeError                the body is not the JSON / model that was asked for
+│   ├── AuthError                  credentials could not be obtained (token provider failed)
+│   └── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
+└── ConfigError                    bad settings, option or argument; raised, never returned
+```
+
+Errors are values: the pipeline returns them inside ``Failure``. Each is still an ``Exception``,
+so a caller who prefers raising can ``raise error`` (``__cause__`` is the underlying exception).
+Their ``repr`` and ``str`` never contain credentials: URLs are redacted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import httpx
+
+from ._redact import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "AuthError",
+    "CircuitBreakerOpenError",
+    "ClientStatusError",
+    "ConfigError",
+    "ConnectError",
+    "DecodeError",
+    "HttprailError",
+    "InvalidRequestError",
+    "MaxRetriesExceededError",
+    "ProtocolError",
+    "ReadError",
+    "RequestError",
+    "RequestTimeoutError",
+    "ServerStatusError",
+    "StatusError",
+    "TimeoutPhase",
+    "TransportError",
+    "WriteError",
+]
+
+TimeoutPhase = Literal["connect", "read", "write", "pool", "attempt", "total"]
+
+
+class HttprailError(Exception):
+    """Root of every error httprail returns or raises."""
+
+
+class ConfigError(HttprailError):
+    """A setting, option or argument is invalid; the message names it and the rule it broke."""
+
+
+class RequestError(HttprailError):
+    """The failed outcome of one request.
+
+    Args:
+        message: what went wrong, for humans.
+        request: the request it happened to (``None`` only if it could not even be built).
+    """
+
+    def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request = request
+
+    def _describe_request(self) -> str:
+        if self.request is None:
+            return ""
+        return f" [{self.request.method} {redact_url(self.request.url)}]"
+
+    def __str__(self) -> str:
+        return f"{self.message}{self._describe_request()}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class TransportError(RequestError):
+    """No usable response arrived: the connection failed or the peer broke the protocol."""
+
+
+class ConnectError(TransportError):
+    """The connection could not be established, so the request was never sent."""
+
+
+class ReadError(TransportError):
+    """The connection failed while the response was being read."""
+
+
+class WriteError(TransportError):
+    """The connection failed while the request was being sent."""
+
+
+class ProtocolError(TransportError):
+    """The peer sent something that is not valid HTTP (garbage, truncated message, bad frame)."""
+
+
+class RequestTimeoutError(RequestError):
+    """A deadline passed.
+
+    ``phase`` says which: ``connect``, ``read``, ``write`` or ``pool`` (the backend's own
+    timeouts), ``attempt`` (one try, set by ``Timeout(phase="attempt")``) or ``total``
+    (the whole call across retries).
+    """
+
+    def __init__(
+        self, message: str, *, phase: TimeoutPhase, request: httpx.Request | None = None
+    ) -> None:
+        super().__init__(message, request=request)
+        self.phase: TimeoutPhase = phase
+
+
+class StatusError(RequestError):
+    """The server answered with an error status (>= 400).
+
+    The response's body has been read (up to a size cap), so ``response.text`` and
+    ``response.json()`` work without I/O.
+    """
+
+    def __init__(self, response: httpx.Response, *, message: str | None = None) -> None:
+        text = message or f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        super().__init__(text, request=response.request)
+        self.response = response
+        self.status_code = response.status_code
+
+    __match_args__ = ("status_code",)
+
+    @staticmethod
+    def from_response(response: httpx.Response) -> StatusError:
+        """The right subclass for the response's status code."""
+        if 400 <= response.status_code < 500:
+            return ClientStatusError(response)
+        if response.status_code >= 500:
+            return ServerStatusError(response)
+        return StatusError(response)
+
+
+class ClientStatusError(StatusError):
+    """A 4xx answer: the request was refused as sent."""
+
+
+class ServerStatusError(StatusError):
+    """A 5xx answer: the server failed."""
+
+
+class CircuitBreakerOpenError(RequestError):
+    """The breaker for ``upstream`` is open (or its single half-open probe is taken).
+
+    ``retry_after`` is the number of seconds until the breaker admits a probe again.
+    """
+
+    def __init__(
+        self, *, upstream: str, retry_after: float, request: httpx.Request | None = None
+    ) -> None:
+        super().__init__(
+            f"circuit breaker open for {upstream}; retry in {retry_after:.3f}s", request=request
+        )
+        self.upstream = upstream
+        self.retry_after = retry_after
+
+
+class MaxRetriesExceededError(RequestError):
+    """Every allowed attempt failed.
+
+    ``attempts`` holds each attempt's error in order; ``__cause__`` is the last of them.
+    """
+
+    def __init__(
+        self, attempts: Sequence[RequestError], *, request: httpx.Request | None = None
+    ) -> None:
+        if not attempts:
+            raise ValueError("MaxRetriesExceededError needs at least one attempt")
+        last = attempts[-1]
+        super().__init__(
+            f"gave up after {len(attempts)} attempts; last error: {last.message}",
+            request=request or last.request,
+        )
+        self.attempts: tuple[RequestError, ...] = tuple(attempts)
+        self.__cause__ = last
+
+    @property
+    def last(self) -> RequestError:
+        """The error of the final attempt."""
+        return self.attempts[-1]
+
+
+class DecodeError(RequestError):
+    """The body could not be decoded as the JSON or model that was asked for."""
+
+
+class AuthError(RequestError):
+    """Credentials could not be obtained (for example, a token provider failed)."""
+
+
+class InvalidRequestError(RequestError):
+    """The request cannot be sent as given: a malformed URL, an unsupported scheme, a bad header."""

@@ -1,0 +1,65 @@
+"""Instrumentation events: frozen values that stages emit and observers (logging, metrics) read.
+
+A stage emits with :func:`emit`; the observers are the ones the pipeline put in the request's
+context, so no global registry is involved and two pipelines never see each other's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import httpx
+import structlog
+
+if TYPE_CHECKING:
+    from ._errors import RequestError
+
+__all__ = ["BreakerEvent", "CircuitState", "Event", "Observer", "RetryEvent", "emit"]
+
+
+class CircuitState(StrEnum):
+    """The three states of a circuit breaker."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """An attempt failed and another one is scheduled after ``delay`` seconds."""
+
+    request: httpx.Request
+    attempt: int
+    delay: float
+    error: RequestError
+    delay_source: str  # "backoff" | "retry-after" | "retry-after-ms"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerEvent:
+    """A circuit breaker changed state."""
+
+    upstream: str
+    old: CircuitState
+    new: CircuitState
+    reason: str
+    request: httpx.Request | None = None
+
+
+Event = RetryEvent | BreakerEvent
+Observer = Callable[[Event], None]
+
+_log = structlog.get_logger("httprail.events")
+
+
+def emit(observers: tuple[Observer, ...], event: Event) -> None:
+    """Hand ``event`` to every observer; an observer that raises is logged and skipped."""
+    for observer in observers:
+        try:
+            observer(event)
+        except Exception as exc:  # noqa: BLE001 - user code must not break the request
+            _log.error("httprail.observer_failed", observer=repr(observer), error=repr(exc))

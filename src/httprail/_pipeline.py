@@ -1,0 +1,208 @@
+"""The pipeline: an ordered, frozen chain of middleware stages in front of one terminal.
+
+The first plugin listed is the outermost: it sees the request first and the outcome last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+
+import httpx
+from returns.result import Failure, Result, Success
+
+from ._context import EXTENSION_KEY, RequestContext
+from ._errors import ConfigError, RequestError
+from ._events import Event, Observer
+from ._result import Next, Outcome
+
+__all__ = [
+    "EventObserver",
+    "MiddlewarePlugin",
+    "Pipeline",
+    "RequestResponsePlugin",
+    "TerminalPlugin",
+]
+
+P = TypeVar("P")
+
+
+@runtime_checkable
+class MiddlewarePlugin(Protocol):
+    """One stage of the chain: gets the request and the rest of the chain, returns an outcome."""
+
+    name: str
+
+    async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome: ...
+
+
+@runtime_checkable
+class TerminalPlugin(Protocol):
+    """The end of the chain: sends the request and owns the connection pool."""
+
+    name: str
+
+    async def send(self, request: httpx.Request) -> Outcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EventObserver(Protocol):
+    """A stage that also wants the pipeline's instrumentation events (retries, breaker moves)."""
+
+    def on_event(self, event: Event) -> None: ...
+
+
+class RequestResponsePlugin:
+    """Base for stages that only change the request on the way in and the response on the way out.
+
+    Override :meth:`process_request` and/or :meth:`process_response`; a ``Failure`` from either
+    short-circuits the chain. A ``Failure`` coming from further down passes through untouched.
+    """
+
+    name = "request_response"
+
+    async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
+        """Return the (possibly modified) request, or a Failure to stop here."""
+        return Success(request)
+
+    async def process_response(
+        self, response: httpx.Response, request: httpx.Request
+    ) -> Result[httpx.Response, RequestError]:
+        """Return the (possibly modified) response, or a Failure."""
+        return Success(response)
+
+    async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        processed = await self.process_request(request)
+        if type(processed) is Failure:
+            return processed
+        outcome = await call_next(processed.unwrap())
+        if type(outcome) is Failure:
+            return outcome
+        return await self.process_response(outcome.unwrap(), request)
+
+
+def _link(plugin: MiddlewarePlugin, call_next: Next) -> Next:
+    # A plain function returning the plugin's coroutine: no extra coroutine frame per stage.
+    def call(request: httpx.Request) -> Awaitable[Outcome]:
+        return plugin(request, call_next)
+
+    return call
+
+
+class Pipeline:
+    """An immutable chain of middleware stages in front of a terminal.
+
+    Args:
+        plugins: the stages, outermost first.
+        terminal: what finally sends the request.
+        observers: extra receivers of instrumentation events (stages that have an
+            ``on_event`` method are subscribed automatically).
+
+    Example:
+        >>> pipeline = Pipeline([Logging(), Retry()], HttpxTerminal())  # doctest: +SKIP
+        >>> outcome = await pipeline.send(httpx.Request("GET", "https://example.com"))
+    """
+
+    __slots__ = ("_handler", "_observers", "_plugins", "_terminal")
+
+    _plugins: tuple[MiddlewarePlugin, ...]
+    _terminal: TerminalPlugin
+    _observers: tuple[Observer, ...]
+    _handler: Next
+
+    def __init__(
+        self,
+        plugins: Iterable[MiddlewarePlugin],
+        terminal: TerminalPlugin,
+        *,
+        observers: Sequence[Observer] = (),
+    ) -> None:
+        stages = tuple(plugins)
+        for index, plugin in enumerate(stages):
+            if not callable(plugin) or not isinstance(getattr(plugin, "name", None), str):
+                raise ConfigError(
+                    f"plugins[{index}] ({plugin!r}) is not a middleware plugin: it needs a str "
+                    "`name` and `async __call__(request, call_next)`"
+                )
+            if isinstance(plugin, TerminalPlugin) and not isinstance(plugin, MiddlewarePlugin):
+                raise ConfigError(f"plugins[{index}] ({plugin!r}) is a terminal, not a middleware")
+        if not isinstance(terminal, TerminalPlugin):
+            raise ConfigError(
+                f"terminal {terminal!r} is not a terminal plugin: it needs a str `name`, "
+                "`async send(request)` and `async aclose()`"
+            )
+        for observer in observers:
+            if not callable(observer):
+                raise ConfigError(f"observer {observer!r} is not callable")
+        subscribed = tuple(p.on_event for p in stages if isinstance(p, EventObserver))
+        handler: Next = terminal.send
+        for plugin in reversed(stages):
+            handler = _link(plugin, handler)
+        object.__setattr__(self, "_plugins", stages)
+        object.__setattr__(self, "_terminal", terminal)
+        object.__setattr__(self, "_observers", (*subscribed, *observers))
+        object.__setattr__(self, "_handler", handler)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Pipeline is frozen; cannot set {name!r}. Build a new Pipeline.")
+
+    def __repr__(self) -> str:
+        names = " → ".join([*(p.name for p in self._plugins), self._terminal.name])
+        return f"Pipeline({names})"
+
+    @property
+    def plugins(self) -> tuple[MiddlewarePlugin, ...]:
+        """The stages, outermost first."""
+        return self._plugins
+
+    @property
+    def terminal(self) -> TerminalPlugin:
+        """The terminal at the end of the chain."""
+        return self._terminal
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        """Every receiver of this pipeline's instrumentation events."""
+        return self._observers
+
+    def find(self, kind: type[P]) -> P | None:
+        """The first stage (or the terminal) that is an instance of ``kind``, if any."""
+        for stage in (*self._plugins, self._terminal):
+            if isinstance(stage, kind):
+                return stage
+        return None
+
+    def new_context(self, **fields: Any) -> RequestContext:
+        """A request context wired to this pipeline's observers."""
+        return RequestContext(observers=self._observers, **fields)
+
+    def send(self, request: httpx.Request) -> Awaitable[Outcome]:
+        """Run ``request`` through every stage and the terminal."""
+        ctx = request.extensions.get(EXTENSION_KEY)
+        if not isinstance(ctx, RequestContext):
+            request.extensions[EXTENSION_KEY] = RequestContext(observers=self._observers)
+        elif not ctx.observers and self._observers:
+            request.extensions[EXTENSION_KEY] = ctx.replace(observers=self._observers)
+        return self._handler(request)
+
+    def as_handler(self) -> Callable[[httpx.Request], Awaitable[Outcome]]:
+        """The chain as a plain callable (what a stage calls as ``call_next``)."""
+        return self.send
+
+    async def aclose(self) -> None:
+        """Close the terminal (and with it the connection pool)."""
+        await self._terminal.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

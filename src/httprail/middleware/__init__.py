@@ -1,0 +1,33 @@
+"""The built-in middleware stages, one module each.
+
+Recommended order, outermost first::
+
+    Logging → Metrics → Timeout(total) → Retry → CircuitBreaker → Auth → Timeout(attempt) → terminal
+"""
+
+from .._stack import default_plugins
+from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider
+from ._circuit_breaker import CircuitBreaker
+from ._logging import Logging
+from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
+from ._retry import IDEMPOTENT_METHODS, Retry, RetryState
+from ._timeout import Timeout
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "IDEMPOTENT_METHODS",
+    "ApiKeyAuth",
+    "BasicAuth",
+    "BearerAuth",
+    "CircuitBreaker",
+    "Histogram",
+    "Logging",
+    "Metrics",
+    "MetricsSnapshot",
+    "Retry",
+    "RetryState",
+    "Timeout",
+    "TokenProvider",
+    "UpstreamMetrics",
+    "default_plugins",
+]

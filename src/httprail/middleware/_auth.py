@@ -1,0 +1,144 @@
+"""Authentication stages: bearer token (static or provided), API key (header or query), basic."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import httpx
+from returns.result import Failure, Result, Success
+
+from .._errors import AuthError, ConfigError, RequestError
+from .._pipeline import RequestResponsePlugin
+
+__all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider"]
+
+TokenProvider = Callable[[], Awaitable[str]]
+"""An async callable returning a current token (it may cache and refresh on its own)."""
+
+
+def _require_text(owner: str, label: str, value: object) -> str:
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise ConfigError(
+            f"{owner}({label}=...) must be a non-empty string without surrounding whitespace"
+        )
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ConfigError(f"{owner}({label}=...) must not contain CR, LF or NUL")
+    return value
+
+
+class BearerAuth(RequestResponsePlugin):
+    """Send ``Authorization: Bearer <token>``.
+
+    The token is either a fixed string or an async ``token_provider`` called for every attempt
+    (place auth inside ``Retry`` so a refreshed token is used on the next attempt). A provider
+    that raises, or returns something that is not a usable token, gives ``Failure(AuthError)``.
+    A provider must not send requests through the chain it authenticates.
+
+    Args:
+        token: a fixed token.
+        token_provider: an async callable returning the current token.
+    """
+
+    name = "auth"
+
+    def __init__(
+        self, token: str | None = None, *, token_provider: TokenProvider | None = None
+    ) -> None:
+        if (token is None) == (token_provider is None):
+            raise ConfigError("BearerAuth needs exactly one of token=... or token_provider=...")
+        if token is not None:
+            self._header: str | None = f"Bearer {_require_text('BearerAuth', 'token', token)}"
+        else:
+            self._header = None
+            if not callable(token_provider):
+                raise ConfigError("BearerAuth(token_provider=...) must be an async callable")
+        self._provider = token_provider
+
+    def __repr__(self) -> str:
+        return "BearerAuth(token=[REDACTED])" if self._header else "BearerAuth(token_provider=...)"
+
+    async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
+        header = self._header
+        if header is None:
+            fetched = await self._fetch(request)
+            if isinstance(fetched, RequestError):
+                return Failure(fetched)
+            header = f"Bearer {fetched}"
+        request.headers["Authorization"] = header
+        return Success(request)
+
+    async def _fetch(self, request: httpx.Request) -> str | RequestError:
+        assert self._provider is not None
+        try:
+            token = await self._provider()
+        except Exception as exc:  # noqa: BLE001 - user code: its failure becomes a value
+            error = AuthError(f"token provider failed: {type(exc).__name__}", request=request)
+            error.__cause__ = exc
+            return error
+        if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n\x00"):
+            return AuthError("token provider returned an unusable token", request=request)
+        return token.strip()
+
+
+class ApiKeyAuth(RequestResponsePlugin):
+    """Send an API key in a header (default ``X-API-Key``) or a query parameter.
+
+    Args:
+        key: the API key.
+        name: the header or query parameter name.
+        location: ``"header"`` or ``"query"``.
+        prefix: text put before the key in a header (e.g. ``"Token "``).
+    """
+
+    name = "auth"
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        name: str = "X-API-Key",
+        location: Literal["header", "query"] = "header",
+        prefix: str = "",
+    ) -> None:
+        self._key = _require_text("ApiKeyAuth", "key", key)
+        self._param = _require_text("ApiKeyAuth", "name", name)
+        if location not in ("header", "query"):
+            raise ConfigError(
+                f"ApiKeyAuth(location=...) must be 'header' or 'query', got {location!r}"
+            )
+        self._location = location
+        self._value = f"{prefix}{self._key}"
+
+    def __repr__(self) -> str:
+        return f"ApiKeyAuth(name={self._param!r}, location={self._location!r}, key=[REDACTED])"
+
+    async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
+        if self._location == "header":
+            request.headers[self._param] = self._value
+            return Success(request)
+        request.url = request.url.copy_set_param(self._param, self._value)
+        return Success(request)
+
+
+class BasicAuth(RequestResponsePlugin):
+    """Send HTTP Basic credentials."""
+
+    name = "auth"
+
+    def __init__(self, username: str, password: str) -> None:
+        if not isinstance(username, str) or ":" in username:
+            raise ConfigError("BasicAuth(username=...) must be a string without ':'")
+        if not isinstance(password, str):
+            raise ConfigError("BasicAuth(password=...) must be a string")
+        raw = f"{username}:{password}".encode()
+        self._header = f"Basic {base64.b64encode(raw).decode('ascii')}"
+        self._username = username
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(username={self._username!r}, password=[REDACTED])"
+
+    async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
+        request.headers["Authorization"] = self._header
+        return Success(request)

@@ -1,0 +1,179 @@
+"""``Metrics``: in-process counters and a latency histogram per upstream, read as a snapshot."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import httpx
+from returns.result import Failure
+
+from .._context import upstream_of
+from .._errors import ConfigError, StatusError
+from .._events import BreakerEvent, Event, RetryEvent
+from .._result import Next, Outcome
+
+__all__ = ["DEFAULT_BUCKETS", "Histogram", "Metrics", "MetricsSnapshot", "UpstreamMetrics"]
+
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Latency counts: ``counts[i]`` requests took <= ``bounds[i]`` seconds (last: the rest)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float
+    count: int
+
+    def quantile(self, q: float) -> float:
+        """An upper-bound estimate of the ``q`` quantile (0..1) in seconds; ``nan`` if empty."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be within 0..1, got {q}")
+        if self.count == 0:
+            return math.nan
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for bound, n in zip((*self.bounds, math.inf), self.counts, strict=True):
+            seen += n
+            if seen >= rank:
+                return bound
+        return math.inf
+
+    @property
+    def mean(self) -> float:
+        """Mean latency in seconds (``nan`` if empty)."""
+        return self.total / self.count if self.count else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamMetrics:
+    """What one upstream saw: logical requests, outcomes, retries, breaker moves, latency."""
+
+    requests: int
+    successes: int
+    failures: Mapping[str, int]
+    statuses: Mapping[int, int]
+    retries: int
+    breaker_transitions: Mapping[str, int]
+    latency: Histogram
+
+
+MetricsSnapshot = Mapping[str, UpstreamMetrics]
+
+
+class _Series:
+    __slots__ = (
+        "breaker",
+        "counts",
+        "failures",
+        "requests",
+        "retries",
+        "statuses",
+        "successes",
+        "total",
+    )
+
+    def __init__(self, size: int) -> None:
+        self.requests = 0
+        self.successes = 0
+        self.retries = 0
+        self.total = 0.0
+        self.counts = [0] * size
+        self.failures: dict[str, int] = {}
+        self.statuses: dict[int, int] = {}
+        self.breaker: dict[str, int] = {}
+
+
+class Metrics:
+    """Count requests, outcomes and latency per upstream (the URL origin, never credentials).
+
+    Place it outside ``Retry`` to measure logical calls; retries and breaker transitions are
+    counted from the pipeline's events. Read with :meth:`snapshot`.
+
+    Args:
+        buckets: histogram bounds in seconds, increasing.
+        clock: timer for durations.
+    """
+
+    name = "metrics"
+
+    def __init__(
+        self,
+        *,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        bounds = tuple(float(b) for b in buckets)
+        if not bounds or any(b <= 0 or not math.isfinite(b) for b in bounds):
+            raise ConfigError("Metrics(buckets=...) must be finite numbers > 0")
+        if any(a >= b for a, b in itertools.pairwise(bounds)):
+            raise ConfigError("Metrics(buckets=...) must be strictly increasing")
+        self._bounds = bounds
+        self._clock = clock
+        self._series: dict[str, _Series] = {}
+
+    def _get(self, upstream: str) -> _Series:
+        series = self._series.get(upstream)
+        if series is None:
+            series = self._series[upstream] = _Series(len(self._bounds) + 1)
+        return series
+
+    async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        start = self._clock()
+        outcome = await call_next(request)
+        elapsed = self._clock() - start
+        series = self._get(upstream_of(request))
+        series.requests += 1
+        series.total += elapsed
+        series.counts[bisect.bisect_left(self._bounds, elapsed)] += 1
+        if type(outcome) is Failure:
+            error = outcome.failure()
+            kind = type(error).__name__
+            series.failures[kind] = series.failures.get(kind, 0) + 1
+            if isinstance(error, StatusError):
+                status = error.status_code
+                series.statuses[status] = series.statuses.get(status, 0) + 1
+        else:
+            series.successes += 1
+            status = outcome.unwrap().status_code
+            series.statuses[status] = series.statuses.get(status, 0) + 1
+        return outcome
+
+    def on_event(self, event: Event) -> None:
+        """Count retries and breaker transitions."""
+        if isinstance(event, RetryEvent):
+            self._get(upstream_of(event.request)).retries += 1
+        elif isinstance(event, BreakerEvent):
+            breaker = self._get(event.upstream).breaker
+            key = f"{event.old.value}->{event.new.value}"
+            breaker[key] = breaker.get(key, 0) + 1
+
+    def snapshot(self) -> MetricsSnapshot:
+        """An immutable copy of every upstream's figures."""
+        return MappingProxyType(
+            {
+                upstream: UpstreamMetrics(
+                    requests=s.requests,
+                    successes=s.successes,
+                    failures=MappingProxyType(dict(s.failures)),
+                    statuses=MappingProxyType(dict(s.statuses)),
+                    retries=s.retries,
+                    breaker_transitions=MappingProxyType(dict(s.breaker)),
+                    latency=Histogram(self._bounds, tuple(s.counts), s.total, s.requests),
+                )
+                for upstream, s in self._series.items()
+            }
+        )
+
+    def reset(self) -> None:
+        """Forget everything counted so far."""
+        self._series.clear()

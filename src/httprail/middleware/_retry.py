@@ -1,0 +1,243 @@
+"""``Retry``: try again, safely, when the failure is worth it.
+
+The first attempt runs with no retry machinery at all; only a failure enters the loop. The
+loop's state for one request is a frozen :class:`RetryState` replaced per attempt, with the
+``history`` of every attempt's error. Backoff delays come from a tenacity wait strategy
+(full jitter by default), so any ``tenacity.wait_*`` can be passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+import tenacity
+from returns.result import Failure, Success
+
+from .._context import EXTENSION_KEY, get_context
+from .._errors import (
+    ConfigError,
+    ConnectError,
+    MaxRetriesExceededError,
+    RequestError,
+    RequestTimeoutError,
+    StatusError,
+    TransportError,
+)
+from .._events import RetryEvent, emit
+from .._result import Next, Outcome
+from .._settings import DEFAULT_RETRY_STATUSES, HttpSettings
+from ._retry_after import parse_server_delay
+
+__all__ = ["IDEMPOTENT_METHODS", "Retry", "RetryState"]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_NEVER_SENT_PHASES = frozenset({"connect", "pool"})
+_RETRYABLE_TIMEOUT_PHASES = frozenset({"connect", "pool", "read", "write", "attempt"})
+
+_log = structlog.get_logger("httprail.retry")
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """Where one request's retrying stands: the attempt just made and every error so far."""
+
+    attempt: int
+    history: tuple[RequestError, ...]
+
+    def record(self, error: RequestError) -> RetryState:
+        """The state after ``error`` (the next attempt's number, the longer history)."""
+        return RetryState(self.attempt + 1, (*self.history, error))
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    delay: float | None  # None: stop and return the outcome as it is
+    source: str = "backoff"
+    exhausted: bool = False
+
+
+_STOP = _Decision(None)
+_EXHAUSTED = _Decision(None, exhausted=True)
+
+
+class Retry:
+    """Retry transient failures with jittered exponential backoff, honouring the server.
+
+    What is retried: statuses in ``retry_statuses`` (408, 429, 500, 502, 503, 504 by default),
+    connect/read/write/protocol errors and connect/read/write/pool/attempt timeouts. Never
+    other 4xx, an open breaker, a total timeout or a decoding error.
+
+    Only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) are retried, unless the
+    request carries an ``Idempotency-Key`` header or the error proves the request never left
+    (a connect error or connect/pool timeout). A body that cannot be replayed (an async
+    generator) is never retried.
+
+    The server is honoured: ``retry-after-ms``, then ``Retry-After`` (seconds or HTTP-date)
+    replace the backoff; ``x-should-retry: false`` stops, ``true`` retries any status. A
+    requested wait above ``retry_after_max`` or past the call's deadline ends retrying at once
+    with that response's ``StatusError``. Running out of attempts gives
+    ``MaxRetriesExceededError`` holding every attempt's error.
+
+    Args:
+        max_retries: retries after the first attempt (3 → at most 4 attempts).
+        backoff_base: the first backoff window, seconds; it doubles per retry.
+        backoff_max: the largest backoff window, seconds.
+        retry_after_max: the longest server-requested wait that is obeyed, seconds.
+        retry_statuses: which statuses are retried.
+        methods: which methods are retried without an Idempotency-Key.
+        wait: a tenacity wait strategy replacing the default full-jitter backoff.
+        sleep: the sleep function (inject a fake for tests).
+        clock: monotonic clock, compared with the context's deadline.
+        wall_clock: Unix time, for HTTP-date ``Retry-After`` values.
+    """
+
+    name = "retry"
+
+    def __init__(
+        self,
+        *,
+        max_retries: int = 3,
+        backoff_base: float = 1.0,
+        backoff_max: float = 20.0,
+        retry_after_max: float = 60.0,
+        retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
+        methods: Collection[str] = IDEMPOTENT_METHODS,
+        wait: tenacity.wait.wait_base | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"Retry(max_retries=...) must be an int >= 0, got {max_retries!r}")
+        for label, value in (
+            ("backoff_base", backoff_base),
+            ("backoff_max", backoff_max),
+            ("retry_after_max", retry_after_max),
+        ):
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"Retry({label}=...) must be a finite number > 0, got {value!r}")
+        if backoff_base > backoff_max:
+            raise ConfigError(
+                f"Retry(backoff_base={backoff_base}) must be <= backoff_max={backoff_max}"
+            )
+        bad = [s for s in retry_statuses if not isinstance(s, int) or not 100 <= s <= 599]
+        if bad:
+            raise ConfigError(f"Retry(retry_statuses=...) must be HTTP status codes, got {bad}")
+        self.max_retries = max_retries
+        self.retry_after_max = float(retry_after_max)
+        self.retry_statuses = frozenset(retry_statuses)
+        self.methods = frozenset(m.upper() for m in methods)
+        self.wait = wait or tenacity.wait_random_exponential(
+            multiplier=backoff_base, max=backoff_max
+        )
+        # Backoff strategies receive a tenacity call state bound to this policy object.
+        self._policy = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(max_retries + 1), wait=self.wait, sleep=sleep
+        )
+        self._sleep = sleep
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    @classmethod
+    def from_settings(cls, settings: HttpSettings, **overrides: Any) -> Retry:
+        """A retry stage configured from ``settings`` (keyword arguments win)."""
+        options: dict[str, Any] = {
+            "max_retries": settings.max_retries,
+            "backoff_base": settings.backoff_base,
+            "backoff_max": settings.backoff_max,
+            "retry_after_max": settings.retry_after_max,
+            "retry_statuses": settings.retry_statuses,
+        }
+        options.update(overrides)
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        return f"Retry(max_retries={self.max_retries})"
+
+    async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        outcome = await call_next(request)
+        if type(outcome) is Success or self.max_retries == 0:
+            return outcome
+        return await self._retry(request, call_next, outcome)
+
+    async def _retry(self, request: httpx.Request, call_next: Next, outcome: Outcome) -> Outcome:
+        base_ctx = get_context(request)
+        state = RetryState(base_ctx.attempt, ())
+        while type(outcome) is Failure:
+            error = outcome.failure()
+            decision = self._decide(request, error, state.attempt, base_ctx.deadline)
+            state = state.record(error)
+            if decision.delay is None:
+                if decision.exhausted:
+                    return Failure(MaxRetriesExceededError(state.history, request=request))
+                return outcome
+            emit(
+                base_ctx.observers,
+                RetryEvent(request, state.attempt - 1, decision.delay, error, decision.source),
+            )
+            await self._sleep(decision.delay)
+            request.extensions[EXTENSION_KEY] = base_ctx.replace(attempt=state.attempt)
+            outcome = await call_next(request)
+        return outcome
+
+    def _decide(
+        self, request: httpx.Request, error: RequestError, attempt: int, deadline: float | None
+    ) -> _Decision:
+        """Whether and when to try again after ``error`` ended attempt number ``attempt``."""
+        forced = False
+        if isinstance(error, StatusError):
+            hint = error.response.headers.get("x-should-retry", "").strip().lower()
+            if hint == "false":
+                return _STOP
+            forced = hint == "true"
+            if not forced and error.status_code not in self.retry_statuses:
+                return _STOP
+            never_sent = False
+        elif isinstance(error, RequestTimeoutError):
+            if error.phase not in _RETRYABLE_TIMEOUT_PHASES:
+                return _STOP
+            never_sent = error.phase in _NEVER_SENT_PHASES
+        elif isinstance(error, TransportError):
+            never_sent = isinstance(error, ConnectError)
+        else:
+            return _STOP
+        if not never_sent and not self._safe_to_repeat(request):
+            return _STOP
+        if not isinstance(request.stream, httpx.ByteStream):
+            return _STOP  # a streamed upload cannot be sent twice
+        if attempt > self.max_retries:
+            return _EXHAUSTED
+        delay, source = self._backoff(attempt), "backoff"
+        if isinstance(error, StatusError):
+            asked = parse_server_delay(error.response.headers, self._wall_clock())
+            if asked.malformed is not None:
+                _log.warning(
+                    "httprail.retry_after_malformed",
+                    value=asked.malformed,
+                    status=error.status_code,
+                    using="backoff",
+                )
+            if asked.seconds is not None:
+                if asked.seconds > self.retry_after_max:
+                    return _STOP
+                delay, source = asked.seconds, asked.source
+        if deadline is not None and self._clock() + delay >= deadline:
+            return _STOP
+        return _Decision(delay, source)
+
+    def _safe_to_repeat(self, request: httpx.Request) -> bool:
+        return request.method in self.methods or "idempotency-key" in request.headers
+
+    def _backoff(self, attempt: int) -> float:
+        call_state = tenacity.RetryCallState(self._policy, None, (), {})
+        call_state.attempt_number = attempt
+        return max(0.0, float(self.wait(call_state)))
