@@ -17,7 +17,7 @@ from ._events import Observer
 from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
 from ._result import Outcome
 from ._settings import HttpSettings
-from ._stack import default_plugins
+from .middleware._defaults import default_plugins
 from ._version import __version__
 from .middleware._metrics import Metrics, MetricsSnapshot
 from .terminals._httpx import HttpxTerminal

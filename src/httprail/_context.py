@@ -39,7 +39,7 @@ class RequestContext:
     provider: str | None = None
     stream: bool = False
     raw_status: bool = False
-    tags: Mapping[str, str] = field(default=_EMPTY_TAGS)
+    tags: Mapping[str, str] = field(default_factory=lambda: _EMPTY_TAGS)
     observers: tuple[Observer, ...] = ()
 
     def replace(self, **changes: Any) -> RequestContext:

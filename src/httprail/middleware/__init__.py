@@ -5,7 +5,7 @@ Recommended order, outermost first::
     Logging → Metrics → Timeout(total) → Retry → CircuitBreaker → Auth → Timeout(attempt) → terminal
 """
 
-from .._stack import default_plugins
+from ._defaults import default_plugins
 from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider
 from ._circuit_breaker import CircuitBreaker
 from ._logging import Logging

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import httpx
 from returns.result import Failure, Success
 
 from .._context import EXTENSION_KEY, RequestContext
-from .._errors import InvalidRequestError, StatusError
+from .._errors import InvalidRequestError, RequestTimeoutError, StatusError
 from .._result import Outcome
 from .._settings import HttpSettings
 from ._mapping import map_exception
@@ -54,11 +57,34 @@ async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
     )
 
 
+class _GatedStream(httpx.AsyncByteStream):
+    """A streamed body that gives its admission slot back when it is closed."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, gate: asyncio.Semaphore) -> None:
+        self._inner = inner
+        self._gate: asyncio.Semaphore | None = gate
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            gate, self._gate = self._gate, None
+            if gate is not None:
+                gate.release()
+
+
 class HttpxTerminal:
     """Send requests over one lazily created, pooled ``httpx.AsyncClient``.
 
     HTTP/2 is on by default (negotiated by ALPN over TLS, HTTP/1.1 otherwise); pool limits and
-    timeouts come from :class:`HttpSettings`. Non-streaming bodies are read here, so a body that
+    timeouts come from :class:`HttpSettings`. At most ``max_connections`` requests are handed to
+    httpx at once; the rest wait in a FIFO queue here (bounded by the pool timeout), because
+    httpcore's own pool slows down quadratically with the number of waiting requests (1,000
+    queued requests stall the event loop for seconds). Non-streaming bodies are read here, so a body that
     breaks or times out is a ``Failure`` like any other. Responses with status >= 400 become
     ``Failure(StatusError)`` with the body read up to ``max_error_body`` bytes, unless the
     request's context asks for raw statuses.
@@ -93,6 +119,8 @@ class HttpxTerminal:
         self._follow_redirects = follow_redirects
         self._timeout = self.settings.httpx_timeout()
         self._timeout_ext = self._timeout.as_dict()
+        self._pool_timeout = self.settings.timeout_pool
+        self._gate = asyncio.Semaphore(self.settings.max_connections)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -129,26 +157,42 @@ class HttpxTerminal:
         stream = raw_status = False
         if isinstance(ctx, RequestContext):
             stream, raw_status = ctx.stream, ctx.raw_status
+        gate = self._gate
+        if gate.locked():
+            try:
+                async with asyncio.timeout(self._pool_timeout):
+                    await gate.acquire()
+            except TimeoutError:
+                return Failure(
+                    RequestTimeoutError(
+                        "no connection slot free within the pool timeout",
+                        phase="pool",
+                        request=request,
+                    )
+                )
+        else:
+            await gate.acquire()
+        handed_over = False
         try:
             response = await self._get_client().send(request, stream=True)
+            if response.status_code >= 400 and not raw_status:
+                return Failure(
+                    StatusError.from_response(await read_capped(response, self._max_error_body))
+                )
+            if stream:
+                response.stream = _GatedStream(response.stream, gate)
+                handed_over = True
+                return Success(response)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            return Success(response)
         except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
             return Failure(map_exception(exc, request))
-        if response.status_code >= 400 and not raw_status:
-            return Failure(
-                StatusError.from_response(await read_capped(response, self._max_error_body))
-            )
-        if stream:
-            return Success(response)
-        done = False
-        try:
-            await response.aread()
-            done = True
-        except Exception as exc:  # noqa: BLE001 - body errors are outcomes too
-            return Failure(map_exception(exc, request))
         finally:
-            if not done:
-                await response.aclose()
-        return Success(response)
+            if not handed_over:
+                gate.release()
 
     async def aclose(self) -> None:
         """Close the connection pool (if this terminal created it)."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ._pipeline import MiddlewarePlugin
-from ._settings import HttpSettings
-from .middleware._circuit_breaker import CircuitBreaker
-from .middleware._logging import Logging
-from .middleware._metrics import Metrics
-from .middleware._retry import Retry
-from .middleware._timeout import Timeout
+from .._pipeline import MiddlewarePlugin
+from .._settings import HttpSettings
+from ._circuit_breaker import CircuitBreaker
+from ._logging import Logging
+from ._metrics import Metrics
+from ._retry import Retry
+from ._timeout import Timeout
 
 __all__ = ["default_plugins"]
 

@@ -1,0 +1,145 @@
+"""In-memory cost per request: httpx's own AsyncClient.get vs httprail's client and stages.
+
+No network: every client sends to an in-memory transport returning a 104-byte JSON body, so
+what is measured is the client-side work per request. Each figure is the median of several
+repetitions of a timed loop, all measured in the same run.
+
+Run:  python benchmarks/overhead.py [--requests 20000] [--repeats 7] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from returns.result import Success
+
+from httprail import AsyncClient, HttpSettings, Next, Outcome, Pipeline
+from httprail.terminals import HttpxTerminal
+
+BODY = b'{"id": 1, "name": "httprail", "tags": ["fast", "typed"], "ok": true, "value": 3.14159, "n": 42}  '
+assert len(BODY) == 104
+URL = "http://bench.local/item"
+
+
+def handler(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=BODY, headers={"content-type": "application/json"})
+
+
+class NoOp:
+    name = "noop"
+
+    async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        return await call_next(request)
+
+
+class InstantTerminal:
+    """Returns one prepared response: isolates the cost of the stages themselves."""
+
+    name = "instant"
+
+    def __init__(self) -> None:
+        self._outcome: Outcome = Success(httpx.Response(200, content=BODY))
+
+    async def send(self, request: httpx.Request) -> Outcome:
+        return self._outcome
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def per_call_us(call: Callable[[], Awaitable[object]], n: int, repeats: int) -> list[float]:
+    for _ in range(min(n, 2000)):  # warm-up
+        await call()
+    samples = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(n):
+            await call()
+        samples.append((time.perf_counter() - start) / n * 1e6)
+    return samples
+
+
+def summary(samples: list[float]) -> str:
+    return f"{statistics.median(samples):8.2f} µs  (min {min(samples):.2f}, max {max(samples):.2f})"
+
+
+async def main(n: int, repeats: int) -> dict[str, float]:
+    settings = HttpSettings(http2=False)
+    raw = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    bare = AsyncClient(plugins=[], terminal=HttpxTerminal(settings, transport=httpx.MockTransport(handler)), settings=settings)
+    default = AsyncClient(terminal=HttpxTerminal(settings, transport=httpx.MockTransport(handler)), settings=settings)
+    stages = 20
+    empty_chain = Pipeline([], InstantTerminal())
+    noop_chain = Pipeline([NoOp() for _ in range(stages)], InstantTerminal())
+    request = httpx.Request("GET", URL)
+
+    results: dict[str, list[float]] = {}
+    results["httpx AsyncClient.get"] = await per_call_us(lambda: raw.get(URL), n, repeats)
+    results["httprail client, bare chain"] = await per_call_us(lambda: bare.get(URL), n, repeats)
+    results["httprail client, default stack"] = await per_call_us(lambda: default.get(URL), n, repeats)
+    results["pipeline, 0 stages"] = await per_call_us(lambda: empty_chain.send(request), n * 5, repeats)
+    results[f"pipeline, {stages} no-op stages"] = await per_call_us(lambda: noop_chain.send(request), n * 5, repeats)
+    await raw.aclose()
+    await bare.aclose()
+    await default.aclose()
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    for name, samples in results.items():
+        print(f"{name:34s} {summary(samples)}")
+    per_stage = (med[f"pipeline, {stages} no-op stages"] - med["pipeline, 0 stages"]) / stages
+    httpx_cost = med["httpx AsyncClient.get"]
+    stack_added = med["httprail client, default stack"] - med["httprail client, bare chain"]
+    derived = {
+        "per no-op stage (µs)": per_stage,
+        "default stack vs httpx get (ratio)": med["httprail client, default stack"] / httpx_cost,
+        "bare chain vs httpx get (ratio)": med["httprail client, bare chain"] / httpx_cost,
+        "default stack's stages, added to httpx's cost (%)": stack_added / httpx_cost * 100,
+    }
+    print()
+    for name, value in derived.items():
+        print(f"{name:52s} {value:8.3f}")
+    return {**med, **derived}
+
+
+def write(figures: dict[str, float], n: int, repeats: int) -> None:
+    out = Path(__file__).parent / "results" / "overhead.md"
+    lines = [
+        "# Overhead (in-memory, per request)",
+        "",
+        f"Command: `python benchmarks/overhead.py --requests {n} --repeats {repeats} --write`  ",
+        f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"httpx {httpx.__version__}, {platform.machine()}, {platform.system()}  ",
+        "Medians of the repetitions; all rows measured in the same run.",
+        "",
+        "| measure | value |",
+        "| --- | ---: |",
+    ]
+    for name, value in figures.items():
+        unit = "" if "(" in name else " µs"
+        lines.append(f"| {name} | {value:.3f}{unit} |")
+    lines.append("")
+    out.write_text("\n".join(lines))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--write", action="store_true", help="write benchmarks/results/overhead.md")
+    args = parser.parse_args()
+    figures = asyncio.run(main(args.requests, args.repeats))
+    if args.write:
+        write(figures, args.requests, args.repeats)
+    sys.exit(0)

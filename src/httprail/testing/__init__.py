@@ -1,0 +1,24 @@
+"""Test helpers: a real fault server, an in-memory terminal and a clock that never waits.
+
+- :class:`ChaosServer` — HTTP/1.1 on 127.0.0.1 with replies scripted per path (statuses,
+  ``Retry-After``, delays, resets, truncated bodies, hangs, garbage, SSE streams); it records
+  every request it saw.
+- :class:`MockTerminal` — answers from a function, for unit tests without a network.
+- :class:`FakeClock` — inject as ``clock=`` and ``sleep=`` so backoff never sleeps for real.
+
+The pytest plugin (installed with httprail) exposes ``chaos_server`` and ``fake_clock`` fixtures.
+"""
+
+from ._chaos import ChaosServer, Fault, RecordedRequest, Reply, ReplyFunction
+from ._mock import FakeClock, Handler, MockTerminal
+
+__all__ = [
+    "ChaosServer",
+    "FakeClock",
+    "Fault",
+    "Handler",
+    "MockTerminal",
+    "RecordedRequest",
+    "Reply",
+    "ReplyFunction",
+]

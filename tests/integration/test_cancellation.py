@@ -1,0 +1,85 @@
+"""Cancellation propagates and leaks nothing: no task, no connection, no breaker probe slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from httprail import CircuitBreakerOpenError, Success
+from httprail.middleware import CircuitBreaker, Retry
+from httprail.terminals import HttpxTerminal
+from httprail.testing import ChaosServer, Fault, Reply
+
+from .conftest import ClientFactory
+
+
+async def wait_for_count(server: ChaosServer, path: str, count: int, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while server.count(path) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
+def open_connections(terminal: object) -> int:
+    assert isinstance(terminal, HttpxTerminal)
+    pool = terminal.client._transport._pool  # type: ignore[attr-defined]
+    return len(pool.connections)
+
+
+async def test_cancelling_1000_in_flight_requests_leaks_nothing(
+    chaos_server: ChaosServer, make_client: ClientFactory
+) -> None:
+    chaos_server.script("/hang", Reply.fail(Fault.HANG))
+    client = make_client()  # default stack, pool of 100 connections
+    tasks = [asyncio.create_task(client.get("/hang")) for _ in range(1000)]
+    await wait_for_count(chaos_server, "/hang", 100)
+    assert chaos_server.count("/hang") == 100  # the pool is full; 900 wait for a connection
+    assert open_connections(client.pipeline.terminal) == 100
+
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert open_connections(client.pipeline.terminal) == 0
+    assert chaos_server.count("/hang") == 100  # nothing was retried after the cancel
+
+    chaos_server.script("/hang", Reply.json({"ok": 1}))  # and the client still works
+    assert isinstance(await client.get("/hang"), Success)
+
+
+async def test_cancelled_half_open_probe_releases_the_slot(
+    chaos_server: ChaosServer, make_client: ClientFactory
+) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, cooldown=0.1)
+    client = make_client(plugins=[Retry(max_retries=0), breaker])
+    chaos_server.script("/svc", Reply.status(503))
+    for _ in range(2):
+        await client.get("/svc")
+    await asyncio.sleep(0.15)
+
+    chaos_server.script("/svc", Reply.fail(Fault.HANG))
+    probe = asyncio.create_task(client.get("/svc"))
+    await wait_for_count(chaos_server, "/svc", 3)
+    blocked = await client.get("/svc")  # the slot is taken by the hung probe
+    assert isinstance(blocked.failure(), CircuitBreakerOpenError)
+    probe.cancel()
+    results = await asyncio.gather(probe, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+
+    chaos_server.script("/svc", Reply.json({"ok": 1}))
+    assert isinstance(await client.get("/svc"), Success)  # a new probe was admitted
+    assert chaos_server.count("/svc") == 4
+
+
+async def test_cancelling_a_plain_httpx_request_for_comparison(chaos_server: ChaosServer) -> None:
+    """The same cancellation through raw httpx also leaves no connection (sanity baseline)."""
+    chaos_server.script("/hang", Reply.fail(Fault.HANG))
+    async with httpx.AsyncClient(base_url=chaos_server.url) as raw:
+        task = asyncio.create_task(raw.get("/hang"))
+        await wait_for_count(chaos_server, "/hang", 1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert len(raw._transport._pool.connections) == 0  # type: ignore[attr-defined]

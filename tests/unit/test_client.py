@@ -1,0 +1,230 @@
+"""AsyncClient: httpx's request API with Results; requests are built as httpx would build them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from pydantic import BaseModel
+
+from httprail import (
+    AsyncClient,
+    ClientStatusError,
+    ConfigError,
+    DecodeError,
+    Failure,
+    HttpSettings,
+    InvalidRequestError,
+    StatusError,
+    Success,
+    get_context,
+)
+from httprail.middleware import CircuitBreaker, Logging, Metrics, Retry, Timeout
+from httprail.testing import MockTerminal
+
+
+class User(BaseModel):
+    id: int
+    name: str
+
+
+def echo_terminal() -> MockTerminal:
+    return MockTerminal(
+        lambda request: httpx.Response(
+            200,
+            json={
+                "method": request.method,
+                "url": str(request.url),
+                "headers": dict(request.headers),
+                "body": request.content.decode(),
+            },
+        )
+    )
+
+
+async def call(client: AsyncClient, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    outcome = await client.request(method, url, **kwargs)
+    data: dict[str, Any] = outcome.unwrap().json()
+    return data
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "expected"),
+    [
+        ("https://api.test", "/users/1", "https://api.test/users/1"),
+        ("https://api.test/v1", "/users/1", "https://api.test/v1/users/1"),
+        ("https://api.test/v1/", "users/1", "https://api.test/v1/users/1"),
+        ("https://api.test/v1", "https://other.test/x", "https://other.test/x"),
+    ],
+)
+async def test_base_url_merges_like_httpx(base: str, url: str, expected: str) -> None:
+    async with AsyncClient(base, plugins=[], terminal=echo_terminal()) as client:
+        assert (await call(client, "GET", url))["url"] == expected
+
+
+async def test_headers_params_and_json_are_sent() -> None:
+    async with AsyncClient(
+        "https://api.test", headers={"X-Team": "a"}, params={"v": "1"}, plugins=[], terminal=echo_terminal()
+    ) as client:
+        data = await call(client, "POST", "/items", params={"q": "x"}, headers={"X-Req": "b"}, json={"k": 1})
+    assert data["url"] == "https://api.test/items?v=1&q=x"
+    assert data["headers"]["x-team"] == "a"
+    assert data["headers"]["x-req"] == "b"
+    assert data["headers"]["user-agent"].startswith("httprail/")
+    assert data["headers"]["content-type"] == "application/json"
+    assert data["body"] == '{"k":1}'
+
+
+@pytest.mark.parametrize("method", ["get", "head", "options", "delete", "post", "put", "patch"])
+async def test_every_verb_sends_its_method(method: str) -> None:
+    terminal = echo_terminal()
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        outcome = await getattr(client, method)("/x")
+    assert isinstance(outcome, Success)
+    assert terminal.requests[0].method == method.upper()
+
+
+@respx.mock
+async def test_default_client_over_the_real_terminal_with_respx() -> None:
+    route = respx.get("https://api.test/users/1").mock(return_value=httpx.Response(200, json={"id": 1, "name": "a"}))
+    async with AsyncClient("https://api.test", settings=HttpSettings(http2=False)) as client:
+        user = await client.get_json("/users/1", model=User)
+    assert user == Success(User(id=1, name="a"))
+    assert route.call_count == 1
+
+
+async def test_get_json_without_model_returns_data() -> None:
+    async with AsyncClient("https://api.test", plugins=[], terminal=echo_terminal()) as client:
+        data = await client.get_json("/x")
+    assert data.unwrap()["method"] == "GET"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [(b"not json", "not valid JSON"), (b'{"id": "x"}', "does not match User")],
+)
+async def test_get_json_decode_errors(body: bytes, fragment: str) -> None:
+    terminal = MockTerminal(lambda request: httpx.Response(200, content=body))
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        outcome = await client.get_json("/users/1", model=User)
+    error = outcome.failure()
+    assert isinstance(error, DecodeError)
+    assert fragment in str(error)
+    assert error.request is not None
+
+
+async def test_get_json_passes_request_failures_through() -> None:
+    terminal = MockTerminal(lambda request: httpx.Response(404))
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        outcome = await client.get_json("/users/1", model=User)
+    match outcome:
+        case Failure(StatusError(status_code=404)):
+            pass
+        case _:
+            pytest.fail(str(outcome))
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "ftp://x.test/file", "http://exa mple.com"])
+async def test_unbuildable_requests_are_invalid_request_failures(url: str) -> None:
+    terminal = echo_terminal()
+    async with AsyncClient(plugins=[], terminal=terminal) as client:
+        outcome = await client.get(url)
+    assert isinstance(outcome, Failure)
+    assert isinstance(outcome.failure(), InvalidRequestError)
+
+
+async def test_bad_timeout_argument_is_an_invalid_request_failure() -> None:
+    async with AsyncClient("https://api.test", plugins=[], terminal=echo_terminal()) as client:
+        outcome = await client.get("/x", timeout="soon")
+    assert isinstance(outcome.failure(), InvalidRequestError)
+
+
+async def test_per_request_timeout_reaches_the_request() -> None:
+    terminal = echo_terminal()
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        await client.get("/x", timeout=2.5)
+    assert terminal.requests[0].extensions["timeout"]["read"] == 2.5
+
+
+@pytest.mark.parametrize("base", ["not a url", "/relative", "http://[::1"])
+def test_bad_base_url_is_a_config_error(base: str) -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        AsyncClient(base, plugins=[], terminal=echo_terminal())
+
+
+def test_bad_headers_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="headers"):
+        AsyncClient(headers={"X": 1}, plugins=[], terminal=echo_terminal())  # type: ignore[dict-item]
+
+
+async def test_raw_status_and_tags_reach_the_context() -> None:
+    terminal = MockTerminal(lambda request: httpx.Response(404))
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal, provider="p") as client:
+        outcome = await client.get("/x", raw_status=True, tags={"team": "a"})
+    assert outcome.unwrap().status_code == 404
+    ctx = get_context(terminal.requests[0])
+    assert (ctx.raw_status, dict(ctx.tags), ctx.provider) == (True, {"team": "a"}, "p")
+
+
+async def test_client_level_raw_status() -> None:
+    terminal = MockTerminal(lambda request: httpx.Response(500))
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal, raw_status=True) as client:
+        assert (await client.get("/x")).unwrap().status_code == 500
+
+
+async def test_stream_yields_an_unread_response_and_closes_it() -> None:
+    terminal = MockTerminal(lambda request: httpx.Response(200, content=b"line1\nline2\n"))
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        async with client.stream("GET", "/events") as outcome:
+            response = outcome.unwrap()
+            assert get_context(response.request).stream
+            lines = [line async for line in response.aiter_lines()]
+        assert response.is_closed
+    assert lines == ["line1", "line2"]
+
+
+async def test_stream_failure_is_yielded() -> None:
+    terminal = MockTerminal(lambda request: httpx.Response(403))
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        async with client.stream("GET", "/events") as outcome:
+            assert isinstance(outcome.failure(), ClientStatusError)
+        async with client.stream("GET", "http://[::1") as outcome:
+            assert isinstance(outcome.failure(), InvalidRequestError)
+
+
+async def test_send_accepts_a_prebuilt_request() -> None:
+    terminal = echo_terminal()
+    async with AsyncClient(plugins=[], terminal=terminal) as client:
+        outcome = await client.send(httpx.Request("GET", "https://api.test/raw"))
+    assert outcome.unwrap().status_code == 200
+    assert get_context(terminal.requests[0]).attempt == 1
+
+
+def test_default_stack_order_and_settings() -> None:
+    settings = HttpSettings(timeout_total=9, timeout_attempt=2, max_retries=1)
+    client = AsyncClient(settings=settings, terminal=echo_terminal())
+    kinds = [type(p) for p in client.pipeline.plugins]
+    assert kinds == [Logging, Metrics, Timeout, Retry, CircuitBreaker, Timeout]
+    total, attempt = client.pipeline.plugins[2], client.pipeline.plugins[5]
+    assert isinstance(total, Timeout) and isinstance(attempt, Timeout)
+    assert (total.phase, total.seconds, attempt.phase, attempt.seconds) == ("total", 9, "attempt", 2)
+    assert "AsyncClient" in repr(client)
+
+
+async def test_metrics_snapshot_counts_requests() -> None:
+    terminal = MockTerminal.sequence([httpx.Response(200), httpx.Response(404)])
+    async with AsyncClient("https://api.test", plugins=[Metrics()], terminal=terminal) as client:
+        await client.get("/a")
+        await client.get("/b")
+        snapshot = client.metrics()
+    figures = snapshot["https://api.test"]
+    assert (figures.requests, figures.successes) == (2, 1)
+    assert dict(figures.failures) == {"ClientStatusError": 1}
+    assert dict(figures.statuses) == {200: 1, 404: 1}
+
+
+async def test_metrics_is_empty_without_a_metrics_stage() -> None:
+    async with AsyncClient(plugins=[], terminal=echo_terminal()) as client:
+        assert dict(client.metrics()) == {}

@@ -1,0 +1,113 @@
+"""The error tree in code, in the module docstrings and in docs/errors.md stay the same; the
+public namespace is exactly what we promise."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+import httprail
+import httprail.middleware
+import httprail.terminals
+import httprail.testing
+from httprail import _errors
+
+ROOT = Path(__file__).parents[2]
+ERROR_NAME = re.compile(r"([A-Z][A-Za-z]+Error)\b")
+
+
+def parse_tree(text: str) -> set[tuple[str, str | None]]:
+    """(class, parent) for every line of the first box-drawn error tree in ``text``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("HttprailError"))
+    base = lines[start].index("HttprailError")
+    stack: list[str] = []
+    pairs: set[tuple[str, str | None]] = set()
+    for line in lines[start:]:
+        match = ERROR_NAME.search(line)
+        if match is None or not hasattr(_errors, match[1]):
+            break
+        depth = (match.start(1) - base) // 4
+        del stack[depth:]
+        pairs.add((match[1], stack[-1] if stack else None))
+        stack.append(match[1])
+    return pairs
+
+
+def actual_tree() -> set[tuple[str, str | None]]:
+    pairs: set[tuple[str, str | None]] = set()
+
+    def walk(cls: type, parent: str | None) -> None:
+        pairs.add((cls.__name__, parent))
+        for sub in cls.__subclasses__():
+            if sub.__module__ == _errors.__name__:
+                walk(sub, cls.__name__)
+
+    walk(_errors.HttprailError, None)
+    return pairs
+
+
+@pytest.mark.parametrize(
+    "source",
+    [_errors.__doc__ or "", httprail.__doc__ or "", (ROOT / "docs" / "errors.md").read_text()],
+    ids=["_errors docstring", "httprail docstring", "docs/errors.md"],
+)
+def test_documented_tree_matches_the_classes(source: str) -> None:
+    assert parse_tree(source) == actual_tree()
+
+
+def test_every_error_is_an_exception_and_exported() -> None:
+    for name, _ in actual_tree():
+        cls = getattr(httprail, name)
+        assert issubclass(cls, Exception)
+        assert name in httprail.__all__
+
+
+def test_status_error_subclass_by_code() -> None:
+    request = httpx.Request("GET", "https://api.test")
+    assert type(httprail.StatusError.from_response(httpx.Response(404, request=request))) is httprail.ClientStatusError
+    assert type(httprail.StatusError.from_response(httpx.Response(502, request=request))) is httprail.ServerStatusError
+    assert type(httprail.StatusError.from_response(httpx.Response(302, request=request))) is httprail.StatusError
+
+
+def test_max_retries_needs_attempts() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        httprail.MaxRetriesExceededError([])
+
+
+def test_errors_can_be_raised_with_their_cause() -> None:
+    cause = httpx.ReadError("boom")
+    error = httprail.ReadError("broken", request=httpx.Request("GET", "https://api.test"))
+    error.__cause__ = cause
+    with pytest.raises(httprail.TransportError) as info:
+        raise error
+    assert info.value.__cause__ is cause
+
+
+EXPECTED_TOP_LEVEL = [
+    "AsyncClient", "AuthError", "BreakerEvent", "CircuitBreakerOpenError", "CircuitState",
+    "ClientStatusError", "ConfigError", "ConnectError", "DecodeError", "Event", "EventObserver",
+    "Failure", "HttpSettings", "HttprailError", "InvalidRequestError", "MaxRetriesExceededError",
+    "MiddlewarePlugin", "Next", "Observer", "Outcome", "Pipeline", "ProtocolError",
+    "ProviderOverrides", "ReadError", "RequestContext", "RequestError", "RequestResponsePlugin",
+    "RequestTimeoutError", "Result", "RetryEvent", "ServerStatusError", "StatusError", "Success",
+    "TerminalPlugin", "TimeoutPhase", "TransportError", "WriteError", "__version__",
+    "decode_json", "get_context", "redact_headers", "redact_url", "set_context", "upstream_of",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "module", [httprail, httprail.middleware, httprail.terminals, httprail.testing], ids=lambda m: m.__name__
+)
+def test_all_is_sorted_and_importable(module: object) -> None:
+    names = module.__all__  # type: ignore[attr-defined]
+    assert names == sorted(names)
+    for name in names:
+        assert hasattr(module, name), name
+
+
+def test_top_level_names_are_exactly_the_promised_ones() -> None:
+    assert httprail.__all__ == EXPECTED_TOP_LEVEL
