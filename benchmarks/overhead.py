@@ -26,7 +26,10 @@ from returns.result import Success
 from httprail import AsyncClient, HttpSettings, Next, Outcome, Pipeline
 from httprail.terminals import HttpxTerminal
 
-BODY = b'{"id": 1, "name": "httprail", "tags": ["fast", "typed"], "ok": true, "value": 3.14159, "n": 42}  '
+BODY = (
+    b'{"id": 1, "name": "httprail", "tags": ["fast", "typed"], "ok": true, '
+    b'"value": 3.14159, "n": 42}  '
+)
 assert len(BODY) == 104
 URL = "http://bench.local/item"
 
@@ -77,8 +80,14 @@ def summary(samples: list[float]) -> str:
 async def main(n: int, repeats: int) -> dict[str, float]:
     settings = HttpSettings(http2=False)
     raw = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    bare = AsyncClient(plugins=[], terminal=HttpxTerminal(settings, transport=httpx.MockTransport(handler)), settings=settings)
-    default = AsyncClient(terminal=HttpxTerminal(settings, transport=httpx.MockTransport(handler)), settings=settings)
+    bare = AsyncClient(
+        plugins=[],
+        terminal=HttpxTerminal(settings, transport=httpx.MockTransport(handler)),
+        settings=settings,
+    )
+    default = AsyncClient(
+        terminal=HttpxTerminal(settings, transport=httpx.MockTransport(handler)), settings=settings
+    )
     stages = 20
     empty_chain = Pipeline([], InstantTerminal())
     noop_chain = Pipeline([NoOp() for _ in range(stages)], InstantTerminal())
@@ -87,9 +96,15 @@ async def main(n: int, repeats: int) -> dict[str, float]:
     results: dict[str, list[float]] = {}
     results["httpx AsyncClient.get"] = await per_call_us(lambda: raw.get(URL), n, repeats)
     results["httprail client, bare chain"] = await per_call_us(lambda: bare.get(URL), n, repeats)
-    results["httprail client, default stack"] = await per_call_us(lambda: default.get(URL), n, repeats)
-    results["pipeline, 0 stages"] = await per_call_us(lambda: empty_chain.send(request), n * 5, repeats)
-    results[f"pipeline, {stages} no-op stages"] = await per_call_us(lambda: noop_chain.send(request), n * 5, repeats)
+    results["httprail client, default stack"] = await per_call_us(
+        lambda: default.get(URL), n, repeats
+    )
+    results["pipeline, 0 stages"] = await per_call_us(
+        lambda: empty_chain.send(request), n * 5, repeats
+    )
+    results[f"pipeline, {stages} no-op stages"] = await per_call_us(
+        lambda: noop_chain.send(request), n * 5, repeats
+    )
     await raw.aclose()
     await bare.aclose()
     await default.aclose()
@@ -134,7 +149,9 @@ def write(figures: dict[str, float], n: int, repeats: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/overhead.md")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType, TracebackType
@@ -17,8 +18,8 @@ from ._events import Observer
 from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
 from ._result import Outcome
 from ._settings import HttpSettings
-from .middleware._defaults import default_plugins
 from ._version import __version__
+from .middleware._defaults import default_plugins
 from .middleware._metrics import Metrics, MetricsSnapshot
 from .terminals._httpx import HttpxTerminal
 
@@ -166,6 +167,11 @@ class AsyncClient:
             )
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
             return Failure(InvalidRequestError(f"cannot build {method} {url!r}: {exc}"))
+        problem = _url_problem(request.url)
+        if problem is not None:
+            return Failure(
+                InvalidRequestError(f"cannot send {method} {url!r}: {problem}", request=request)
+            )
         ctx = self._stream_context if stream else self._context
         if raw_status is not None or tags:
             ctx = ctx.replace(
@@ -174,12 +180,14 @@ class AsyncClient:
             )
         request.extensions[EXTENSION_KEY] = ctx
         if timeout is not UNSET:
-            try:
-                request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
-            except (TypeError, ValueError) as exc:
+            if not _valid_timeout(timeout):
                 return Failure(
-                    InvalidRequestError(f"invalid timeout {timeout!r}: {exc}", request=request)
+                    InvalidRequestError(
+                        f"invalid timeout {timeout!r}: expected seconds > 0, None or httpx.Timeout",
+                        request=request,
+                    )
                 )
+            request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         return Success(request)
 
     async def send(self, request: httpx.Request) -> Outcome:
@@ -284,3 +292,23 @@ class AsyncClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _url_problem(url: httpx.URL) -> str | None:
+    """Why ``url`` cannot be sent over HTTP, or ``None``."""
+    if url.scheme not in ("http", "https"):
+        return f"unsupported scheme {url.scheme!r} (http or https)" if url.scheme else "no scheme"
+    host = url.host
+    if not host:
+        return "no host"
+    if "%" in host or any(ch.isspace() for ch in host):
+        return f"invalid host {host!r}"
+    return None
+
+
+def _valid_timeout(value: object) -> bool:
+    if value is None or isinstance(value, httpx.Timeout):
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value > 0

@@ -122,13 +122,16 @@ class Pipeline:
     ) -> None:
         stages = tuple(plugins)
         for index, plugin in enumerate(stages):
+            if isinstance(plugin, TerminalPlugin) and not isinstance(plugin, MiddlewarePlugin):
+                raise ConfigError(
+                    f"plugins[{index}] ({plugin!r}) is a terminal, not a middleware: "
+                    "pass it as `terminal`"
+                )
             if not callable(plugin) or not isinstance(getattr(plugin, "name", None), str):
                 raise ConfigError(
                     f"plugins[{index}] ({plugin!r}) is not a middleware plugin: it needs a str "
                     "`name` and `async __call__(request, call_next)`"
                 )
-            if isinstance(plugin, TerminalPlugin) and not isinstance(plugin, MiddlewarePlugin):
-                raise ConfigError(f"plugins[{index}] ({plugin!r}) is a terminal, not a middleware")
         if not isinstance(terminal, TerminalPlugin):
             raise ConfigError(
                 f"terminal {terminal!r} is not a terminal plugin: it needs a str `name`, "

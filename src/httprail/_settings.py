@@ -186,6 +186,9 @@ class HttpSettings(_Knobs, BaseSettings):
             return type(self).model_validate({**values, "providers": self.providers})
         except ValidationError as exc:
             raise _config_error(exc, f" for provider {name!r}") from None
+        except ConfigError as exc:
+            detail = str(exc).removeprefix("invalid settings: ")
+            raise ConfigError(f"invalid settings for provider {name!r}: {detail}") from None
 
     def httpx_timeout(self) -> httpx.Timeout:
         """The per-phase timeouts as an ``httpx.Timeout``."""

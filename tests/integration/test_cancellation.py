@@ -17,7 +17,7 @@ from .conftest import ClientFactory
 
 async def wait_for_count(server: ChaosServer, path: str, count: int, limit: float = 10.0) -> None:
     deadline = time.monotonic() + limit
-    while server.count(path) < count and time.monotonic() < deadline:
+    while server.count(path) < count and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
 
 

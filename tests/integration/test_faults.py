@@ -34,7 +34,10 @@ from .conftest import ClientFactory
     ],
 )
 async def test_broken_connections_map_to_transport_errors(
-    chaos_server: ChaosServer, make_client: ClientFactory, fault: Fault, kind: type | tuple[type, ...]
+    chaos_server: ChaosServer,
+    make_client: ClientFactory,
+    fault: Fault,
+    kind: type | tuple[type, ...],
 ) -> None:
     chaos_server.script("/broken", Reply.fail(fault))
     outcome = await make_client(plugins=[]).get("/broken")
@@ -77,7 +80,9 @@ async def test_default_stack_retries_idempotent_transport_failures(
 
 
 @pytest.mark.parametrize("deadline", [0.3, 0.5])
-async def test_total_deadline_is_on_time(chaos_server: ChaosServer, make_client: ClientFactory, deadline: float) -> None:
+async def test_total_deadline_is_on_time(
+    chaos_server: ChaosServer, make_client: ClientFactory, deadline: float
+) -> None:
     chaos_server.script("/hang", Reply.fail(Fault.HANG))
     client = make_client(plugins=[Timeout(deadline)])
     start = time.monotonic()
@@ -94,7 +99,9 @@ async def test_default_stack_bounds_a_hang_by_the_total_deadline(
 ) -> None:
     chaos_server.script("/hang", Reply.fail(Fault.HANG))
     start = time.monotonic()
-    outcome = await make_client(timeout_total=0.6, timeout_read=0.25, timeout_connect=0.25, timeout_pool=0.25).get("/hang")
+    outcome = await make_client(
+        timeout_total=0.6, timeout_read=0.25, timeout_connect=0.25, timeout_pool=0.25
+    ).get("/hang")
     elapsed = time.monotonic() - start
     error = outcome.failure()
     assert isinstance(error, RequestTimeoutError | MaxRetriesExceededError)
@@ -121,14 +128,18 @@ FAULT_REPLIES = [
 async def test_no_exception_escapes_whatever_the_server_does(
     chaos_server: ChaosServer, make_client: ClientFactory, method: str
 ) -> None:
-    client = make_client(timeout_total=1.0, timeout_read=0.1, max_retries=1)
+    client = make_client(
+        timeout_total=1.0, timeout_connect=0.5, timeout_pool=0.5, timeout_read=0.1, max_retries=1
+    )
     for index, reply in enumerate(FAULT_REPLIES):
         chaos_server.script(f"/f{index}", reply)
 
     async def one(index: int) -> object:
         return await client.request(method, f"/f{index}", json={"n": index})
 
-    outcomes = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(FAULT_REPLIES)))), 5)
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*(one(i) for i in range(len(FAULT_REPLIES)))), 5
+    )
     for outcome in outcomes:
         if isinstance(outcome, Failure):
             assert isinstance(outcome.failure(), RequestError)

@@ -87,7 +87,9 @@ async def test_retry_after_one_second_is_obeyed_on_the_real_clock(
     assert second.time - first.time >= 1.0
 
 
-async def test_retry_after_ms_is_obeyed(chaos_server: ChaosServer, make_client: ClientFactory) -> None:
+async def test_retry_after_ms_is_obeyed(
+    chaos_server: ChaosServer, make_client: ClientFactory
+) -> None:
     chaos_server.script("/limited", Reply.status(429, retry_after_ms="150"), Reply.json({}))
     assert isinstance(await make_client().get("/limited"), Success)
     first, second = chaos_server.requests_for("/limited")
@@ -125,5 +127,12 @@ async def test_breaker_opens_after_five_failures_and_admits_one_probe_of_twenty(
     outcomes = await asyncio.gather(*(client.get("/svc") for _ in range(20)))
     assert chaos_server.count("/svc") == 6  # exactly one probe reached the server
     assert sum(isinstance(o, Success) for o in outcomes) == 1
-    assert sum(isinstance(o.failure(), CircuitBreakerOpenError) for o in outcomes if isinstance(o, Failure)) == 19
+    assert (
+        sum(
+            isinstance(o.failure(), CircuitBreakerOpenError)
+            for o in outcomes
+            if isinstance(o, Failure)
+        )
+        == 19
+    )
     assert isinstance(await client.get("/svc"), Success)  # the probe closed the circuit

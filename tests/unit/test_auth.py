@@ -38,11 +38,20 @@ async def test_token_provider_is_called_per_attempt_so_a_refresh_is_used_on_retr
         return next(tokens)
 
     clock = FakeClock()
-    terminal = MockTerminal.sequence([httpx.Response(503), httpx.Response(200)])
-    pipeline = Pipeline([Retry(sleep=clock.sleep, clock=clock), BearerAuth(token_provider=provider)], terminal)
+    seen: list[str] = []
+    statuses = iter([503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(next(statuses))
+
+    terminal = MockTerminal(handler)
+    pipeline = Pipeline(
+        [Retry(sleep=clock.sleep, clock=clock), BearerAuth(token_provider=provider)], terminal
+    )
     outcome = await pipeline.send(httpx.Request("GET", URL))
     assert isinstance(outcome, Success)
-    assert [r.headers["authorization"] for r in terminal.requests] == ["Bearer old", "Bearer new"]
+    assert seen == ["Bearer old", "Bearer new"]
 
 
 async def test_failing_token_provider_is_an_auth_error() -> None:

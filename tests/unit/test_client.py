@@ -66,9 +66,15 @@ async def test_base_url_merges_like_httpx(base: str, url: str, expected: str) ->
 
 async def test_headers_params_and_json_are_sent() -> None:
     async with AsyncClient(
-        "https://api.test", headers={"X-Team": "a"}, params={"v": "1"}, plugins=[], terminal=echo_terminal()
+        "https://api.test",
+        headers={"X-Team": "a"},
+        params={"v": "1"},
+        plugins=[],
+        terminal=echo_terminal(),
     ) as client:
-        data = await call(client, "POST", "/items", params={"q": "x"}, headers={"X-Req": "b"}, json={"k": 1})
+        data = await call(
+            client, "POST", "/items", params={"q": "x"}, headers={"X-Req": "b"}, json={"k": 1}
+        )
     assert data["url"] == "https://api.test/items?v=1&q=x"
     assert data["headers"]["x-team"] == "a"
     assert data["headers"]["x-req"] == "b"
@@ -88,7 +94,9 @@ async def test_every_verb_sends_its_method(method: str) -> None:
 
 @respx.mock
 async def test_default_client_over_the_real_terminal_with_respx() -> None:
-    route = respx.get("https://api.test/users/1").mock(return_value=httpx.Response(200, json={"id": 1, "name": "a"}))
+    route = respx.get("https://api.test/users/1").mock(
+        return_value=httpx.Response(200, json={"id": 1, "name": "a"})
+    )
     async with AsyncClient("https://api.test", settings=HttpSettings(http2=False)) as client:
         user = await client.get_json("/users/1", model=User)
     assert user == Success(User(id=1, name="a"))
@@ -161,7 +169,9 @@ def test_bad_headers_are_a_config_error() -> None:
 
 async def test_raw_status_and_tags_reach_the_context() -> None:
     terminal = MockTerminal(lambda request: httpx.Response(404))
-    async with AsyncClient("https://api.test", plugins=[], terminal=terminal, provider="p") as client:
+    async with AsyncClient(
+        "https://api.test", plugins=[], terminal=terminal, provider="p"
+    ) as client:
         outcome = await client.get("/x", raw_status=True, tags={"team": "a"})
     assert outcome.unwrap().status_code == 404
     ctx = get_context(terminal.requests[0])
@@ -170,7 +180,9 @@ async def test_raw_status_and_tags_reach_the_context() -> None:
 
 async def test_client_level_raw_status() -> None:
     terminal = MockTerminal(lambda request: httpx.Response(500))
-    async with AsyncClient("https://api.test", plugins=[], terminal=terminal, raw_status=True) as client:
+    async with AsyncClient(
+        "https://api.test", plugins=[], terminal=terminal, raw_status=True
+    ) as client:
         assert (await client.get("/x")).unwrap().status_code == 500
 
 
@@ -208,8 +220,14 @@ def test_default_stack_order_and_settings() -> None:
     kinds = [type(p) for p in client.pipeline.plugins]
     assert kinds == [Logging, Metrics, Timeout, Retry, CircuitBreaker, Timeout]
     total, attempt = client.pipeline.plugins[2], client.pipeline.plugins[5]
-    assert isinstance(total, Timeout) and isinstance(attempt, Timeout)
-    assert (total.phase, total.seconds, attempt.phase, attempt.seconds) == ("total", 9, "attempt", 2)
+    assert isinstance(total, Timeout)
+    assert isinstance(attempt, Timeout)
+    assert (total.phase, total.seconds, attempt.phase, attempt.seconds) == (
+        "total",
+        9,
+        "attempt",
+        2,
+    )
     assert "AsyncClient" in repr(client)
 
 

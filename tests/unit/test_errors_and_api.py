@@ -68,9 +68,18 @@ def test_every_error_is_an_exception_and_exported() -> None:
 
 def test_status_error_subclass_by_code() -> None:
     request = httpx.Request("GET", "https://api.test")
-    assert type(httprail.StatusError.from_response(httpx.Response(404, request=request))) is httprail.ClientStatusError
-    assert type(httprail.StatusError.from_response(httpx.Response(502, request=request))) is httprail.ServerStatusError
-    assert type(httprail.StatusError.from_response(httpx.Response(302, request=request))) is httprail.StatusError
+    assert (
+        type(httprail.StatusError.from_response(httpx.Response(404, request=request)))
+        is httprail.ClientStatusError
+    )
+    assert (
+        type(httprail.StatusError.from_response(httpx.Response(502, request=request)))
+        is httprail.ServerStatusError
+    )
+    assert (
+        type(httprail.StatusError.from_response(httpx.Response(302, request=request)))
+        is httprail.StatusError
+    )
 
 
 def test_max_retries_needs_attempts() -> None:
@@ -100,11 +109,17 @@ EXPECTED_TOP_LEVEL = [
 
 
 @pytest.mark.parametrize(
-    "module", [httprail, httprail.middleware, httprail.terminals, httprail.testing], ids=lambda m: m.__name__
+    "module",
+    [httprail, httprail.middleware, httprail.terminals, httprail.testing],
+    ids=lambda m: m.__name__,
 )
 def test_all_is_sorted_and_importable(module: object) -> None:
     names = module.__all__  # type: ignore[attr-defined]
-    assert names == sorted(names)
+    # ruff's RUF022 order: CONSTANTS, then Classes, then everything else, each alphabetical.
+    assert names == sorted(
+        names, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n)
+    )
+    assert len(set(names)) == len(names)
     for name in names:
         assert hasattr(module, name), name
 

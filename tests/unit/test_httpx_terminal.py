@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -111,8 +113,13 @@ async def test_raw_status_returns_error_statuses_as_success() -> None:
     await terminal.aclose()
 
 
+async def chunks() -> AsyncIterator[bytes]:
+    yield b"a"
+    yield b"bc"
+
+
 async def test_stream_leaves_the_body_unread() -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"abc"))
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=chunks()))
     terminal = HttpxTerminal(transport=transport)
     request = httpx.Request("GET", URL)
     set_context(request, RequestContext(stream=True))

@@ -8,7 +8,14 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from httprail import BreakerEvent, CircuitState, ConfigError, Pipeline, RetryEvent, ServerStatusError
+from httprail import (
+    BreakerEvent,
+    CircuitState,
+    ConfigError,
+    Pipeline,
+    RetryEvent,
+    ServerStatusError,
+)
 from httprail.middleware import Histogram, Logging, Metrics, Retry
 from httprail.testing import FakeClock, MockTerminal
 
@@ -20,7 +27,9 @@ async def test_success_is_quiet_by_default_and_failures_are_warnings() -> None:
     pipeline = Pipeline([Logging()], terminal)
     with capture_logs() as logs:
         await pipeline.send(httpx.Request("GET", SECRET_URL))
-        await pipeline.send(httpx.Request("GET", SECRET_URL, headers={"Authorization": "Bearer s3cret"}))
+        await pipeline.send(
+            httpx.Request("GET", SECRET_URL, headers={"Authorization": "Bearer s3cret"})
+        )
     assert len(logs) == 1
     entry = logs[0]
     assert entry["event"] == "http.request"
@@ -45,7 +54,10 @@ async def test_min_level_debug_logs_successes_with_duration() -> None:
 
 
 async def test_silent_logging_passes_through() -> None:
-    pipeline = Pipeline([Logging(min_level="error", failure_level="warning")], MockTerminal(lambda r: httpx.Response(500)))
+    pipeline = Pipeline(
+        [Logging(min_level="error", failure_level="warning")],
+        MockTerminal(lambda r: httpx.Response(500)),
+    )
     with capture_logs() as logs:
         outcome = await pipeline.send(httpx.Request("GET", SECRET_URL))
     assert isinstance(outcome.failure(), ServerStatusError)
@@ -59,17 +71,21 @@ async def test_retries_and_breaker_transitions_are_logged_and_counted() -> None:
     pipeline = Pipeline([logging_stage, metrics, Retry(sleep=clock.sleep, clock=clock)], terminal)
     with capture_logs() as logs:
         await pipeline.send(httpx.Request("GET", SECRET_URL))
-        event = BreakerEvent("https://api.test", CircuitState.CLOSED, CircuitState.OPEN, "5 failures")
+        event = BreakerEvent(
+            "https://api.test", CircuitState.CLOSED, CircuitState.OPEN, "5 failures"
+        )
         for observer in pipeline.observers:
             observer(event)
     assert [e["event"] for e in logs] == ["http.retry", "http.breaker"]
-    assert logs[0]["attempt"] == 1 and logs[0]["status"] == 503
+    assert logs[0]["attempt"] == 1
+    assert logs[0]["status"] == 503
     assert "s3cret" not in repr(logs)
     assert (logs[1]["old"], logs[1]["new"]) == ("closed", "open")
     figures = metrics.snapshot()["https://api.test"]
     assert figures.retries == 1
     assert dict(figures.breaker_transitions) == {"closed->open": 1}
-    assert figures.requests == 1 and figures.successes == 1
+    assert figures.requests == 1
+    assert figures.successes == 1
 
 
 async def test_metrics_histogram_and_reset() -> None:
@@ -99,7 +115,13 @@ def test_empty_histogram() -> None:
 def test_metric_labels_carry_no_credentials() -> None:
     metrics = Metrics()
     metrics.on_event(
-        RetryEvent(httpx.Request("GET", SECRET_URL), 1, 0.1, ServerStatusError(httpx.Response(503, request=httpx.Request("GET", SECRET_URL))), "backoff")
+        RetryEvent(
+            httpx.Request("GET", SECRET_URL),
+            1,
+            0.1,
+            ServerStatusError(httpx.Response(503, request=httpx.Request("GET", SECRET_URL))),
+            "backoff",
+        )
     )
     assert list(metrics.snapshot()) == ["https://api.test"]
 

@@ -129,7 +129,9 @@ async def test_failure_from_below_passes_process_response_untouched() -> None:
 
 
 async def test_base_request_response_plugin_is_a_no_op() -> None:
-    outcome = await Pipeline([RequestResponsePlugin()], ok_terminal()).send(httpx.Request("GET", URL))
+    outcome = await Pipeline([RequestResponsePlugin()], ok_terminal()).send(
+        httpx.Request("GET", URL)
+    )
     assert outcome.unwrap().status_code == 200
 
 

@@ -19,7 +19,10 @@ from httprail import (
     [
         ("https://api.test/x?api_key=s3cret&q=1", "https://api.test/x?api_key=REDACTED&q=1"),
         ("https://api.test/x?token=s3cret", "https://api.test/x?token=REDACTED"),
-        ("https://api.test/x?X-Amz-Signature=s3cret", "https://api.test/x?X-Amz-Signature=REDACTED"),
+        (
+            "https://api.test/x?X-Amz-Signature=s3cret",
+            "https://api.test/x?X-Amz-Signature=REDACTED",
+        ),
         ("https://user:s3cret@api.test/x", "https://api.test/x"),
         ("https://api.test/x?page=2", "https://api.test/x?page=2"),
         ("https://api.test/x", "https://api.test/x"),
@@ -50,7 +53,9 @@ def test_sensitive_headers_are_redacted() -> None:
 
 def test_error_str_and_repr_do_not_contain_secrets() -> None:
     request = httpx.Request(
-        "GET", "https://user:pw-s3cret@api.test/x?api_key=s3cret", headers={"Authorization": "Bearer s3cret"}
+        "GET",
+        "https://user:pw-s3cret@api.test/x?api_key=s3cret",
+        headers={"Authorization": "Bearer s3cret"},
     )
     errors = [
         ReadError("connection reset", request=request),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -122,7 +122,9 @@ async def test_custom_tenacity_wait_is_used(fake_clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
-async def test_non_idempotent_method_is_not_retried_on_503(fake_clock: FakeClock, method: str) -> None:
+async def test_non_idempotent_method_is_not_retried_on_503(
+    fake_clock: FakeClock, method: str
+) -> None:
     terminal = responses(503, 200)
     outcome = await make(terminal, fake_clock).send(httpx.Request(method, URL, json={"a": 1}))
     assert isinstance(outcome.failure(), ServerStatusError)
@@ -213,12 +215,16 @@ async def test_retry_after_http_date_is_obeyed(fake_clock: FakeClock) -> None:
 
 
 async def test_retry_after_date_in_the_past_means_now(fake_clock: FakeClock) -> None:
-    terminal = responses(httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}), 200)
+    terminal = responses(
+        httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}), 200
+    )
     await make(terminal, fake_clock).send(httpx.Request("GET", URL))
     assert fake_clock.sleeps == [0.0]
 
 
-async def test_malformed_retry_after_falls_back_to_backoff_and_is_logged(fake_clock: FakeClock) -> None:
+async def test_malformed_retry_after_falls_back_to_backoff_and_is_logged(
+    fake_clock: FakeClock,
+) -> None:
     terminal = responses(httpx.Response(503, headers={"Retry-After": "soon-ish"}), 200)
     with capture_logs() as logs:
         outcome = await make(terminal, fake_clock).send(httpx.Request("GET", URL))
@@ -265,20 +271,25 @@ async def test_x_should_retry_true_retries_any_status(fake_clock: FakeClock) -> 
 async def test_each_retry_emits_an_event(fake_clock: FakeClock) -> None:
     events: list[object] = []
     terminal = responses(503, httpx.Response(429, headers={"retry-after-ms": "10"}), 200)
-    pipeline = Pipeline([Retry(sleep=fake_clock.sleep, clock=fake_clock)], terminal, observers=[events.append])
+    pipeline = Pipeline(
+        [Retry(sleep=fake_clock.sleep, clock=fake_clock)], terminal, observers=[events.append]
+    )
     await pipeline.send(httpx.Request("GET", URL))
     assert [type(e) for e in events] == [RetryEvent, RetryEvent]
     first, second = events
-    assert isinstance(first, RetryEvent) and isinstance(second, RetryEvent)
+    assert isinstance(first, RetryEvent)
+    assert isinstance(second, RetryEvent)
     assert (first.attempt, first.delay_source) == (1, "backoff")
     assert (second.attempt, second.delay_source, second.delay) == (2, "retry-after-ms", 0.01)
 
 
 async def test_cancellation_during_backoff_propagates() -> None:
     terminal = responses(503, 200)
-    pipeline = Pipeline([Retry(backoff_base=10, backoff_max=10, wait=tenacity.wait_fixed(10))], terminal)
+    pipeline = Pipeline(
+        [Retry(backoff_base=10, backoff_max=10, wait=tenacity.wait_fixed(10))], terminal
+    )
     task = asyncio.create_task(pipeline.send(httpx.Request("GET", URL)))
-    while not terminal.requests:
+    while not terminal.requests:  # noqa: ASYNC110
         await asyncio.sleep(0)
     await asyncio.sleep(0)
     task.cancel()

@@ -43,7 +43,7 @@ def test_provider_overrides_from_the_environment(monkeypatch: pytest.MonkeyPatch
 
 def test_provider_override_that_breaks_a_rule_names_the_provider() -> None:
     s = HttpSettings(providers={"slow": {"timeout_connect": 100}})
-    with pytest.raises(ConfigError, match="for provider 'slow'.*HTTP_TIMEOUT_CONNECT"):
+    with pytest.raises(ConfigError, match=r"for provider 'slow'.*HTTP_TIMEOUT_CONNECT"):
         s.for_provider("slow")
 
 

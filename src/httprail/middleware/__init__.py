@@ -5,9 +5,9 @@ Recommended order, outermost first::
     Logging → Metrics → Timeout(total) → Retry → CircuitBreaker → Auth → Timeout(attempt) → terminal
 """
 
-from ._defaults import default_plugins
 from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider
 from ._circuit_breaker import CircuitBreaker
+from ._defaults import default_plugins
 from ._logging import Logging
 from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
 from ._retry import IDEMPOTENT_METHODS, Retry, RetryState

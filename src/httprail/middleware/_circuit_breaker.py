@@ -168,8 +168,7 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return (
-            f"CircuitBreaker(failure_threshold={self.failure_threshold}, "
-            f"cooldown={self.cooldown})"
+            f"CircuitBreaker(failure_threshold={self.failure_threshold}, cooldown={self.cooldown})"
         )
 
     async def state(self, key: str) -> CircuitState:
@@ -227,7 +226,9 @@ class CircuitBreaker:
             if event is not None:
                 _announce(request, key, event)
 
-    def _admit(self, record: BreakerRecord | None) -> tuple[BreakerRecord, BreakerEvent | float | None]:
+    def _admit(
+        self, record: BreakerRecord | None
+    ) -> tuple[BreakerRecord, BreakerEvent | float | None]:
         """Decide on a caller while the circuit is not closed.
 
         Returns the new record and either a retry-after (rejected), a transition event (this
@@ -242,7 +243,10 @@ class CircuitBreaker:
             if remaining > 0:
                 return current, remaining
             event = BreakerEvent(
-                upstream="", old=CircuitState.OPEN, new=CircuitState.HALF_OPEN, reason="cooldown elapsed"
+                upstream="",
+                old=CircuitState.OPEN,
+                new=CircuitState.HALF_OPEN,
+                reason="cooldown elapsed",
             )
             return replace(current, state=CircuitState.HALF_OPEN, probing=True), event
         if current.probing:
@@ -262,9 +266,7 @@ class CircuitBreaker:
             failures = current.failures + 1
             if failures < threshold:
                 return replace(current, failures=failures), None
-            opened = BreakerRecord(
-                state=CircuitState.OPEN, opened_at=now, trips=current.trips + 1
-            )
+            opened = BreakerRecord(state=CircuitState.OPEN, opened_at=now, trips=current.trips + 1)
             reason = f"{failures} consecutive failures"
             return opened, BreakerEvent(key, CircuitState.CLOSED, CircuitState.OPEN, reason)
 
@@ -287,7 +289,9 @@ def _settle_probe(
         return current, None
     if verdict == "success":
         closed = BreakerRecord(trips=current.trips)
-        return closed, BreakerEvent("", CircuitState.HALF_OPEN, CircuitState.CLOSED, "probe succeeded")
+        return closed, BreakerEvent(
+            "", CircuitState.HALF_OPEN, CircuitState.CLOSED, "probe succeeded"
+        )
     if verdict == "failure":
         reopened = BreakerRecord(state=CircuitState.OPEN, opened_at=now, trips=current.trips + 1)
         return reopened, BreakerEvent("", CircuitState.HALF_OPEN, CircuitState.OPEN, "probe failed")

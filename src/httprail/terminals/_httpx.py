@@ -84,8 +84,8 @@ class HttpxTerminal:
     timeouts come from :class:`HttpSettings`. At most ``max_connections`` requests are handed to
     httpx at once; the rest wait in a FIFO queue here (bounded by the pool timeout), because
     httpcore's own pool slows down quadratically with the number of waiting requests (1,000
-    queued requests stall the event loop for seconds). Non-streaming bodies are read here, so a body that
-    breaks or times out is a ``Failure`` like any other. Responses with status >= 400 become
+    queued requests stall the event loop for seconds). Non-streaming bodies are read here, so a
+    body that breaks or times out is a ``Failure`` like any other. Responses with status >= 400 become
     ``Failure(StatusError)`` with the body read up to ``max_error_body`` bytes, unless the
     request's context asks for raw statuses.
 
@@ -179,7 +179,7 @@ class HttpxTerminal:
                 return Failure(
                     StatusError.from_response(await read_capped(response, self._max_error_body))
                 )
-            if stream:
+            if stream and isinstance(response.stream, httpx.AsyncByteStream):
                 response.stream = _GatedStream(response.stream, gate)
                 handed_over = True
                 return Success(response)

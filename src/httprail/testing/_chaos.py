@@ -284,7 +284,10 @@ class ChaosServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -292,7 +295,10 @@ class ChaosServer:
         return self.start()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -342,7 +348,7 @@ class ChaosServer:
         """Answer ``fail`` with probability ``fail_ratio`` (seeded, reproducible), else ``ok``."""
         if not 0.0 <= fail_ratio <= 1.0:
             raise ValueError(f"fail_ratio must be within [0, 1], got {fail_ratio}")
-        rng = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
+        rng = random.Random(seed)
         good = ok or Reply.json({"ok": True})
         bad = fail or Reply.status(503)
         self.route(path, lambda _request: bad if rng.random() < fail_ratio else good)
@@ -381,7 +387,7 @@ class ChaosServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None  # noqa: S101 - always inside a task here
+        assert task is not None
         self._handlers.add(task)
         self._writers.add(writer)
         connection_id = next(self._connection_ids)
@@ -443,7 +449,7 @@ def _parse_head(head: bytes) -> tuple[str, str, tuple[tuple[str, str], ...]]:
         raise _BadRequest(400) from exc
     lines = text.split("\r\n")
     request_line = lines[0].split(" ")
-    if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):  # noqa: PLR2004
+    if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):
         raise _BadRequest(400)
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -540,8 +546,10 @@ async def _answer(
 async def _answer_events(
     reply: Reply, writer: asyncio.StreamWriter, connection: list[tuple[str, str]]
 ) -> bool:
-    assert reply.events is not None  # noqa: S101 - checked by the caller
-    writer.write(_head(reply.status_code, [*reply.headers, ("transfer-encoding", "chunked"), *connection]))
+    assert reply.events is not None
+    writer.write(
+        _head(reply.status_code, [*reply.headers, ("transfer-encoding", "chunked"), *connection])
+    )
     for index, data in enumerate(reply.events):
         if reply.drop_after_events is not None and index >= reply.drop_after_events:
             writer.transport.abort()
