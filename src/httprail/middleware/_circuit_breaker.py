@@ -15,6 +15,7 @@ one atomic update each, so the same machine works over a shared store.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -144,9 +145,14 @@ class CircuitBreaker:
         for label, value in (("key", key), ("is_failure", is_failure), ("clock", clock)):
             if value is not None and not callable(value):
                 raise ConfigError(f"CircuitBreaker({label}=...) must be callable, got {value!r}")
-        if store is not None and not isinstance(store, StateStore):
+        if store is not None and not (
+            isinstance(store, StateStore)
+            and inspect.iscoroutinefunction(store.get)
+            and inspect.iscoroutinefunction(store.update)
+        ):
             raise ConfigError(
-                f"CircuitBreaker(store=...) must implement StateStore (get, update), got {store!r}"
+                f"CircuitBreaker(store=...) must implement StateStore (async get, async update), "
+                f"got {store!r}"
             )
         self.failure_threshold = failure_threshold
         self.cooldown = float(cooldown)

@@ -85,9 +85,9 @@ class HttpxTerminal:
     httpx at once; the rest wait in a FIFO queue here (bounded by the pool timeout), because
     httpcore's own pool slows down quadratically with the number of waiting requests (1,000
     queued requests stall the event loop for seconds). Non-streaming bodies are read here, so a
-    body that breaks or times out is a ``Failure`` like any other. Responses with status >= 400 become
-    ``Failure(StatusError)`` with the body read up to ``max_error_body`` bytes, unless the
-    request's context asks for raw statuses.
+    body that breaks or times out is a ``Failure`` like any other. Responses with status >= 400
+    become ``Failure(StatusError)`` with the body read up to ``max_error_body`` bytes, unless
+    the request's context asks for raw statuses.
 
     Args:
         settings: timeouts, limits and HTTP/2 switch (defaults: ``HttpSettings()``).
