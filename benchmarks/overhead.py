@@ -28,9 +28,9 @@ from httprail.terminals import HttpxTerminal
 
 BODY = (
     b'{"id": 1, "name": "httprail", "tags": ["fast", "typed"], "ok": true, '
-    b'"value": 3.14159, "n": 42}  '
+    b'"value": 3.14159, "n": 42, "p": 10}'
 )
-assert len(BODY) == 104
+assert len(BODY) == 104, len(BODY)
 URL = "http://bench.local/item"
 
 

@@ -86,8 +86,13 @@ class RequestResponsePlugin:
 
 def _link(plugin: MiddlewarePlugin, call_next: Next) -> Next:
     # A plain function returning the plugin's coroutine: no extra coroutine frame per stage.
+    # The bound ``__call__`` is looked up once here instead of on every request.
+    bound: Callable[[httpx.Request, Next], Awaitable[Outcome]] = getattr(
+        plugin, "__call__", plugin
+    )
+
     def call(request: httpx.Request) -> Awaitable[Outcome]:
-        return plugin(request, call_next)
+        return bound(request, call_next)
 
     return call
 

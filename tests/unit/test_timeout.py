@@ -107,3 +107,55 @@ def test_bad_seconds_are_config_errors(bad: object) -> None:
 def test_bad_phase_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="phase"):
         Timeout(1, phase="connect")  # type: ignore[arg-type]
+
+
+async def test_one_timer_serves_many_requests_each_failing_at_its_own_deadline() -> None:
+    timeout = Timeout(0.1)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(float(request.url.params["sleep"]))
+        return httpx.Response(200)
+
+    pipeline = Pipeline([timeout], MockTerminal(handler))
+
+    async def call(sleep: float, after: float) -> tuple[object, float]:
+        await asyncio.sleep(after)
+        start = time.monotonic()
+        outcome = await pipeline.send(httpx.Request("GET", URL, params={"sleep": sleep}))
+        return outcome, time.monotonic() - start
+
+    results = await asyncio.gather(call(0.01, 0), call(5, 0.03), call(0.02, 0.05), call(5, 0.06))
+    kinds = [type(outcome).__name__ for outcome, _ in results]
+    assert kinds == ["Success", "Failure", "Success", "Failure"]
+    for outcome, elapsed in (results[1], results[3]):
+        assert isinstance(outcome.failure(), RequestTimeoutError)  # type: ignore[attr-defined]
+        assert 0.1 <= elapsed < 0.13  # its own deadline, not the first request's
+
+
+async def test_an_out_of_order_deadline_gets_its_own_timer() -> None:
+    attempt = Timeout(1, phase="attempt")
+    pipeline = Pipeline([attempt], slow(5))
+    first = asyncio.create_task(pipeline.send(httpx.Request("GET", URL)))  # deadline now + 1
+    await asyncio.sleep(0)
+    clamped = httpx.Request("GET", URL)
+    set_context(clamped, RequestContext(deadline=time.monotonic() + 0.05))  # earlier than first
+    start = time.monotonic()
+    error = (await pipeline.send(clamped)).failure()
+    assert isinstance(error, RequestTimeoutError)
+    assert error.phase == "total"
+    assert time.monotonic() - start < 0.5
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_the_same_stage_works_on_a_new_event_loop() -> None:
+    timeout = Timeout(0.05)
+
+    def run_on_fresh_loop() -> object:
+        return asyncio.run(Pipeline([timeout], slow(5)).send(httpx.Request("GET", URL)))
+
+    first = await asyncio.to_thread(run_on_fresh_loop)
+    second = await asyncio.to_thread(run_on_fresh_loop)
+    assert isinstance(first.failure(), RequestTimeoutError)  # type: ignore[attr-defined]
+    assert isinstance(second.failure(), RequestTimeoutError)  # type: ignore[attr-defined]
