@@ -6,7 +6,7 @@ The first plugin listed is the outermost: it sees the request first and the outc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
+from types import FunctionType, MethodType, TracebackType
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 import httpx
@@ -87,8 +87,8 @@ class RequestResponsePlugin:
 def _link(plugin: MiddlewarePlugin, call_next: Next) -> Next:
     # A plain function returning the plugin's coroutine: no extra coroutine frame per stage.
     # The bound ``__call__`` is looked up once here instead of on every request.
-    bound: Callable[[httpx.Request, Next], Awaitable[Outcome]] = getattr(
-        plugin, "__call__", plugin
+    bound: Callable[[httpx.Request, Next], Awaitable[Outcome]] = (
+        plugin if isinstance(plugin, FunctionType | MethodType) else plugin.__call__
     )
 
     def call(request: httpx.Request) -> Awaitable[Outcome]:
