@@ -185,6 +185,14 @@ def test_route_answers_with_a_function_of_the_request(chaos_server: ChaosServer)
     assert (response.status_code, response.json()) == (207, {"q": "x=1"})
 
 
+def test_a_route_may_ask_the_server_what_it_has_seen(chaos_server: ChaosServer) -> None:
+    # The function runs while the server records the request; it must not deadlock.
+    chaos_server.route("/nth", lambda r: Reply.json({"seen": chaos_server.count("/nth")}))
+    with httpx.Client(base_url=chaos_server.url, timeout=5) as client:
+        seen = [client.get("/nth").json()["seen"] for _ in range(3)]
+    assert seen == [1, 2, 3]
+
+
 def test_status_reply_carries_retry_headers(chaos_server: ChaosServer) -> None:
     chaos_server.script(
         "/l", Reply.status(429, retry_after="3", retry_after_ms="2500", headers={"X-A": "b"})

@@ -349,3 +349,21 @@ async def test_late_outcomes_from_before_the_trip_do_not_move_an_open_circuit() 
     held.set()
     assert isinstance(await slow, Success)
     assert await breaker.state(UPSTREAM) is CircuitState.OPEN
+
+
+async def test_a_success_resets_failures_counted_while_it_was_in_flight() -> None:
+    clock, switch = FakeClock(), Switch(200)
+    breaker = CircuitBreaker(failure_threshold=3, cooldown=10, clock=clock)
+    pipeline = Pipeline([breaker], MockTerminal(switch))
+    held = asyncio.Event()
+    switch.gate = held
+    slow_success = asyncio.create_task(send(pipeline))  # started before any failure
+    await asyncio.sleep(0)
+    switch.gate, switch.status = None, 503
+    await send(pipeline)
+    await send(pipeline)  # two failures while the success is in flight
+    held.set()
+    assert isinstance(await slow_success, Success)
+    await send(pipeline)
+    await send(pipeline)  # two more: not three in a row, because the success reset the count
+    assert await breaker.state(UPSTREAM) is CircuitState.CLOSED

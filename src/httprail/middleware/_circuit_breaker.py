@@ -206,8 +206,13 @@ class CircuitBreaker:
             # Hot path: closed circuit, no write unless the outcome changes the count.
             outcome = await call_next(request)
             verdict = self.verdict(outcome)
-            if verdict == "failure" or (verdict == "success" and record and record.failures):
+            if verdict == "failure":
                 await self._record_closed(request, key, verdict)
+            elif verdict == "success":
+                # Read again: other calls may have failed while this one was in flight.
+                current = await self.store.get(key)
+                if current is not None and current.failures:
+                    await self._record_closed(request, key, verdict)
             return outcome
 
         admitted = await self.store.update(key, self._admit)

@@ -190,7 +190,8 @@ class _BadRequest(Exception):
 class _State:
     scripts: dict[str, _Script] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Re-entrant: a route function may ask the server what it has seen (count, requests).
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 class ChaosServer:

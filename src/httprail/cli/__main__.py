@@ -1,0 +1,5 @@
+"""``python -m httprail.cli``: the ``httprail`` command."""
+
+from . import main
+
+raise SystemExit(main())
