@@ -27,7 +27,7 @@ from httprail import (
     Success,
     set_context,
 )
-from httprail.middleware import Retry
+from httprail.middleware import NO_RETRY_EXTENSION, Retry
 from httprail.testing import FakeClock, MockTerminal
 
 URL = "https://api.test/items"
@@ -266,6 +266,37 @@ async def test_x_should_retry_true_retries_any_status(fake_clock: FakeClock) -> 
     outcome = await make(terminal, fake_clock).send(httpx.Request("GET", URL))
     assert isinstance(outcome, Success)
     assert len(terminal.requests) == 2
+
+
+async def test_a_request_may_veto_retrying_some_error_responses(fake_clock: FakeClock) -> None:
+    def out_of_quota(response: httpx.Response) -> bool:
+        return b"insufficient_quota" in response.content
+
+    quota = httpx.Response(429, content=b'{"error": {"code": "insufficient_quota"}}')
+    terminal = responses(quota, 200)
+    request = httpx.Request("GET", URL, extensions={NO_RETRY_EXTENSION: out_of_quota})
+    outcome = await make(terminal, fake_clock).send(request)
+    assert isinstance(outcome.failure(), ClientStatusError)
+    assert len(terminal.requests) == 1
+
+    terminal = responses(httpx.Response(429, content=b"slow down"), 200)
+    request = httpx.Request("GET", URL, extensions={NO_RETRY_EXTENSION: out_of_quota})
+    assert isinstance(await make(terminal, fake_clock).send(request), Success)
+    assert len(terminal.requests) == 2
+
+
+async def test_a_veto_that_raises_is_logged_and_ignored(fake_clock: FakeClock) -> None:
+    def broken(response: httpx.Response) -> bool:
+        raise RuntimeError("bug in the veto")
+
+    terminal = responses(503, 200)
+    request = httpx.Request("GET", URL, extensions={NO_RETRY_EXTENSION: broken})
+    with capture_logs() as logs:
+        outcome = await make(terminal, fake_clock).send(request)
+    assert isinstance(outcome, Success)
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "httprail.retry_veto_failed"
+    ]
 
 
 async def test_each_retry_emits_an_event(fake_clock: FakeClock) -> None:

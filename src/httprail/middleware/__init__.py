@@ -10,12 +10,13 @@ from ._circuit_breaker import CircuitBreaker
 from ._defaults import default_plugins
 from ._logging import Logging
 from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
-from ._retry import IDEMPOTENT_METHODS, Retry, RetryState
+from ._retry import IDEMPOTENT_METHODS, NO_RETRY_EXTENSION, Retry, RetryState, RetryVeto
 from ._timeout import Timeout
 
 __all__ = [
     "DEFAULT_BUCKETS",
     "IDEMPOTENT_METHODS",
+    "NO_RETRY_EXTENSION",
     "ApiKeyAuth",
     "BasicAuth",
     "BearerAuth",
@@ -26,6 +27,7 @@ __all__ = [
     "MetricsSnapshot",
     "Retry",
     "RetryState",
+    "RetryVeto",
     "Timeout",
     "TokenProvider",
     "UpstreamMetrics",

@@ -35,7 +35,14 @@ from .._result import Next, Outcome
 from .._settings import DEFAULT_RETRY_STATUSES, HttpSettings
 from ._retry_after import parse_server_delay
 
-__all__ = ["IDEMPOTENT_METHODS", "Retry", "RetryState"]
+__all__ = ["IDEMPOTENT_METHODS", "NO_RETRY_EXTENSION", "Retry", "RetryState", "RetryVeto"]
+
+NO_RETRY_EXTENSION = "httprail.no_retry"
+"""Request extension holding a :data:`RetryVeto`: who sends a request may say which error
+responses must not be retried whatever their status (e.g. a 429 that means "out of quota")."""
+
+RetryVeto = Callable[[httpx.Response], bool]
+"""Given an error response, ``True`` means: do not retry it."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NEVER_SENT_PHASES = frozenset({"connect", "pool"})
@@ -196,7 +203,7 @@ class Retry:
         forced = False
         if isinstance(error, StatusError):
             hint = error.response.headers.get("x-should-retry", "").strip().lower()
-            if hint == "false":
+            if hint == "false" or _vetoed(request, error.response):
                 return _STOP
             forced = hint == "true"
             if not forced and error.status_code not in self.retry_statuses:
@@ -241,3 +248,14 @@ class Retry:
         call_state = tenacity.RetryCallState(self._policy, None, (), {})
         call_state.attempt_number = attempt
         return max(0.0, float(self.wait(call_state)))
+
+
+def _vetoed(request: httpx.Request, response: httpx.Response) -> bool:
+    veto = request.extensions.get(NO_RETRY_EXTENSION)
+    if veto is None:
+        return False
+    try:
+        return bool(veto(response))
+    except Exception as exc:  # noqa: BLE001 - a broken veto must not break the call
+        _log.warning("httprail.retry_veto_failed", error=repr(exc), status=response.status_code)
+        return False
