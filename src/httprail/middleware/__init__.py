@@ -5,7 +5,7 @@ Recommended order, outermost first::
     Logging → Metrics → Timeout(total) → Retry → CircuitBreaker → Auth → Timeout(attempt) → terminal
 """
 
-from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider
+from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider, auth
 from ._circuit_breaker import CircuitBreaker
 from ._defaults import default_plugins
 from ._logging import Logging
@@ -31,5 +31,6 @@ __all__ = [
     "Timeout",
     "TokenProvider",
     "UpstreamMetrics",
+    "auth",
     "default_plugins",
 ]

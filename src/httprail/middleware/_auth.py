@@ -12,7 +12,7 @@ from returns.result import Failure, Result, Success
 from .._errors import AuthError, ConfigError, RequestError
 from .._pipeline import RequestResponsePlugin
 
-__all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider"]
+__all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider", "auth"]
 
 TokenProvider = Callable[[], Awaitable[str]]
 """An async callable returning a current token (it may cache and refresh on its own)."""
@@ -142,3 +142,32 @@ class BasicAuth(RequestResponsePlugin):
     async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
         request.headers["Authorization"] = self._header
         return Success(request)
+
+
+def auth(
+    api_key: str,
+    *,
+    scheme: Literal["bearer", "header", "query"] = "bearer",
+    name: str | None = None,
+    prefix: str = "",
+) -> BearerAuth | ApiKeyAuth:
+    """The ``auth`` stage of a declared stack: sends the provider's key the way it wants it.
+
+    In a stack file the key comes from the provider's ``api_key_env``; ``scheme`` picks
+    ``Authorization: Bearer <key>`` (default), a header (``name``, default ``X-API-Key``, with an
+    optional ``prefix``) or a query parameter (``name``, default ``api_key``).
+
+    Raises:
+        ConfigError: an unknown scheme, or an option that does not fit it.
+    """
+    if scheme == "bearer":
+        if name is not None or prefix:
+            raise ConfigError("auth(scheme='bearer') takes no name=... or prefix=...")
+        return BearerAuth(api_key)
+    if scheme == "header":
+        return ApiKeyAuth(api_key, name=name or "X-API-Key", location="header", prefix=prefix)
+    if scheme == "query":
+        if prefix:
+            raise ConfigError("auth(scheme='query') takes no prefix=...")
+        return ApiKeyAuth(api_key, name=name or "api_key", location="query")
+    raise ConfigError(f"auth(scheme=...) must be 'bearer', 'header' or 'query', got {scheme!r}")

@@ -14,7 +14,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from returns.result import Failure
@@ -22,6 +22,7 @@ from returns.result import Failure
 from .._context import EXTENSION_KEY, RequestContext, get_context
 from .._errors import ConfigError, RequestTimeoutError
 from .._result import Next, Outcome
+from .._settings import HttpSettings
 
 __all__ = ["Timeout"]
 
@@ -64,6 +65,18 @@ class Timeout:
         self.name = f"timeout_{phase}"
         self._clock = clock
         self._queue: _DeadlineQueue | None = None
+
+    @classmethod
+    def from_settings(cls, settings: HttpSettings, **overrides: Any) -> Timeout:
+        """A total deadline of ``timeout_total`` (or, with ``phase="attempt"``, a per-attempt
+        timeout of ``timeout_attempt``); keyword arguments win."""
+        phase = overrides.get("phase", "total")
+        default = settings.timeout_attempt if phase == "attempt" else settings.timeout_total
+        if "seconds" not in overrides and default is None:
+            raise ConfigError(
+                "Timeout(phase='attempt') needs seconds=... or HTTP_TIMEOUT_ATTEMPT to be set"
+            )
+        return cls(**{"seconds": default, **overrides})
 
     def __repr__(self) -> str:
         return f"Timeout({self.seconds}, phase={self.phase!r})"

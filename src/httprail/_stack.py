@@ -1,0 +1,478 @@
+"""Declared stacks: providers and services described in a stack file (or a dict) become clients.
+
+A stack file is ``httprail.toml`` (top level) or ``pyproject.toml`` (under ``[tool.httprail]``)::
+
+    [providers.deepseek]
+    base_url = "https://api.deepseek.com/v1"
+    api_key_env = "DEEPSEEK_API_KEY"
+    stack = ["logging", "retry", "circuit_breaker", "auth", "openai-chat"]
+    settings = { timeout_read = 90 }          # per-provider HTTP_ overrides
+
+    [providers.deepseek.options.retry]        # options of one plugin of the stack
+    max_retries = 2
+
+    [providers.deepseek.options.openai-chat]
+    model = "deepseek-chat"
+
+    [services.billing]                        # a service: the same, with no generator
+    base_url = "http://billing.internal"
+
+Names are looked up in the plugin registry (entry points); the last name of a provider's stack
+is a generator. Every problem is a :class:`ConfigError` naming the file, the provider or
+service, the plugin and the option.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ._client import AsyncClient
+from ._discovery import PluginRegistry, PluginSpec, default_registry, normalize_name
+from ._errors import ConfigError
+from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
+from ._settings import HttpSettings, ProviderOverrides
+
+__all__ = ["Stack", "StackDeclaration", "build_stack", "find_stack_file", "load_stack_file"]
+
+STACK_FILE = "httprail.toml"
+DEFAULT_TERMINAL = "httpx"
+Kind = Literal["provider", "service"]
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(min_length=1)
+    api_key_env: str | None = Field(default=None, min_length=1)
+    stack: list[str] | None = None
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    terminal: str = DEFAULT_TERMINAL
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    providers: dict[str, _Entry] = Field(default_factory=dict)
+    services: dict[str, _Entry] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StackDeclaration:
+    """A parsed stack file (or dict): where it came from and its providers and services."""
+
+    source: str
+    providers: Mapping[str, _Entry]
+    services: Mapping[str, _Entry]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Self:
+        """Validate a mapping shaped like a stack file.
+
+        Raises:
+            ConfigError: unknown keys or wrong types, naming ``source`` and where.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: a stack declaration must be a table, got {data!r}")
+        try:
+            parsed = _File.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, source)) from None
+        return cls(source, parsed.providers, parsed.services)
+
+    def names(self) -> tuple[str, ...]:
+        """Every provider and service name, sorted."""
+        return tuple(sorted({*self.providers, *self.services}))
+
+    def entry(self, name: str) -> tuple[Kind, _Entry]:
+        """Whether ``name`` is a provider or a service, and its declaration.
+
+        Raises:
+            ConfigError: no such name (listing the declared ones).
+        """
+        if name in self.providers:
+            return "provider", self.providers[name]
+        if name in self.services:
+            return "service", self.services[name]
+        known = ", ".join(self.names()) or "none"
+        raise ConfigError(f"{self.source}: no provider or service {name!r}; declared: {known}")
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err.get("loc", ())]
+        where = _where(loc)
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}" if loc else "unknown key"
+        problems.append(f"{where}: {message}" if where else message)
+    return f"{source}: " + "; ".join(problems)
+
+
+def _where(loc: list[str]) -> str:
+    if len(loc) >= 2 and loc[0] in ("providers", "services"):
+        kind = "provider" if loc[0] == "providers" else "service"
+        rest = loc[2:]
+        text = f"{kind} {loc[1]!r}"
+        if len(rest) >= 2 and rest[0] == "options":
+            text += f", plugin {rest[1]!r}"
+            rest = rest[2:]
+        if rest:
+            text += f", {'.'.join(rest)}"
+        return text
+    return ".".join(loc)
+
+
+def load_stack_file(path: str | os.PathLike[str]) -> StackDeclaration:
+    """Read a stack file: ``pyproject.toml`` (its ``[tool.httprail]`` table) or any TOML file.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or does not declare a valid stack.
+    """
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the stack file ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    if file.name == "pyproject.toml":
+        table = data.get("tool", {}).get("httprail")
+        if table is None:
+            raise ConfigError(f"{file}: has no [tool.httprail] table")
+        return StackDeclaration.from_mapping(table, source=f"{file} [tool.httprail]")
+    return StackDeclaration.from_mapping(data, source=str(file))
+
+
+def find_stack_file(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The nearest ``httprail.toml``, or ``pyproject.toml`` with ``[tool.httprail]``, from
+    ``start`` (default: the working directory) up to the filesystem root."""
+    here = Path.cwd() if start is None else Path(start)
+    for folder in (here, *here.parents):
+        candidate = folder / STACK_FILE
+        if candidate.is_file():
+            return candidate
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(data.get("tool"), dict) and "httprail" in data["tool"]:
+                return pyproject
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """A built provider or service: its client (middleware + terminal) and, for a provider,
+    its generator. Close it (or use it as an async context manager) to close the pool."""
+
+    name: str
+    kind: Kind
+    client: AsyncClient
+    generator: Any | None
+    settings: HttpSettings
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The middleware and terminal requests go through."""
+        return self.client.pipeline
+
+    async def aclose(self) -> None:
+        """Close the generator (if it can be closed) and the client's connection pool."""
+        closer = getattr(self.generator, "aclose", None)
+        if closer is not None and inspect.iscoroutinefunction(closer):
+            await closer()
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def build_stack(
+    source: StackDeclaration | Mapping[str, Any] | str | os.PathLike[str] | None,
+    name: str,
+    *,
+    registry: PluginRegistry | None = None,
+    settings: HttpSettings | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Stack:
+    """Build the provider or service ``name`` declared in ``source``.
+
+    Args:
+        source: a stack file path, a parsed declaration, a dict shaped like a stack file, or
+            ``None`` to use the nearest stack file (see :func:`find_stack_file`).
+        name: the provider or service to build.
+        registry: where plugin names are looked up (default: the discovered entry points).
+        settings: the global settings (default: ``HttpSettings()`` from ``HTTP_*`` variables).
+        environ: where ``api_key_env`` is read (default ``os.environ``).
+
+    Raises:
+        ConfigError: anything wrong in the declaration, naming the file, the provider or
+            service, the plugin and the option.
+    """
+    declaration = _declaration(source)
+    kind, entry = declaration.entry(name)
+    where = f"{declaration.source}: {kind} {name!r}"
+    plugins = registry if registry is not None else default_registry()
+    base = settings if settings is not None else HttpSettings()
+    own = _settings_for(base, name, entry.settings, where)
+    env = os.environ if environ is None else environ
+    api_key = _api_key(entry, env, where)
+
+    names = entry.stack
+    if names is None:  # no stack declared: the default stack (services only)
+        if kind == "provider":
+            raise ConfigError(f"{where}: a provider needs a stack ending with a generator")
+        names = []
+        default = True
+    else:
+        default = False
+    specs = _resolve(plugins, names, kind, where)
+    options_of = {normalize_name(k): v for k, v in entry.options.items()}
+    unused = sorted(k for k in entry.options if normalize_name(k) not in map(normalize_name, names))
+    if unused:
+        raise ConfigError(
+            f"{where}: options given for {', '.join(map(repr, unused))}, "
+            f"which {'is' if len(unused) == 1 else 'are'} not in its stack {names}"
+        )
+    middleware: list[MiddlewarePlugin] = []
+    generator_spec: PluginSpec | None = None
+    for spec in specs:
+        if spec.group == "generators":
+            generator_spec = spec
+            continue
+        options = options_of.get(normalize_name(spec.name), {})
+        built = _build(spec, options, own, api_key, f"{where}, plugin {spec.name!r}")
+        if not isinstance(built, MiddlewarePlugin):
+            raise ConfigError(f"{where}, plugin {spec.name!r}: built {built!r}, not a middleware")
+        middleware.append(built)
+    terminal_spec = _lookup(plugins, "transports", entry.terminal, f"{where}, terminal")
+    terminal = _build(terminal_spec, {}, own, None, f"{where}, terminal {entry.terminal!r}")
+    if not isinstance(terminal, TerminalPlugin):
+        raise ConfigError(f"{where}: terminal {entry.terminal!r} built {terminal!r}")
+    try:
+        client = AsyncClient(
+            entry.base_url,
+            headers=entry.headers,
+            plugins=None if default else middleware,
+            terminal=terminal,
+            settings=own,
+            provider=name,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    generator = None
+    if generator_spec is not None:
+        options = options_of.get(normalize_name(generator_spec.name), {})
+        label = f"{where}, generator {generator_spec.name!r}"
+        generator = _build(generator_spec, options, own, None, label, client=client)
+        if not callable(getattr(generator, "generate", None)):
+            raise ConfigError(f"{label}: built {generator!r}, which has no generate()")
+    return Stack(name, kind, client, generator, own)
+
+
+def _declaration(
+    source: StackDeclaration | Mapping[str, Any] | str | os.PathLike[str] | None,
+) -> StackDeclaration:
+    if isinstance(source, StackDeclaration):
+        return source
+    if isinstance(source, Mapping):
+        return StackDeclaration.from_mapping(source)
+    if source is None:
+        found = find_stack_file()
+        if found is None:
+            raise ConfigError(
+                f"no stack file: no {STACK_FILE} or pyproject.toml with [tool.httprail] "
+                f"in {Path.cwd()} or its parents"
+            )
+        return load_stack_file(found)
+    return load_stack_file(source)
+
+
+def _settings_for(
+    base: HttpSettings, name: str, values: Mapping[str, Any], where: str
+) -> HttpSettings:
+    """``base`` with the file's overrides for ``name``, then the environment's on top."""
+    try:
+        declared = ProviderOverrides.model_validate(dict(values))
+    except ValidationError as exc:
+        details = "; ".join(
+            f"settings.{'.'.join(map(str, e['loc']))}: "
+            + ("unknown setting" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"{where}: {details}") from None
+    merged = declared.model_dump(exclude_none=True)
+    from_env = base.providers.get(name.lower())
+    if from_env is not None:
+        merged.update(from_env.model_dump(exclude_none=True))
+    if not merged:
+        return base
+    providers = {**base.providers, name.lower(): ProviderOverrides(**merged)}
+    try:
+        return base.model_copy(update={"providers": providers}).for_provider(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _api_key(entry: _Entry, environ: Mapping[str, str], where: str) -> str | None:
+    if entry.api_key_env is None:
+        return None
+    value = environ.get(entry.api_key_env, "").strip()
+    if not value:
+        raise ConfigError(f"{where}: api_key_env {entry.api_key_env!r} is not set or empty")
+    return value
+
+
+def _lookup(registry: PluginRegistry, group: Any, name: str, where: str) -> PluginSpec:
+    try:
+        return registry.get(group, name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _resolve(
+    registry: PluginRegistry, names: list[str], kind: Kind, where: str
+) -> list[PluginSpec]:
+    specs: list[PluginSpec] = []
+    for index, name in enumerate(names):
+        last = index == len(names) - 1
+        group = registry.find(name)
+        if group is None:
+            known = ", ".join([*registry.names("plugins"), *registry.names("generators")])
+            raise ConfigError(f"{where}: unknown plugin {name!r} in its stack; known: {known}")
+        if group not in ("plugins", "generators"):
+            raise ConfigError(f"{where}: {name!r} is a {group[:-1]}, not a stack plugin")
+        spec = _lookup(registry, group, name, f"{where}, plugin {name!r}")
+        if group == "generators" and not (last and kind == "provider"):
+            rule = "last" if kind == "provider" else "in a provider's stack (not a service's)"
+            raise ConfigError(f"{where}: generator {name!r} can only come {rule}")
+        specs.append(spec)
+    if kind == "provider" and (not specs or specs[-1].group != "generators"):
+        raise ConfigError(f"{where}: a provider's stack must end with a generator")
+    return specs
+
+
+def _build(
+    spec: PluginSpec,
+    options: Mapping[str, Any],
+    settings: HttpSettings,
+    api_key: str | None,
+    where: str,
+    *,
+    client: AsyncClient | None = None,
+) -> Any:
+    """Check ``options`` against the factory's signature and types, then build the plugin."""
+    factory = spec.factory
+    parameters = _parameters(factory, skip_first=client is not None)
+    values = dict(options)
+    if api_key is not None and "api_key" in parameters and "api_key" not in values:
+        values["api_key"] = api_key
+    _check_options(factory, parameters, values, where)
+    from_settings = getattr(factory, "from_settings", None)
+    try:
+        if client is not None:
+            return factory(client, **values)
+        if callable(from_settings):
+            return from_settings(settings, **values)
+        if "settings" in parameters and "settings" not in values:
+            return factory(settings, **values)
+        return factory(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin failing to build is a config problem
+        raise ConfigError(f"{where}: failed to build: {type(exc).__name__}: {exc}") from None
+
+
+def _parameters(factory: Callable[..., Any], *, skip_first: bool) -> dict[str, inspect.Parameter]:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins without a signature: accept anything
+        return {"**": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
+    params = list(signature.parameters.values())
+    if skip_first and params:
+        params = params[1:]
+    return {
+        ("**" if p.kind is inspect.Parameter.VAR_KEYWORD else p.name): p
+        for p in params
+        if p.kind is not inspect.Parameter.VAR_POSITIONAL
+    }
+
+
+def _check_options(
+    factory: Callable[..., Any],
+    parameters: Mapping[str, inspect.Parameter],
+    values: Mapping[str, Any],
+    where: str,
+) -> None:
+    if "**" not in parameters:
+        unknown = sorted(set(values) - set(parameters))
+        if unknown:
+            known = ", ".join(sorted(n for n in parameters if n not in ("settings",))) or "none"
+            raise ConfigError(
+                f"{where}: unknown option {unknown[0]!r}"
+                + (f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else "")
+                + f"; its options: {known}"
+            )
+    missing = [
+        name
+        for name, p in parameters.items()
+        if name not in ("**", "settings")
+        and p.default is inspect.Parameter.empty
+        and p.kind is not inspect.Parameter.VAR_KEYWORD
+        and name not in values
+        and not callable(getattr(factory, "from_settings", None))
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing required option {missing[0]!r}")
+    hints = _hints(factory)
+    for name, value in values.items():
+        annotation = hints.get(name)
+        if annotation is None:
+            continue
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(
+                annotation, config=ConfigDict(arbitrary_types_allowed=True, strict=True)
+            )
+        except Exception:  # noqa: BLE001 - pydantic cannot check it: the factory will
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise ConfigError(
+                f"{where}, option {name!r}: {first['msg'].removeprefix('Value error, ')} "
+                f"(got {value!r})"
+            ) from None
+
+
+def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: skip the type check
+        return {}
