@@ -154,6 +154,27 @@ class Pipeline:
         object.__setattr__(self, "_observers", (*subscribed, *observers))
         object.__setattr__(self, "_handler", handler)
 
+    @classmethod
+    def from_config(
+        cls,
+        source: Any,
+        name: str,
+        **options: Any,
+    ) -> Pipeline:
+        """The middleware and terminal of provider or service ``name`` declared in ``source``
+        (a stack file path, a dict, or ``None`` for the nearest stack file).
+
+        Keyword arguments are those of :func:`httprail.build_stack`; a provider's generator is
+        left out (use ``build_stack`` to get it). The pipeline owns its connection pool: close it
+        with :meth:`aclose`.
+
+        Raises:
+            ConfigError: anything wrong in the declaration, naming where.
+        """
+        from ._stack import build_stack  # the stack builder needs the client, which needs us
+
+        return build_stack(source, name, **options).pipeline
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Pipeline is frozen; cannot set {name!r}. Build a new Pipeline.")
 

@@ -308,6 +308,10 @@ def _declaration(
                 f"in {Path.cwd()} or its parents"
             )
         return load_stack_file(found)
+    if not isinstance(source, str | os.PathLike):
+        raise ConfigError(
+            f"a stack declaration must be a table (dict) or a stack file path, got {source!r}"
+        )
     return load_stack_file(source)
 
 
