@@ -7,13 +7,15 @@ module and one line here.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Final
 
+import structlog
 import typer
 
 from .._version import __version__
-from . import _demo_command
+from . import _demo_command, _plugins_command
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_exceptions
@@ -22,7 +24,10 @@ except ImportError:  # pragma: no cover - older typer runs on click itself
 
 __all__ = ["COMMANDS", "build_app", "run"]
 
-COMMANDS: Final[tuple[Callable[[typer.Typer], None], ...]] = (_demo_command.register,)
+COMMANDS: Final[tuple[Callable[[typer.Typer], None], ...]] = (
+    _demo_command.register,
+    _plugins_command.register,
+)
 
 _HELP = (
     "httprail: async HTTP on rails. Retry, circuit breaker, timeouts and metrics in one "
@@ -72,12 +77,18 @@ def _one_line(text: str) -> str:
     return line if line.endswith((".", "!", "?")) else f"{line}."
 
 
+def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)  # looked up per logger: follows redirection
+
+
 def run(argv: Sequence[str]) -> int:
     """Run ``httprail`` with ``argv``; returns the exit code.
 
     Usage errors (unknown command or option, bad value) print one line to stderr and give 2;
     an interrupt gives 130. No traceback is printed for either.
     """
+    if not structlog.is_configured():  # a command's output is stdout; its logs go to stderr
+        structlog.configure(logger_factory=_stderr_logger)
     app = build_app()
     try:
         result = app(args=list(argv), prog_name="httprail", standalone_mode=False)
