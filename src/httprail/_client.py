@@ -143,8 +143,13 @@ class AsyncClient:
         tags: Mapping[str, str] | None = None,
         raw_status: bool | None = None,
         stream: bool = False,
+        extensions: Mapping[str, Any] | None = None,
     ) -> Result[httpx.Request, RequestError]:
-        """The ``httpx.Request`` that :meth:`request` would send, or why it cannot be built."""
+        """The ``httpx.Request`` that :meth:`request` would send, or why it cannot be built.
+
+        ``extensions`` are added to the request's extensions (e.g.
+        ``{httprail.middleware.NO_RETRY_EXTENSION: veto}``); the request context is httprail's.
+        """
         try:
             full_url = _merge_url(self._base_url, url)
             if self._params or params:
@@ -172,6 +177,8 @@ class AsyncClient:
             return Failure(
                 InvalidRequestError(f"cannot send {method} {url!r}: {problem}", request=request)
             )
+        if extensions:
+            request.extensions.update(extensions)
         ctx = self._stream_context if stream else self._context
         if raw_status is not None or tags:
             ctx = ctx.replace(

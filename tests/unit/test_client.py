@@ -17,6 +17,7 @@ from httprail import (
     Failure,
     HttpSettings,
     InvalidRequestError,
+    RequestContext,
     StatusError,
     Success,
     get_context,
@@ -154,6 +155,15 @@ async def test_per_request_timeout_reaches_the_request() -> None:
     async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
         await client.get("/x", timeout=2.5)
     assert terminal.requests[0].extensions["timeout"]["read"] == 2.5
+
+
+async def test_extensions_reach_the_request_but_not_over_the_context() -> None:
+    terminal = echo_terminal()
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        await client.get("/x", extensions={"my.flag": 1, "httprail": "ignored"})
+    sent = terminal.requests[0]
+    assert sent.extensions["my.flag"] == 1
+    assert isinstance(sent.extensions["httprail"], RequestContext)
 
 
 @pytest.mark.parametrize("base", ["not a url", "/relative", "http://[::1"])
