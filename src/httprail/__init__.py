@@ -28,6 +28,7 @@ The error tree (every error is an ``Exception`` and also a value inside ``Failur
     │   ├── DecodeError
     │   ├── AuthError
     │   └── InvalidRequestError
+    ├── ProviderNotFoundError
     └── ConfigError
 """
 
@@ -36,6 +37,7 @@ from returns.result import Failure, Result, Success
 from ._client import AsyncClient
 from ._context import RequestContext, get_context, set_context, upstream_of
 from ._decode import decode_json
+from ._discovery import PluginRegistry, PluginSpec, default_registry
 from ._errors import (
     AuthError,
     CircuitBreakerOpenError,
@@ -47,6 +49,7 @@ from ._errors import (
     InvalidRequestError,
     MaxRetriesExceededError,
     ProtocolError,
+    ProviderNotFoundError,
     ReadError,
     RequestError,
     RequestTimeoutError,
@@ -67,6 +70,7 @@ from ._pipeline import (
 from ._redact import redact_headers, redact_url
 from ._result import Next, Outcome
 from ._settings import HttpSettings, ProviderOverrides
+from ._stack import Stack, StackDeclaration, build_stack, find_stack_file, load_stack_file
 from ._version import __version__
 
 __all__ = [
@@ -91,7 +95,10 @@ __all__ = [
     "Observer",
     "Outcome",
     "Pipeline",
+    "PluginRegistry",
+    "PluginSpec",
     "ProtocolError",
+    "ProviderNotFoundError",
     "ProviderOverrides",
     "ReadError",
     "RequestContext",
@@ -101,6 +108,8 @@ __all__ = [
     "Result",
     "RetryEvent",
     "ServerStatusError",
+    "Stack",
+    "StackDeclaration",
     "StatusError",
     "Success",
     "TerminalPlugin",
@@ -108,8 +117,12 @@ __all__ = [
     "TransportError",
     "WriteError",
     "__version__",
+    "build_stack",
     "decode_json",
+    "default_registry",
+    "find_stack_file",
     "get_context",
+    "load_stack_file",
     "redact_headers",
     "redact_url",
     "set_context",

@@ -17,12 +17,16 @@ HttprailError                      root of everything httprail returns or raises
 │   ├── DecodeError                the body is not the JSON / model that was asked for
 │   ├── AuthError                  credentials could not be obtained (token provider failed)
 │   └── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
-└── ConfigError                    bad settings, option or argument; raised, never returned
+├── ProviderNotFoundError          .key, .known: no generator is registered under that key
+└── ConfigError                    bad settings, option or argument; raised, never returned (*)
 ```
 
 Errors are values: the pipeline returns them inside ``Failure``. Each is still an ``Exception``,
 so a caller who prefers raising can ``raise error`` (``__cause__`` is the underlying exception).
 Their ``repr`` and ``str`` never contain credentials: URLs are redacted.
+
+(*) One exception: ``ProviderFactory.get`` returns ``Failure(ConfigError)`` when a provider's
+builder fails, since building happens when the provider is first asked for.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ __all__ = [
     "InvalidRequestError",
     "MaxRetriesExceededError",
     "ProtocolError",
+    "ProviderNotFoundError",
     "ReadError",
     "RequestError",
     "RequestTimeoutError",
@@ -66,6 +71,24 @@ class HttprailError(Exception):
 
 class ConfigError(HttprailError):
     """A setting, option or argument is invalid; the message names it and the rule it broke."""
+
+
+class ProviderNotFoundError(HttprailError):
+    """No generator (AI provider) is registered under ``key``.
+
+    Args:
+        key: the key that was asked for.
+        known: the keys that are registered; the message lists them.
+    """
+
+    def __init__(self, key: str, known: Sequence[str] = ()) -> None:
+        self.key = key
+        self.known: tuple[str, ...] = tuple(known)
+        listed = ", ".join(self.known) if self.known else "(none)"
+        super().__init__(f"no provider {key!r}; known: {listed}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class RequestError(HttprailError):

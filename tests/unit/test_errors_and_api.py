@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import httprail
+import httprail.generators
 import httprail.middleware
 import httprail.terminals
 import httprail.testing
@@ -100,17 +101,20 @@ EXPECTED_TOP_LEVEL = [
     "AsyncClient", "AuthError", "BreakerEvent", "CircuitBreakerOpenError", "CircuitState",
     "ClientStatusError", "ConfigError", "ConnectError", "DecodeError", "Event", "EventObserver",
     "Failure", "HttpSettings", "HttprailError", "InvalidRequestError", "MaxRetriesExceededError",
-    "MiddlewarePlugin", "Next", "Observer", "Outcome", "Pipeline", "ProtocolError",
-    "ProviderOverrides", "ReadError", "RequestContext", "RequestError", "RequestResponsePlugin",
-    "RequestTimeoutError", "Result", "RetryEvent", "ServerStatusError", "StatusError", "Success",
+    "MiddlewarePlugin", "Next", "Observer", "Outcome", "Pipeline", "PluginRegistry", "PluginSpec",
+    "ProtocolError",
+    "ProviderNotFoundError", "ProviderOverrides", "ReadError", "RequestContext", "RequestError",
+    "RequestResponsePlugin", "RequestTimeoutError", "Result", "RetryEvent", "ServerStatusError",
+    "Stack", "StackDeclaration", "StatusError", "Success",
     "TerminalPlugin", "TimeoutPhase", "TransportError", "WriteError", "__version__",
-    "decode_json", "get_context", "redact_headers", "redact_url", "set_context", "upstream_of",
+    "build_stack", "decode_json", "default_registry", "find_stack_file", "get_context",
+    "load_stack_file", "redact_headers", "redact_url", "set_context", "upstream_of",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "module",
-    [httprail, httprail.middleware, httprail.terminals, httprail.testing],
+    [httprail, httprail.generators, httprail.middleware, httprail.terminals, httprail.testing],
     ids=lambda m: m.__name__,
 )
 def test_all_is_sorted_and_importable(module: object) -> None:

@@ -13,12 +13,14 @@ import json
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from httprail import (
     AsyncClient,
     ClientStatusError,
+    ConfigError,
     DecodeError,
     Event,
     Failure,
@@ -32,6 +34,7 @@ from httprail import (
     RetryEvent,
     ServerStatusError,
     Success,
+    build_stack,
 )
 from httprail.generators import GenerationRequest, GenerationStream, Message, Usage
 from httprail.testing import ChaosServer, RecordedRequest, Reply
@@ -553,4 +556,79 @@ async def test_an_invalid_stream_request_is_one_failure_without_sending(
     (failure,) = failures
     assert isinstance(failure, InvalidRequestError)
     assert "messages" in str(failure)
+    assert fake_openai.requests == []
+
+
+# -- a provider stack declared only in TOML --------------------------------------------------
+
+STACK_FILE = """
+[providers.local]
+base_url = "{base_url}"
+api_key_env = "LOCAL_OPENAI_KEY"
+stack = ["logging", "retry", "circuit_breaker", "auth", "openai-chat"]
+settings = {{ backoff_base = 0.01, backoff_max = 0.05 }}
+
+[providers.local.options.circuit_breaker]
+failure_threshold = 3
+
+[providers.local.options.openai-chat]
+model = "{model}"
+"""
+
+
+def stack_file(tmp_path: Path, fake_openai: FakeOpenAI, text: str = STACK_FILE) -> Path:
+    path = tmp_path / "httprail.toml"
+    path.write_text(text.format(base_url=fake_openai.base_url, model=MODEL))
+    return path
+
+
+async def test_a_provider_declared_only_in_toml_works_end_to_end(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    path = stack_file(tmp_path, fake_openai)
+    env = {"LOCAL_OPENAI_KEY": API_KEY}
+    async with build_stack(path, "local", environ=env) as stack:
+        names = [p.name for p in stack.pipeline.plugins]
+        assert names == ["logging", "retry", "circuit_breaker", "auth"]
+        assert isinstance(stack.generator, OpenAIChat)
+
+        outcome = await stack.generator.generate(PROMPT)
+        assert isinstance(outcome, Success), outcome
+        assert outcome.unwrap().text == "You said: hello there"
+
+        fake_openai.then(error_reply(503, "overloaded", "server_error", None))
+        outcome = await stack.generator.generate(PROMPT)
+        assert isinstance(outcome, Success), outcome  # retried by the declared retry stage
+
+        pieces, failures = await collect(stack.generator.generate_stream(PROMPT))
+        assert "".join(pieces) == "You said: hello there"
+        assert failures == []
+    seen = fake_openai.requests
+    assert len(seen) == 4  # 1 + (503, then success) + 1 stream
+    assert {r.header("authorization") for r in seen} == {f"Bearer {API_KEY}"}
+
+
+@pytest.mark.parametrize(
+    ("typo", "fixed", "named"),
+    [
+        ('"retyr"', '"retry"', "unknown plugin 'retyr'"),
+        ('"openai-chta"', '"openai-chat"', "unknown plugin 'openai-chta'"),
+        ('"circuit_breakr"', '"circuit_breaker"', "unknown plugin 'circuit_breakr'"),
+        ("failure_treshold = 3", "failure_threshold = 3", "unknown option 'failure_treshold'"),
+        ('modle = "{model}"', 'model = "{model}"', "unknown option 'modle'"),
+        ("backoff_bse = 0.01", "backoff_base = 0.01", "settings.backoff_bse: unknown setting"),
+        ('failure_threshold = "3"', "failure_threshold = 3", "option 'failure_threshold'"),
+    ],
+)
+def test_a_typo_in_any_plugin_name_or_option_is_a_config_error_naming_it(
+    tmp_path: Path, fake_openai: FakeOpenAI, typo: str, fixed: str, named: str
+) -> None:
+    text = STACK_FILE.replace(fixed, typo, 1)
+    assert text != STACK_FILE
+    path = stack_file(tmp_path, fake_openai, text)
+    with pytest.raises(ConfigError) as caught:
+        build_stack(path, "local", environ={"LOCAL_OPENAI_KEY": API_KEY})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: provider 'local'"), message
+    assert named in message, message
     assert fake_openai.requests == []

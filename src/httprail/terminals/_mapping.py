@@ -42,7 +42,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def map_exception(exc: Exception, request: httpx.Request) -> RequestError:
+def map_exception(exc: Exception, request: httpx.Request | None) -> RequestError:
     """Translate an exception raised by a backend into the matching :class:`RequestError`.
 
     Exceptions httpx does not know about (a bug in a backend, an OS error that slipped through)

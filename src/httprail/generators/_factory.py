@@ -1,0 +1,216 @@
+"""``ProviderFactory``: generators built on first use from registered builders, then cached."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Hashable
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+import structlog
+from returns.result import Failure, Result, Success
+
+from .._errors import ConfigError, ProviderNotFoundError
+from ._protocol import Generator
+
+__all__ = ["ProviderBuilder", "ProviderFactory"]
+
+ProviderBuilder: TypeAlias = Callable[..., Generator | Awaitable[Generator]]
+"""Builds a generator from keyword overrides; may be a plain or an async callable."""
+
+_CacheKey: TypeAlias = tuple[str, Hashable]
+
+_log = structlog.get_logger("httprail.generators")
+
+
+class ProviderFactory:
+    """A registry of generator builders by key, building each generator once.
+
+    ``get(key, **overrides)`` calls the key's builder as ``builder(**overrides)`` the first
+    time and caches the generator per key and overrides (when the overrides are hashable;
+    otherwise every call builds a new one, which then belongs to the caller). Concurrent
+    ``get`` calls for one key build it once. ``aclose()`` closes every cached generator.
+
+    Example:
+        >>> factory = ProviderFactory()
+        >>> factory.register("openai-chat", lambda **o: OpenAIChat(client, **o))  # doctest: +SKIP
+        >>> match await factory.get("openai-chat", model="gpt-4o-mini"):  # doctest: +SKIP
+        ...     case Success(generator): ...
+        ...     case Failure(ProviderNotFoundError(known=known)): ...
+    """
+
+    def __init__(self) -> None:
+        self._builders: dict[str, ProviderBuilder] = {}
+        self._cache: dict[_CacheKey, Generator] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._versions: dict[str, int] = {}  # bumped when a key's builder changes
+        self._retired: list[Generator] = []  # built by a replaced builder: closed by aclose()
+
+    def __repr__(self) -> str:
+        return f"ProviderFactory(keys={self.keys()!r}, built={len(self._cache)})"
+
+    def register(self, key: str, builder: ProviderBuilder, *, replace: bool = False) -> None:
+        """Register ``builder`` under ``key``.
+
+        Args:
+            key: a non-empty name (``"openai-chat"``).
+            builder: called as ``builder(**overrides)``; returns a generator or an awaitable
+                of one.
+            replace: allow replacing an existing registration; its cached generators are
+                dropped (and closed by :meth:`aclose`).
+
+        Raises:
+            ConfigError: the key is not a non-empty string, the builder is not callable, or the
+                key is taken and ``replace`` is false.
+        """
+        if not isinstance(key, str) or not key.strip() or key != key.strip():
+            raise ConfigError(
+                f"ProviderFactory.register: key must be a non-empty string without surrounding "
+                f"spaces, got {key!r}"
+            )
+        if not callable(builder):
+            raise ConfigError(
+                f"ProviderFactory.register({key!r}, ...): builder must be callable, "
+                f"got {type(builder).__name__}"
+            )
+        if key in self._builders and not replace:
+            raise ConfigError(
+                f"ProviderFactory.register: provider {key!r} is already registered; "
+                "pass replace=True to replace it"
+            )
+        self._retire(key)
+        self._builders[key] = builder
+
+    def unregister(self, key: str) -> None:
+        """Forget ``key``; its cached generators are dropped (and closed by :meth:`aclose`).
+
+        Raises:
+            ConfigError: nothing is registered under ``key``.
+        """
+        if key not in self._builders:
+            raise ConfigError(
+                f"ProviderFactory.unregister: no provider {key!r}; "
+                f"known: {', '.join(self.keys()) or '(none)'}"
+            )
+        self._retire(key)
+        del self._builders[key]
+
+    def keys(self) -> tuple[str, ...]:
+        """The registered keys, sorted."""
+        return tuple(sorted(self._builders))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._builders
+
+    async def get(
+        self, key: str, **overrides: Any
+    ) -> Result[Generator, ProviderNotFoundError | ConfigError]:
+        """The generator for ``key`` and ``overrides``, built on first use.
+
+        Returns:
+            The generator; ``Failure(ProviderNotFoundError)`` (listing the known keys) if
+            ``key`` is not registered; ``Failure(ConfigError)`` if the builder raised or
+            returned something that is not a :class:`Generator`.
+        """
+        builder = self._builders.get(key) if isinstance(key, str) else None
+        if builder is None:
+            return Failure(ProviderNotFoundError(key, self.keys()))
+        cache_key = _cache_key(key, overrides)
+        if cache_key is not None and (cached := self._cache.get(cache_key)) is not None:
+            return Success(cached)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            if cache_key is not None and (cached := self._cache.get(cache_key)) is not None:
+                return Success(cached)
+            builder = self._builders.get(key)
+            if builder is None:  # unregistered while this call waited for the lock
+                return Failure(ProviderNotFoundError(key, self.keys()))
+            version = self._versions.get(key, 0)
+            built = await _build(key, builder, overrides)
+            if isinstance(built, Success) and cache_key is not None:
+                if self._versions.get(key, 0) == version:
+                    self._cache[cache_key] = built.unwrap()
+                else:  # the builder was replaced while building: do not cache a stale one
+                    self._retired.append(built.unwrap())
+            return built
+
+    def _retire(self, key: str) -> None:
+        self._versions[key] = self._versions.get(key, 0) + 1
+        for cache_key in [k for k in self._cache if k[0] == key]:
+            self._retired.append(self._cache.pop(cache_key))
+
+    async def aclose(self) -> None:
+        """Close every generator this factory cached (those that have ``aclose``) and forget them.
+
+        A generator failing to close does not stop the others from closing.
+        """
+        generators = [*self._cache.values(), *self._retired]
+        self._cache.clear()
+        self._retired.clear()
+        seen: set[int] = set()
+        for generator in generators:
+            if id(generator) in seen:
+                continue
+            seen.add(id(generator))
+            await _close(generator)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _cache_key(key: str, overrides: dict[str, Any]) -> _CacheKey | None:
+    """``(key, sorted overrides)``, or ``None`` if an override value is not hashable."""
+    items = tuple(sorted(overrides.items(), key=lambda item: item[0]))
+    try:
+        hash(items)
+    except TypeError:
+        return None
+    return (key, items)
+
+
+async def _build(
+    key: str, builder: ProviderBuilder, overrides: dict[str, Any]
+) -> Result[Generator, ConfigError]:
+    try:
+        built: object = builder(**overrides)
+        if inspect.isawaitable(built):
+            built = await built
+    except ConfigError as error:
+        return Failure(error)
+    except Exception as exc:  # noqa: BLE001 - a provider that cannot be built is a config problem
+        wrapped = ConfigError(f"building provider {key!r} failed: {type(exc).__name__}: {exc}")
+        wrapped.__cause__ = exc
+        return Failure(wrapped)
+    if not isinstance(built, Generator):
+        await _close(built)  # nobody else holds it: release what it may own
+        return Failure(
+            ConfigError(
+                f"the builder of provider {key!r} returned {type(built).__name__}, which is not "
+                "a Generator (it needs name, async generate() and generate_stream())"
+            )
+        )
+    return Success(built)
+
+
+async def _close(generator: object) -> None:
+    """Call ``generator.aclose()`` if it has one; a failure is logged, never raised."""
+    close = getattr(generator, "aclose", None)
+    if not callable(close):
+        return
+    try:
+        outcome = close()
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception as exc:  # noqa: BLE001 - one failing to close must not keep others open
+        _log.warning("httprail.provider_close_failed", provider=repr(generator), error=repr(exc))
