@@ -217,6 +217,7 @@ def build_stack(
     registry: PluginRegistry | None = None,
     settings: HttpSettings | None = None,
     environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Stack:
     """Build the provider or service ``name`` declared in ``source``.
 
@@ -227,6 +228,8 @@ def build_stack(
         registry: where plugin names are looked up (default: the discovered entry points).
         settings: the global settings (default: ``HttpSettings()`` from ``HTTP_*`` variables).
         environ: where ``api_key_env`` is read (default ``os.environ``).
+        overrides: generator options that win over the declared ones (a provider's
+            ``model``, say); checked like declared options.
 
     Raises:
         ConfigError: anything wrong in the declaration, naming the file, the provider or
@@ -283,9 +286,12 @@ def build_stack(
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if overrides and generator_spec is None:
+        given = ", ".join(map(repr, overrides))
+        raise ConfigError(f"{where}: overrides {given} given, but a service has no generator")
     generator = None
     if generator_spec is not None:
-        options = options_of.get(normalize_name(generator_spec.name), {})
+        options = {**options_of.get(normalize_name(generator_spec.name), {}), **(overrides or {})}
         label = f"{where}, generator {generator_spec.name!r}"
         generator = _build(generator_spec, options, own, None, label, client=client)
         if not callable(getattr(generator, "generate", None)):

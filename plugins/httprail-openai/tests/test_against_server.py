@@ -36,7 +36,13 @@ from httprail import (
     Success,
     build_stack,
 )
-from httprail.generators import GenerationRequest, GenerationStream, Message, Usage
+from httprail.generators import (
+    GenerationRequest,
+    GenerationStream,
+    Message,
+    ProviderFactory,
+    Usage,
+)
 from httprail.testing import ChaosServer, RecordedRequest, Reply
 
 from httprail_openai import OpenAIChat
@@ -632,3 +638,21 @@ def test_a_typo_in_any_plugin_name_or_option_is_a_config_error_naming_it(
     assert message.startswith(f"{path}: provider 'local'"), message
     assert named in message, message
     assert fake_openai.requests == []
+
+
+async def test_a_provider_factory_from_the_stack_file_serves_each_model(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    path = stack_file(tmp_path, fake_openai)
+    env = {"LOCAL_OPENAI_KEY": API_KEY}
+    async with ProviderFactory.from_config(path, environ=env) as providers:
+        assert providers.keys() == ("local",)
+        default = (await providers.get("local")).unwrap()
+        other = (await providers.get("local", model="other-model")).unwrap()
+        assert (await default.generate(PROMPT)).unwrap().text == "You said: hello there"
+        assert (await other.generate(PROMPT)).unwrap().text == "You said: hello there"
+        missing = await providers.get("remote")
+    assert isinstance(missing, Failure)
+    assert str(missing.failure()) == "no provider 'remote'; known: local"
+    models = [body["model"] for body in fake_openai.bodies()]
+    assert models == [MODEL, "other-model"]

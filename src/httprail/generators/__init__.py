@@ -14,7 +14,7 @@ Example:
     ...     case Failure(error): print("failed:", error)
 """
 
-from ._factory import ProviderFactory
+from ._factory import ProviderFactory, StackGenerator
 from ._protocol import GenerationStream, Generator
 from ._sse import SSEEvent, SSEParser, iter_sse
 from ._types import GenerationRequest, GenerationResult, Message, Usage
@@ -28,6 +28,7 @@ __all__ = [
     "ProviderFactory",
     "SSEEvent",
     "SSEParser",
+    "StackGenerator",
     "Usage",
     "iter_sse",
 ]

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Hashable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 import structlog
 from returns.result import Failure, Result, Success
 
-from .._errors import ConfigError, ProviderNotFoundError
-from ._protocol import Generator
+from .._errors import ConfigError, ProviderNotFoundError, RequestError
+from ._protocol import Generator, StreamItem
+from ._types import GenerationRequest, GenerationResult
 
-__all__ = ["ProviderBuilder", "ProviderFactory"]
+if TYPE_CHECKING:
+    from .._discovery import PluginRegistry
+    from .._settings import HttpSettings
+    from .._stack import Stack, StackDeclaration
+
+__all__ = ["ProviderBuilder", "ProviderFactory", "StackGenerator"]
 
 ProviderBuilder: TypeAlias = Callable[..., Generator | Awaitable[Generator]]
 """Builds a generator from keyword overrides; may be a plain or an async callable."""
@@ -49,6 +56,59 @@ class ProviderFactory:
 
     def __repr__(self) -> str:
         return f"ProviderFactory(keys={self.keys()!r}, built={len(self._cache)})"
+
+    @classmethod
+    def from_config(
+        cls,
+        source: StackDeclaration | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        registry: PluginRegistry | None = None,
+        settings: HttpSettings | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Self:
+        """A factory with one key per provider declared in a stack file (or dict).
+
+        Every provider is built once here, so a mistake in the declaration (an unknown plugin,
+        a bad option, a missing API key) is a ``ConfigError`` now rather than at first use.
+        ``get(name, **overrides)`` then builds the provider's stack with ``overrides`` as
+        generator options (``model="..."``); the generator it returns is a
+        :class:`StackGenerator`, whose ``aclose()`` also closes the stack's connection pool.
+
+        Args:
+            source: as for :func:`httprail.build_stack` (``None``: the nearest stack file).
+            registry: where plugin names are looked up (default: the discovered entry points).
+            settings: the global settings (default: ``HttpSettings()``).
+            environ: where ``api_key_env`` is read (default ``os.environ``).
+
+        Raises:
+            ConfigError: the declaration is wrong; the message names the file, provider,
+                plugin and option.
+        """
+        from .._stack import _declaration, build_stack
+
+        declaration = _declaration(source)
+
+        def builder_of(name: str) -> Callable[..., StackGenerator]:
+            def builder(**overrides: Any) -> StackGenerator:
+                stack = build_stack(
+                    declaration,
+                    name,
+                    registry=registry,
+                    settings=settings,
+                    environ=environ,
+                    overrides=overrides,
+                )
+                return StackGenerator(stack)
+
+            return builder
+
+        factory = cls()
+        for name in declaration.names():
+            if declaration.entry(name)[0] == "provider":
+                builder = builder_of(name)
+                builder()  # validate now; nothing is opened until a request is sent
+                factory.register(name, builder)
+        return factory
 
     def register(self, key: str, builder: ProviderBuilder, *, replace: bool = False) -> None:
         """Register ``builder`` under ``key``.
@@ -214,3 +274,36 @@ async def _close(generator: object) -> None:
             await outcome
     except Exception as exc:  # noqa: BLE001 - one failing to close must not keep others open
         _log.warning("httprail.provider_close_failed", provider=repr(generator), error=repr(exc))
+
+
+class StackGenerator:
+    """A provider's generator together with the stack it sends through.
+
+    It is a :class:`Generator` (it forwards ``generate`` and ``generate_stream``) and closes the
+    whole stack, generator and connection pool, on ``aclose()``.
+
+    Attributes:
+        stack: the built provider (its client, pipeline and settings).
+    """
+
+    def __init__(self, stack: Stack) -> None:
+        if not isinstance(stack.generator, Generator):
+            raise ConfigError(f"provider {stack.name!r}: {stack.generator!r} is not a Generator")
+        self.stack = stack
+        self._generator: Generator = stack.generator
+        self.name: str = self._generator.name
+
+    def __repr__(self) -> str:
+        return f"StackGenerator({self.stack.name!r}, generator={self.name!r})"
+
+    async def generate(self, request: GenerationRequest) -> Result[GenerationResult, RequestError]:
+        """The provider's answer to ``request`` (see :meth:`Generator.generate`)."""
+        return await self._generator.generate(request)
+
+    def generate_stream(self, request: GenerationRequest) -> AsyncIterator[StreamItem]:
+        """The provider's answer as a stream (see :meth:`Generator.generate_stream`)."""
+        return self._generator.generate_stream(request)
+
+    async def aclose(self) -> None:
+        """Close the generator and the stack's connection pool."""
+        await self.stack.aclose()
