@@ -56,6 +56,7 @@ def test_generators_exports_exactly_the_promised_names() -> None:
         "ProviderFactory",
         "SSEEvent",
         "SSEParser",
+        "StackGenerator",
         "Usage",
         "iter_sse",
     ]

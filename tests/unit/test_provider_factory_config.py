@@ -216,3 +216,12 @@ def test_a_stack_generator_needs_a_generator() -> None:
     stack = build_stack(DECLARATION, "billing", registry=registry(), environ=ENV)
     with pytest.raises(ConfigError, match="is not a Generator"):
         StackGenerator(stack)
+
+
+async def test_a_stack_generator_forwards_streams_and_names_its_provider() -> None:
+    async with factory() as providers:
+        generator = (await providers.get("local")).unwrap()
+        items = [item async for item in generator.generate_stream(None)]
+    assert repr(generator) == "StackGenerator('local', generator='echo')"
+    assert len(items) == 1
+    assert items[0].unwrap().json()["url"] == "http://127.0.0.1:9/v1/chat"
