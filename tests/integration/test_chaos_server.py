@@ -4,13 +4,14 @@ plain httpx so its behaviour does not depend on httprail."""
 from __future__ import annotations
 
 import json
+import math
 import socket
 import time
 
 import httpx
 import pytest
 
-from httprail.testing import ChaosServer, Fault, Reply
+from httprail.testing import ChaosServer, Fault, Reply, TokenBucket
 
 
 def raw_exchange(server: ChaosServer, payload: bytes) -> bytes:
@@ -247,3 +248,33 @@ async def test_async_context_manager() -> None:
         response = await client.get(server.url_for("ping"))
         assert response.status_code == 200
         assert server.requests_for("/ping")[0].method == "GET"
+
+
+def test_a_token_bucket_admits_its_burst_then_its_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(10.0, burst=2, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] += 0.1  # one token's worth
+    assert [bucket.take(), bucket.take()] == [True, False]
+    now[0] += 10.0  # refills up to the burst, not beyond
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    assert (bucket.taken, bucket.refused) == (5, 3)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(0, None), (-1, None), (math.inf, None), (10, 0.5)], ids=str
+)
+def test_a_token_bucket_refuses_a_bad_capacity(rate: float, burst: float | None) -> None:
+    with pytest.raises(ValueError, match=r"^(rate|burst) must be"):
+        TokenBucket(rate, burst)
+
+
+def test_a_rate_limited_path_answers_429_with_retry_after_above_its_capacity(
+    chaos_server: ChaosServer,
+) -> None:
+    bucket = chaos_server.script_rate_limited("/limited", rate=1.0, burst=2, retry_after="3")
+    with httpx.Client(base_url=chaos_server.url) as client:
+        answers = [client.get("/limited") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 429, 429]
+    assert answers[2].headers["retry-after"] == "3"
+    assert (bucket.taken, bucket.refused) == (2, 2)

@@ -36,7 +36,7 @@ from returns.result import Success
 
 from .._client import AsyncClient
 from .._settings import HttpSettings
-from ..testing import ChaosServer, RecordedRequest, Reply
+from ..testing import ChaosServer, RecordedRequest, Reply, TokenBucket
 
 __all__ = [
     "CLIENTS",
@@ -299,10 +299,7 @@ class _Upstream:
         self._schedule = schedule
         self._rng = random.Random(seed)  # fault injection, not cryptography
         self._lock = threading.Lock()
-        self._limit = limit_rps
-        self._burst = max(1.0, limit_rps / 20.0)
-        self._tokens = self._burst
-        self._refilled: float | None = None
+        self._bucket = TokenBucket(limit_rps)
         self.seen = [0] * len(PHASES)
 
     def __call__(self, _request: RecordedRequest) -> Reply:
@@ -319,18 +316,7 @@ class _Upstream:
                     low, high = SLOW_SECONDS
                     return Reply.slow(low + (high - low) * self._rng.random(), body=b'{"ok":true}')
                 return _OK
-            return _OK if self._take_token() else _TOO_MANY
-
-    def _take_token(self) -> bool:
-        """A token bucket refilled at ``limit_rps``, holding 50 ms worth of requests."""
-        now = time.monotonic()
-        if self._refilled is not None:
-            self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._limit)
-        self._refilled = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+            return _OK if self._bucket.take() else _TOO_MANY
 
 
 def _worth_retrying(exc: BaseException) -> bool:

@@ -2,14 +2,15 @@
 
 - :class:`ChaosServer` — HTTP/1.1 on 127.0.0.1 with replies scripted per path (statuses,
   ``Retry-After``, delays, resets, truncated bodies, hangs, garbage, SSE streams); it records
-  every request it saw.
+  every request it saw. :class:`TokenBucket` (and ``script_rate_limited``) model a server's
+  capacity.
 - :class:`MockTerminal` — answers from a function, for unit tests without a network.
 - :class:`FakeClock` — inject as ``clock=`` and ``sleep=`` so backoff never sleeps for real.
 
 The pytest plugin (installed with httprail) exposes ``chaos_server`` and ``fake_clock`` fixtures.
 """
 
-from ._chaos import ChaosServer, Fault, RecordedRequest, Reply, ReplyFunction
+from ._chaos import ChaosServer, Fault, RecordedRequest, Reply, ReplyFunction, TokenBucket
 from ._mock import FakeClock, Handler, MockTerminal
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "ReplyFunction",
+    "TokenBucket",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import socket
 import struct
@@ -30,7 +31,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-__all__ = ["ChaosServer", "Fault", "RecordedRequest", "Reply", "ReplyFunction"]
+__all__ = ["ChaosServer", "Fault", "RecordedRequest", "Reply", "ReplyFunction", "TokenBucket"]
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -178,6 +179,50 @@ class _Script:
         if index >= len(self.replies):
             index = len(self.replies) - 1 if self.repeat_last else index % len(self.replies)
         return self.replies[index]
+
+
+class TokenBucket:
+    """A thread-safe token bucket: ``take()`` says whether a request fits the capacity now.
+
+    Args:
+        rate: tokens added per second (> 0).
+        burst: the most tokens held (default: 50 ms worth of ``rate``, at least 1).
+        clock: monotonic seconds (injectable).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not rate > 0 or math.isinf(rate):
+            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+        self.rate = float(rate)
+        self.burst = float(burst) if burst is not None else max(1.0, rate / 20.0)
+        if not self.burst >= 1:
+            raise ValueError(f"burst must be >= 1, got {burst!r}")
+        self._clock = clock
+        self._tokens = self.burst
+        self._refilled: float | None = None
+        self._lock = threading.Lock()
+        self.taken = 0
+        self.refused = 0
+
+    def take(self) -> bool:
+        """Take one token if there is one; count the answer."""
+        with self._lock:
+            now = self._clock()
+            if self._refilled is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                self.taken += 1
+                return True
+            self.refused += 1
+            return False
 
 
 class _BadRequest(Exception):
@@ -353,6 +398,36 @@ class ChaosServer:
         good = ok or Reply.json({"ok": True})
         bad = fail or Reply.status(503)
         self.route(path, lambda _request: bad if rng.random() < fail_ratio else good)
+
+    def script_rate_limited(
+        self,
+        path: str,
+        *,
+        rate: float,
+        burst: float | None = None,
+        ok: Reply | None = None,
+        retry_after: str | None = "1",
+    ) -> TokenBucket:
+        """Serve ``rate`` requests per second on ``path``; above it, answer 429.
+
+        Args:
+            rate: the capacity, requests per second.
+            burst: how many requests may arrive at once (default: 50 ms worth, at least 1).
+            ok: the reply within capacity (default: a small JSON body).
+            retry_after: the 429's ``Retry-After`` value (``None``: no header).
+
+        Returns:
+            The server's bucket (its ``refused`` count says how many 429s were sent).
+        """
+        bucket = TokenBucket(rate, burst)
+        good = ok or Reply.json({"ok": True})
+        refused = Reply.status(429, retry_after=retry_after)
+
+        def answer(_request: RecordedRequest) -> Reply:
+            return good if bucket.take() else refused
+
+        self.route(path, answer)
+        return bucket
 
     def route(self, path: str, function: ReplyFunction) -> None:
         """Answer requests to ``path`` with ``function(request)``; it runs on the server thread."""
