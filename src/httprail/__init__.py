@@ -24,7 +24,10 @@ The error tree (every error is an ``Exception`` and also a value inside ``Failur
     │   │   ├── ClientStatusError
     │   │   └── ServerStatusError
     │   ├── CircuitBreakerOpenError
+    │   ├── BulkheadFullError
+    │   ├── RateLimitedError
     │   ├── MaxRetriesExceededError
+    │   │   └── RetryBudgetExhaustedError
     │   ├── DecodeError
     │   ├── AuthError
     │   └── InvalidRequestError
@@ -40,6 +43,7 @@ from ._decode import decode_json
 from ._discovery import PluginRegistry, PluginSpec, default_registry
 from ._errors import (
     AuthError,
+    BulkheadFullError,
     CircuitBreakerOpenError,
     ClientStatusError,
     ConfigError,
@@ -50,9 +54,11 @@ from ._errors import (
     MaxRetriesExceededError,
     ProtocolError,
     ProviderNotFoundError,
+    RateLimitedError,
     ReadError,
     RequestError,
     RequestTimeoutError,
+    RetryBudgetExhaustedError,
     ServerStatusError,
     StatusError,
     TimeoutPhase,
@@ -77,6 +83,7 @@ __all__ = [
     "AsyncClient",
     "AuthError",
     "BreakerEvent",
+    "BulkheadFullError",
     "CircuitBreakerOpenError",
     "CircuitState",
     "ClientStatusError",
@@ -100,12 +107,14 @@ __all__ = [
     "ProtocolError",
     "ProviderNotFoundError",
     "ProviderOverrides",
+    "RateLimitedError",
     "ReadError",
     "RequestContext",
     "RequestError",
     "RequestResponsePlugin",
     "RequestTimeoutError",
     "Result",
+    "RetryBudgetExhaustedError",
     "RetryEvent",
     "ServerStatusError",
     "Stack",

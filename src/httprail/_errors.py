@@ -13,7 +13,10 @@ HttprailError                      root of everything httprail returns or raises
 │   │   ├── ClientStatusError      4xx
 │   │   └── ServerStatusError      5xx
 │   ├── CircuitBreakerOpenError    .upstream, .retry_after
+│   ├── BulkheadFullError          .upstream, .limit: too many calls in flight (and queued)
+│   ├── RateLimitedError           .upstream, .retry_after: the client-side rate limit said no
 │   ├── MaxRetriesExceededError    .attempts: every attempt's error; __cause__ = the last
+│   │   └── RetryBudgetExhaustedError  .upstream: retries stopped early, the budget was empty
 │   ├── DecodeError                the body is not the JSON / model that was asked for
 │   ├── AuthError                  credentials could not be obtained (token provider failed)
 │   └── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthError",
+    "BulkheadFullError",
     "CircuitBreakerOpenError",
     "ClientStatusError",
     "ConfigError",
@@ -52,9 +56,11 @@ __all__ = [
     "MaxRetriesExceededError",
     "ProtocolError",
     "ProviderNotFoundError",
+    "RateLimitedError",
     "ReadError",
     "RequestError",
     "RequestTimeoutError",
+    "RetryBudgetExhaustedError",
     "ServerStatusError",
     "StatusError",
     "TimeoutPhase",
@@ -223,6 +229,54 @@ class MaxRetriesExceededError(RequestError):
     def last(self) -> RequestError:
         """The error of the final attempt."""
         return self.attempts[-1]
+
+
+class RetryBudgetExhaustedError(MaxRetriesExceededError):
+    """Retrying stopped before ``max_retries`` because ``upstream``'s retry budget was empty.
+
+    The budget caps retries to a share of recent traffic so that an upstream in trouble is not
+    buried under retries. ``attempts`` holds the errors of the attempts that were made.
+    """
+
+    def __init__(
+        self,
+        attempts: Sequence[RequestError],
+        *,
+        upstream: str,
+        request: httpx.Request | None = None,
+    ) -> None:
+        super().__init__(attempts, request=request)
+        self.upstream = upstream
+        self.message = (
+            f"retry budget for {upstream} exhausted after {len(self.attempts)} "
+            f"attempt{'s' if len(self.attempts) != 1 else ''}; last error: {self.last.message}"
+        )
+        self.args = (self.message,)
+
+
+class BulkheadFullError(RequestError):
+    """``upstream`` already has ``limit`` calls in flight (and its wait queue, if any, is full
+    or the wait would pass the deadline); the request was not sent."""
+
+    def __init__(self, *, upstream: str, limit: int, request: httpx.Request | None = None) -> None:
+        super().__init__(f"bulkhead full for {upstream}: {limit} calls in flight", request=request)
+        self.upstream = upstream
+        self.limit = limit
+
+
+class RateLimitedError(RequestError):
+    """The client-side rate limit for ``upstream`` would make the request wait past its
+    deadline (or longer than allowed); it was not sent. ``retry_after`` is the number of seconds
+    until a request would be admitted."""
+
+    def __init__(
+        self, *, upstream: str, retry_after: float, request: httpx.Request | None = None
+    ) -> None:
+        super().__init__(
+            f"rate limited for {upstream}; next slot in {retry_after:.3f}s", request=request
+        )
+        self.upstream = upstream
+        self.retry_after = retry_after
 
 
 class DecodeError(RequestError):

@@ -41,13 +41,28 @@ class RetryEvent:
 
 @dataclass(frozen=True, slots=True)
 class BreakerEvent:
-    """A circuit breaker changed state."""
+    """A circuit breaker changed state.
+
+    Attributes:
+        upstream: the breaker key (the upstream's origin by default).
+        old: the state before.
+        new: the state after.
+        reason: why, in words (``"5 consecutive failures"``, ``"probe failed"``, ...).
+        request: the request whose outcome or admission caused the change.
+        failure_ratio: failures/calls in the breaker's window when it opened from CLOSED
+            (failure-rate mode only).
+        calls: calls in the breaker's window when it opened from CLOSED (failure-rate mode only).
+        cooldown: seconds the circuit stays open (when ``new`` is OPEN).
+    """
 
     upstream: str
     old: CircuitState
     new: CircuitState
     reason: str
     request: httpx.Request | None = None
+    failure_ratio: float | None = None
+    calls: int | None = None
+    cooldown: float | None = None
 
 
 Event = RetryEvent | BreakerEvent

@@ -19,6 +19,8 @@ ENV_PREFIX = "HTTP_"
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+PositiveRatio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 StatusSet = Annotated[frozenset[int], NoDecode]
 
 
@@ -55,8 +57,18 @@ class _Knobs(BaseModel):
     backoff_max: PositiveSeconds = 20.0
     retry_after_max: PositiveSeconds = 60.0
     retry_statuses: StatusSet = DEFAULT_RETRY_STATUSES
+    retry_budget: bool = True
+    retry_budget_ratio: Ratio = 0.2
+    retry_budget_min_per_second: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
+    retry_budget_window: PositiveSeconds = 10.0
     circuit_breaker_threshold: Annotated[int, Field(ge=1)] = 5
     circuit_breaker_cooldown: PositiveSeconds = 30.0
+    circuit_breaker_cooldown_max: PositiveSeconds = 300.0
+    circuit_breaker_failure_ratio: PositiveRatio | None = None
+    circuit_breaker_window: PositiveSeconds = 30.0
+    circuit_breaker_min_throughput: Annotated[int, Field(ge=1)] = 100
+    circuit_breaker_slow_call: PositiveSeconds | None = None
+    circuit_breaker_half_open_probes: Annotated[int, Field(ge=1)] = 1
     max_connections: Annotated[int, Field(ge=1)] = 100
     max_keepalive: Annotated[int, Field(ge=0)] = 20
     keepalive_expiry: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 30.0
@@ -82,8 +94,18 @@ class ProviderOverrides(BaseModel):
     backoff_max: PositiveSeconds | None = None
     retry_after_max: PositiveSeconds | None = None
     retry_statuses: StatusSet | None = None
+    retry_budget: bool | None = None
+    retry_budget_ratio: Ratio | None = None
+    retry_budget_min_per_second: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    retry_budget_window: PositiveSeconds | None = None
     circuit_breaker_threshold: Annotated[int, Field(ge=1)] | None = None
     circuit_breaker_cooldown: PositiveSeconds | None = None
+    circuit_breaker_cooldown_max: PositiveSeconds | None = None
+    circuit_breaker_failure_ratio: PositiveRatio | None = None
+    circuit_breaker_window: PositiveSeconds | None = None
+    circuit_breaker_min_throughput: Annotated[int, Field(ge=1)] | None = None
+    circuit_breaker_slow_call: PositiveSeconds | None = None
+    circuit_breaker_half_open_probes: Annotated[int, Field(ge=1)] | None = None
     max_connections: Annotated[int, Field(ge=1)] | None = None
     max_keepalive: Annotated[int, Field(ge=0)] | None = None
     keepalive_expiry: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
@@ -162,6 +184,7 @@ class HttpSettings(_Knobs, BaseSettings):
             ("timeout_pool", "timeout_total"),
             ("backoff_base", "backoff_max"),
             ("max_keepalive", "max_connections"),
+            ("circuit_breaker_cooldown", "circuit_breaker_cooldown_max"),
         ]
         if self.timeout_attempt is not None:
             rules.append(("timeout_attempt", "timeout_total"))

@@ -8,24 +8,31 @@ Recommended order, outermost first::
 from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider, auth
 from ._circuit_breaker import CircuitBreaker
 from ._defaults import default_plugins
+from ._hedge import HEDGE_EXTENSION, Hedge, HedgeStats
 from ._logging import Logging
 from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
 from ._retry import IDEMPOTENT_METHODS, NO_RETRY_EXTENSION, Retry, RetryState, RetryVeto
+from ._retry_budget import RetryBudget, RetryBudgetSnapshot
 from ._timeout import Timeout
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "HEDGE_EXTENSION",
     "IDEMPOTENT_METHODS",
     "NO_RETRY_EXTENSION",
     "ApiKeyAuth",
     "BasicAuth",
     "BearerAuth",
     "CircuitBreaker",
+    "Hedge",
+    "HedgeStats",
     "Histogram",
     "Logging",
     "Metrics",
     "MetricsSnapshot",
     "Retry",
+    "RetryBudget",
+    "RetryBudgetSnapshot",
     "RetryState",
     "RetryVeto",
     "Timeout",

@@ -2,15 +2,26 @@
 
 The state machine per key (the upstream's origin by default)::
 
-    CLOSED ──N consecutive failures──▶ OPEN ──cooldown elapsed──▶ HALF_OPEN (one probe)
-       ▲                                 ▲                              │
-       └──────────probe succeeded────────┼──────────────────────────────┤
-                                         └────────probe failed──────────┘
+             F consecutive failures, or (rate mode) over the
+             last `window` s ≥ `min_throughput` calls and
+             failures/calls ≥ `failure_ratio`                      break elapsed
+    CLOSED ─────────────────────────────────────────▶ OPEN ──────────────────────▶ HALF_OPEN
+       ▲          (break = cooldown)                   ▲                            │ ≤ P probes
+       │                                               │  any probe failed          │
+       │                                               └──(break doubles, up to ────┤
+       │                                                   cooldown_max)            │
+       └──────────── P probes succeeded (window emptied, break back to cooldown) ───┘
 
-In HALF_OPEN exactly one request (the probe) is let through; every other caller gets
-``CircuitBreakerOpenError`` at once. A probe that is cancelled or ends without a verdict frees
-its slot for the next caller. Records are immutable values in a :class:`StateStore`, changed by
-one atomic update each, so the same machine works over a shared store.
+F is ``failure_threshold``, P is ``half_open_probes``. A call slower than ``slow_call`` seconds
+counts as a failure in both modes (its caller still gets its response). While OPEN every caller
+gets ``CircuitBreakerOpenError`` with the time left; in HALF_OPEN at most P probes are let
+through, never more than P in flight, and every other caller is rejected at once. A probe that
+is cancelled or ends without a verdict frees its slot for the next caller.
+
+Records are immutable values in a :class:`StateStore`, changed by one atomic update each, so
+the same machine works over a shared store. The failure-rate window is a ring of
+``_BUCKETS`` time buckets kept in the record (constant memory per key); it slides one bucket
+(``window / _BUCKETS`` seconds) at a time. Every transition is emitted as a ``BreakerEvent``.
 """
 
 from __future__ import annotations
@@ -19,8 +30,9 @@ import inspect
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from functools import partial
+from typing import Any, Literal, NamedTuple
 
 import httpx
 from returns.result import Failure, Success
@@ -47,28 +59,57 @@ Verdict = Literal["failure", "success", "neutral"]
 """How one outcome counts: against the upstream, for it, or not at all."""
 
 _TOO_MANY_REQUESTS = 429
+_BUCKETS = 10
+_EMPTY: tuple[int, ...] = (0,) * _BUCKETS
+_CLOSED_STATE = CircuitState.CLOSED
+_HALF_OPEN = CircuitState.HALF_OPEN
+_OPEN = CircuitState.OPEN
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerRecord:
-    """The breaker's state for one key.
+class BreakerRecord(NamedTuple):
+    """The breaker's state for one key (a named tuple: one is built per counted call).
 
     Attributes:
         state: CLOSED, OPEN or HALF_OPEN.
         failures: consecutive failures counted while CLOSED.
         opened_at: clock value when the circuit last opened.
-        probing: a half-open probe is in flight.
-        trips: how many times the circuit has opened.
+        trips: how many times the circuit has opened; outcomes of calls admitted under an
+            older value are ignored.
+        streak: trips since the circuit last closed, minus one: the break is
+            ``cooldown * 2**streak`` (capped).
+        probes: half-open probes in flight.
+        passed: half-open probes that succeeded.
+        epoch: the newest window bucket (``int(clock * _BUCKETS / window)``).
+        calls: calls per window bucket, a ring indexed by ``epoch % _BUCKETS``.
+        fails: failures per window bucket.
+        window_calls: ``sum(calls)``.
+        window_fails: ``sum(fails)``.
     """
 
     state: CircuitState = CircuitState.CLOSED
     failures: int = 0
     opened_at: float = 0.0
-    probing: bool = False
     trips: int = 0
+    streak: int = 0
+    probes: int = 0
+    passed: int = 0
+    epoch: int = 0
+    calls: tuple[int, ...] = _EMPTY
+    fails: tuple[int, ...] = _EMPTY
+    window_calls: int = 0
+    window_fails: int = 0
 
 
 _CLOSED = BreakerRecord()
+_new_tuple = tuple.__new__
+
+
+class _Ticket(NamedTuple):
+    """A caller let through while the record was not CLOSED."""
+
+    probe: bool  # False: the circuit had closed meanwhile, count it as a closed call
+    trips: int
+    event: BreakerEvent | None
 
 
 def default_is_failure(error: RequestError, *, count_429: bool = False) -> bool:
@@ -86,29 +127,48 @@ def default_is_failure(error: RequestError, *, count_429: bool = False) -> bool:
 
 
 class CircuitBreaker:
-    """Fail fast while an upstream is down; let one probe find out when it is back.
+    """Fail fast while an upstream is down; let a few probes find out when it is back.
 
     Put it inside ``Retry`` (retry outside, breaker inside): the breaker then counts single
     attempts and an open circuit ends the remaining retries at once. Placed outside ``Retry`` it
     still works: a ``MaxRetriesExceededError`` is judged by its last attempt.
 
+    It opens on ``failure_threshold`` consecutive failures (a full outage is caught after a
+    handful of calls) and, when ``failure_ratio`` is set, also when the failures over the last
+    ``window`` seconds reach that ratio of at least ``min_throughput`` calls (a partial outage,
+    which never produces a long run of failures). After the break (``cooldown``) up to
+    ``half_open_probes`` probes are let through: the circuit closes when that many have
+    succeeded and re-opens on any probe failure. With ``cooldown_max`` set (as
+    :meth:`from_settings` does), each re-opening doubles the break up to ``cooldown_max``, and
+    closing resets it to ``cooldown``.
+
     What counts: failures are decided by ``is_failure`` (default: transport errors, timeouts,
-    5xx, and 429 when ``count_429``). Any other response proves the upstream is alive and counts
-    as a success. Errors raised before the upstream was reached (an open breaker further in, an
-    invalid request, an auth failure) count as neither.
+    5xx, and 429 when ``count_429``), plus any call slower than ``slow_call`` seconds. Any other
+    response proves the upstream is alive and counts as a success. Errors raised before the
+    upstream was reached (an open breaker further in, an invalid request, an auth failure) count
+    as neither.
 
     Args:
         failure_threshold: consecutive failures that open the circuit.
-        cooldown: seconds the circuit stays open before one probe is admitted.
+        cooldown: seconds the circuit stays open after it opens from CLOSED.
+        cooldown_max: the longest break: each re-opening after a failed probe doubles the
+            break, up to this. ``None`` (the constructor's default): the break never grows.
+        failure_ratio: failure-rate mode: open when failures/calls over the window reach this
+            (0 < ratio <= 1); ``None`` turns the mode off.
+        window: seconds of calls the failure ratio is computed over.
+        min_throughput: calls the window must hold before the ratio can open the circuit.
+        slow_call: calls taking longer than this many seconds count as failures (``None``: off).
+        half_open_probes: probes let through per half-open period, and successes needed to close.
         key: the per-request key the state is kept under (default: the URL origin, or the
             context's ``upstream``).
         count_429: count 429 Too Many Requests as a failure.
         is_failure: replaces the default failure test.
-        store: where records live (default: a private in-memory store).
+        store: where records live (default: a private in-memory store). Breakers sharing a
+            store should share their options too.
         clock: monotonic clock, injectable for tests.
 
     Example:
-        >>> stack = [Retry(), CircuitBreaker(failure_threshold=5, cooldown=30)]  # doctest: +SKIP
+        >>> stack = [Retry(), CircuitBreaker(failure_ratio=0.5, slow_call=10)]  # doctest: +SKIP
     """
 
     name = "circuit_breaker"
@@ -118,29 +178,40 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 5,
         cooldown: float = 30.0,
+        cooldown_max: float | None = None,
+        failure_ratio: float | None = None,
+        window: float = 30.0,
+        min_throughput: int = 100,
+        slow_call: float | None = None,
+        half_open_probes: int = 1,
         key: Callable[[httpx.Request], str] | None = None,
         count_429: bool = False,
         is_failure: Callable[[RequestError], bool] | None = None,
         store: StateStore[BreakerRecord] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if (
-            isinstance(failure_threshold, bool)
-            or not isinstance(failure_threshold, int)
-            or failure_threshold < 1
+        _check_int("failure_threshold", failure_threshold)
+        _check_int("min_throughput", min_throughput)
+        _check_int("half_open_probes", half_open_probes)
+        _check_positive("cooldown", cooldown)
+        _check_positive("window", window)
+        if slow_call is not None:
+            _check_positive("slow_call", slow_call)
+        if failure_ratio is not None and not (
+            isinstance(failure_ratio, int | float)
+            and not isinstance(failure_ratio, bool)
+            and 0 < failure_ratio <= 1
         ):
             raise ConfigError(
-                f"CircuitBreaker(failure_threshold=...) must be an int >= 1, "
-                f"got {failure_threshold!r}"
+                f"CircuitBreaker(failure_ratio=...) must be None or a number in (0, 1], "
+                f"got {failure_ratio!r}"
             )
-        if (
-            isinstance(cooldown, bool)
-            or not isinstance(cooldown, int | float)
-            or not math.isfinite(cooldown)
-            or cooldown <= 0
-        ):
+        if cooldown_max is not None:
+            _check_positive("cooldown_max", cooldown_max)
+        if cooldown_max is not None and cooldown > cooldown_max:
             raise ConfigError(
-                f"CircuitBreaker(cooldown=...) must be a finite number > 0, got {cooldown!r}"
+                f"CircuitBreaker(cooldown=...) must be <= cooldown_max ({cooldown_max!r}), "
+                f"got {cooldown!r}"
             )
         for label, value in (("key", key), ("is_failure", is_failure), ("clock", clock)):
             if value is not None and not callable(value):
@@ -156,11 +227,19 @@ class CircuitBreaker:
             )
         self.failure_threshold = failure_threshold
         self.cooldown = float(cooldown)
+        self.cooldown_max = self.cooldown if cooldown_max is None else float(cooldown_max)
+        self.failure_ratio = None if failure_ratio is None else float(failure_ratio)
+        self.window = float(window)
+        self.min_throughput = min_throughput
+        self.slow_call = None if slow_call is None else float(slow_call)
+        self.half_open_probes = half_open_probes
         self.count_429 = bool(count_429)
         self.store: StateStore[BreakerRecord] = store if store is not None else MemoryStore()
         self._key = key or upstream_of
         self._is_failure = is_failure
         self._clock = clock
+        self._per_second = _BUCKETS / self.window  # window buckets per second
+        self._plain = self.failure_ratio is None and self.slow_call is None
 
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> CircuitBreaker:
@@ -168,24 +247,47 @@ class CircuitBreaker:
         options: dict[str, Any] = {
             "failure_threshold": settings.circuit_breaker_threshold,
             "cooldown": settings.circuit_breaker_cooldown,
+            "cooldown_max": settings.circuit_breaker_cooldown_max,
+            "failure_ratio": settings.circuit_breaker_failure_ratio,
+            "window": settings.circuit_breaker_window,
+            "min_throughput": settings.circuit_breaker_min_throughput,
+            "slow_call": settings.circuit_breaker_slow_call,
+            "half_open_probes": settings.circuit_breaker_half_open_probes,
         }
         options.update(overrides)
         return cls(**options)
 
     def __repr__(self) -> str:
-        return (
-            f"CircuitBreaker(failure_threshold={self.failure_threshold}, cooldown={self.cooldown})"
+        text = (
+            f"CircuitBreaker(failure_threshold={self.failure_threshold}, cooldown={self.cooldown}"
         )
+        text += f", cooldown_max={self.cooldown_max}"
+        if self.failure_ratio is not None:
+            text += f", failure_ratio={self.failure_ratio}, window={self.window}"
+            text += f", min_throughput={self.min_throughput}"
+        if self.slow_call is not None:
+            text += f", slow_call={self.slow_call}"
+        return text + f", half_open_probes={self.half_open_probes})"
+
+    def key_of(self, request: httpx.Request) -> str:
+        """The key ``request``'s state is kept under (what :meth:`state` takes)."""
+        return self._key(request)
 
     async def state(self, key: str) -> CircuitState:
-        """The current state for ``key`` (an OPEN circuit past its cooldown reads HALF_OPEN)."""
+        """The current state for ``key`` (an OPEN circuit past its break reads HALF_OPEN)."""
         record = await self.store.get(key) or _CLOSED
-        if record.state is CircuitState.OPEN and self._clock() - record.opened_at >= self.cooldown:
-            return CircuitState.HALF_OPEN
+        if record.state is _OPEN and self._clock() - record.opened_at >= self.break_for(
+            record.streak
+        ):
+            return _HALF_OPEN
         return record.state
 
+    def break_for(self, streak: int) -> float:
+        """Seconds the circuit stays open on trip ``streak`` (0-based) since it last closed."""
+        return min(self.cooldown * 2.0 ** min(streak, 64), self.cooldown_max)
+
     def verdict(self, outcome: Outcome) -> Verdict:
-        """How ``outcome`` counts for the breaker."""
+        """How ``outcome`` counts for the breaker (not counting its duration)."""
         if isinstance(outcome, Success):
             return "success"
         error = outcome.failure()
@@ -202,108 +304,218 @@ class CircuitBreaker:
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         key = self._key(request)
         record = await self.store.get(key)
-        if record is None or record.state is CircuitState.CLOSED:
-            # Hot path: closed circuit, no write unless the outcome changes the count.
+        if record is None:
+            trips = 0
+        elif record.state is _CLOSED_STATE:
+            trips = record.trips  # the generation this call is admitted under
+        else:
+            admitted = await self.store.update(key, self._admit)
+            if isinstance(admitted, float):
+                return Failure(
+                    CircuitBreakerOpenError(upstream=key, retry_after=admitted, request=request)
+                )
+            if admitted.event is not None:
+                _announce(request, key, admitted.event)
+            if admitted.probe:
+                return await self._probe(request, call_next, key, admitted.trips)
+            trips = admitted.trips  # it closed meanwhile
+
+        if self._plain:
+            # Hot path of consecutive mode: no write unless the outcome changes the count.
             outcome = await call_next(request)
-            verdict = self.verdict(outcome)
+            verdict = "success" if isinstance(outcome, Success) else self.verdict(outcome)
             if verdict == "failure":
-                await self._record_closed(request, key, verdict)
+                await self._count(request, key, trips, failed=True)
             elif verdict == "success":
                 # Read again: other calls may have failed while this one was in flight.
                 current = await self.store.get(key)
-                if current is not None and current.failures:
-                    await self._record_closed(request, key, verdict)
+                if current is not None and current.failures and current.trips == trips:
+                    await self._count(request, key, trips, failed=False)
             return outcome
 
-        admitted = await self.store.update(key, self._admit)
-        if isinstance(admitted, float):
-            return Failure(
-                CircuitBreakerOpenError(upstream=key, retry_after=admitted, request=request)
-            )
-        if admitted is not None:
-            _announce(request, key, admitted)
-        return await self._probe(request, call_next, key)
+        slow_call = self.slow_call
+        start = 0.0 if slow_call is None else self._clock()
+        outcome = await call_next(request)
+        verdict = "success" if isinstance(outcome, Success) else self.verdict(outcome)
+        if verdict == "neutral":
+            return outcome
+        now = self._clock()
+        failed = verdict == "failure" or (slow_call is not None and now - start > slow_call)
+        if self.failure_ratio is None:
+            if failed:
+                await self._count(request, key, trips, failed=True)
+            else:
+                await self._reset(request, key, trips)
+            return outcome
+        # Failure-rate mode: every counted outcome is one write (the window counts successes).
+        # (partial, not a lambda: a closure would turn this frame's variables into cells.)
+        event = await self.store.update(key, partial(self._counted, failed, now, trips))
+        if event is not None:
+            _announce(request, key, event)
+        return outcome
 
-    async def _probe(self, request: httpx.Request, call_next: Next, key: str) -> Outcome:
+    async def _reset(self, request: httpx.Request, key: str, trips: int) -> None:
+        """A success in consecutive mode: clear the failure count if there is one."""
+        # Read again: other calls may have failed while this one was in flight.
+        current = await self.store.get(key)
+        if current is not None and current.failures and current.trips == trips:
+            await self._count(request, key, trips, failed=False)
+
+    async def _count(self, request: httpx.Request, key: str, trips: int, *, failed: bool) -> None:
+        now = self._clock()
+        event = await self.store.update(key, partial(self._counted, failed, now, trips))
+        if event is not None:
+            _announce(request, key, event)
+
+    def _counted(
+        self, failed: bool, now: float, trips: int, record: BreakerRecord | None
+    ) -> tuple[BreakerRecord, BreakerEvent | None]:
+        """The record after one counted outcome of a call admitted while CLOSED."""
+        current = record or _CLOSED
+        state, failures, _, was, _, _, _, epoch, calls, fails, n_calls, n_fails = current
+        if state is not _CLOSED_STATE or was != trips:
+            return current, None  # a late outcome from before the circuit last opened
+        failures = failures + 1 if failed else 0
+        ratio = self.failure_ratio
+        if ratio is None:
+            if failures < self.failure_threshold:
+                return current._replace(failures=failures), None
+            return self._trip(current, now, f"{failures} consecutive failures", None, None)
+        now_epoch = int(now * self._per_second)
+        if now_epoch > epoch:  # slide: empty the buckets that fell out of the window
+            if now_epoch - epoch >= _BUCKETS:
+                calls, fails, n_calls, n_fails = _EMPTY, _EMPTY, 0, 0
+            else:
+                calls_list, fails_list = list(calls), list(fails)
+                for stale in range(epoch + 1, now_epoch + 1):
+                    i = stale % _BUCKETS
+                    n_calls -= calls_list[i]
+                    n_fails -= fails_list[i]
+                    calls_list[i] = fails_list[i] = 0
+                calls, fails = tuple(calls_list), tuple(fails_list)
+            epoch = now_epoch
+        i = epoch % _BUCKETS
+        bucket = list(calls)
+        bucket[i] += 1
+        calls = tuple(bucket)
+        n_calls += 1
+        if failed:
+            bucket = list(fails)
+            bucket[i] += 1
+            fails = tuple(bucket)
+            n_fails += 1
+        if failures >= self.failure_threshold:
+            reason = f"{failures} consecutive failures"
+        elif n_calls >= self.min_throughput and n_fails / n_calls >= ratio:
+            reason = (
+                f"failure ratio {n_fails / n_calls:.2f} over {n_calls} calls in {self.window:g}s"
+            )
+        else:
+            # tuple.__new__ skips the named tuple's keyword-handling __new__ (hot path).
+            fields = (_CLOSED_STATE, failures, 0.0, trips, 0, 0, 0, epoch, calls, fails, n_calls, n_fails)  # fmt: skip  # noqa: E501
+            return _new_tuple(BreakerRecord, fields), None
+        return self._trip(current, now, reason, n_fails / n_calls, n_calls)
+
+    def _trip(
+        self,
+        current: BreakerRecord,
+        now: float,
+        reason: str,
+        observed: float | None,
+        calls: int | None,
+    ) -> tuple[BreakerRecord, BreakerEvent]:
+        opened = BreakerRecord(state=_OPEN, opened_at=now, trips=current.trips + 1)
+        event = BreakerEvent(
+            "",
+            _CLOSED_STATE,
+            _OPEN,
+            reason,
+            failure_ratio=observed,
+            calls=calls,
+            cooldown=self.break_for(0),
+        )
+        return opened, event
+
+    def _admit(self, record: BreakerRecord | None) -> tuple[BreakerRecord, _Ticket | float]:
+        """Decide on a caller while the circuit is not closed: a ticket, or the retry-after."""
+        now = self._clock()
+        current = record or _CLOSED
+        if current.state is _CLOSED_STATE:
+            return current, _Ticket(False, current.trips, None)
+        if current.state is _OPEN:
+            pause = self.break_for(current.streak)
+            remaining = current.opened_at + pause - now
+            if remaining > 0:
+                return current, remaining
+            event = BreakerEvent("", _OPEN, _HALF_OPEN, f"cooldown of {pause:g}s elapsed")
+            probing = current._replace(state=_HALF_OPEN, probes=1, passed=0)
+            return probing, _Ticket(True, current.trips, event)
+        if current.probes + current.passed >= self.half_open_probes:
+            # The probes are taken; if one fails, the next break is this long.
+            return current, self.break_for(current.streak + 1)
+        return current._replace(probes=current.probes + 1), _Ticket(True, current.trips, None)
+
+    async def _probe(
+        self, request: httpx.Request, call_next: Next, key: str, trips: int
+    ) -> Outcome:
         verdict: Verdict = "neutral"
+        reason = "probe failed"
+        start = self._clock()
         try:
             outcome = await call_next(request)
             verdict = self.verdict(outcome)
+            took = self._clock() - start
+            if verdict == "success" and self.slow_call is not None and took > self.slow_call:
+                verdict, reason = "failure", f"probe too slow ({took:.3g}s > {self.slow_call:g}s)"
             return outcome
         finally:
             # Runs on cancellation too: the slot is freed and nothing else changes.
             now = self._clock()
-            event = await self.store.update(key, lambda r: _settle_probe(r, verdict, now))
+            event = await self.store.update(
+                key, lambda r: self._settle(r, verdict, reason, now, trips)
+            )
             if event is not None:
                 _announce(request, key, event)
 
-    def _admit(
-        self, record: BreakerRecord | None
-    ) -> tuple[BreakerRecord, BreakerEvent | float | None]:
-        """Decide on a caller while the circuit is not closed.
-
-        Returns the new record and either a retry-after (rejected), a transition event (this
-        caller is the probe and the circuit just went half-open) or ``None`` (admitted).
-        """
-        now = self._clock()
+    def _settle(
+        self, record: BreakerRecord | None, verdict: Verdict, reason: str, now: float, trips: int
+    ) -> tuple[BreakerRecord, BreakerEvent | None]:
         current = record or _CLOSED
-        if current.state is CircuitState.CLOSED:
-            return current, None
-        if current.state is CircuitState.OPEN:
-            remaining = current.opened_at + self.cooldown - now
-            if remaining > 0:
-                return current, remaining
-            event = BreakerEvent(
-                upstream="",
-                old=CircuitState.OPEN,
-                new=CircuitState.HALF_OPEN,
-                reason="cooldown elapsed",
-            )
-            return replace(current, state=CircuitState.HALF_OPEN, probing=True), event
-        if current.probing:
-            return current, self.cooldown
-        return replace(current, probing=True), None
+        if current.state is not _HALF_OPEN or current.trips != trips:
+            return current, None  # another probe already decided this half-open period
+        probes = max(current.probes - 1, 0)
+        if verdict == "neutral":
+            return current._replace(probes=probes), None
+        if verdict == "success":
+            passed = current.passed + 1
+            if passed < self.half_open_probes:
+                return current._replace(probes=probes, passed=passed), None
+            closed = BreakerRecord(trips=current.trips, epoch=int(now * self._per_second))
+            said = "probe succeeded" if passed == 1 else f"{passed} probes succeeded"
+            return closed, BreakerEvent("", _HALF_OPEN, _CLOSED_STATE, said)
+        streak = current.streak + 1
+        reopened = BreakerRecord(state=_OPEN, opened_at=now, trips=current.trips + 1, streak=streak)
+        pause = self.break_for(streak)
+        event = BreakerEvent("", _HALF_OPEN, _OPEN, reason, cooldown=pause)
+        return reopened, event
 
-    async def _record_closed(self, request: httpx.Request, key: str, verdict: Verdict) -> None:
-        now = self._clock()
-        threshold = self.failure_threshold
 
-        def change(record: BreakerRecord | None) -> tuple[BreakerRecord, BreakerEvent | None]:
-            current = record or _CLOSED
-            if current.state is not CircuitState.CLOSED:
-                return current, None  # a late outcome from before the circuit opened
-            if verdict == "success":
-                return replace(current, failures=0), None
-            failures = current.failures + 1
-            if failures < threshold:
-                return replace(current, failures=failures), None
-            opened = BreakerRecord(state=CircuitState.OPEN, opened_at=now, trips=current.trips + 1)
-            reason = f"{failures} consecutive failures"
-            return opened, BreakerEvent(key, CircuitState.CLOSED, CircuitState.OPEN, reason)
+def _check_int(label: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"CircuitBreaker({label}=...) must be an int >= 1, got {value!r}")
 
-        event = await self.store.update(key, change)
-        if event is not None:
-            _announce(request, key, event)
+
+def _check_positive(label: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"CircuitBreaker({label}=...) must be a finite number > 0, got {value!r}")
 
 
 def _announce(request: httpx.Request, key: str, event: BreakerEvent) -> None:
     observers = get_context(request).observers
     if observers:
         emit(observers, replace(event, upstream=key, request=request))
-
-
-def _settle_probe(
-    record: BreakerRecord | None, verdict: Verdict, now: float
-) -> tuple[BreakerRecord, BreakerEvent | None]:
-    current = record or _CLOSED
-    if current.state is not CircuitState.HALF_OPEN:
-        return current, None
-    if verdict == "success":
-        closed = BreakerRecord(trips=current.trips)
-        return closed, BreakerEvent(
-            "", CircuitState.HALF_OPEN, CircuitState.CLOSED, "probe succeeded"
-        )
-    if verdict == "failure":
-        reopened = BreakerRecord(state=CircuitState.OPEN, opened_at=now, trips=current.trips + 1)
-        return reopened, BreakerEvent("", CircuitState.HALF_OPEN, CircuitState.OPEN, "probe failed")
-    return replace(current, probing=False), None

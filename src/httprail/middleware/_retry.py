@@ -3,7 +3,8 @@
 The first attempt runs with no retry machinery at all; only a failure enters the loop. The
 loop's state for one request is a frozen :class:`RetryState` replaced per attempt, with the
 ``history`` of every attempt's error. Backoff delays come from a tenacity wait strategy
-(full jitter by default), so any ``tenacity.wait_*`` can be passed in.
+(full jitter by default), so any ``tenacity.wait_*`` can be passed in. An optional
+:class:`RetryBudget` caps retries per upstream to a share of recent traffic.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import structlog
 import tenacity
 from returns.result import Failure, Success
 
-from .._context import EXTENSION_KEY, get_context
+from .._context import EXTENSION_KEY, get_context, upstream_of
 from .._errors import (
     ConfigError,
     ConnectError,
     MaxRetriesExceededError,
     RequestError,
     RequestTimeoutError,
+    RetryBudgetExhaustedError,
     StatusError,
     TransportError,
 )
@@ -34,6 +36,7 @@ from .._events import RetryEvent, emit
 from .._result import Next, Outcome
 from .._settings import DEFAULT_RETRY_STATUSES, HttpSettings
 from ._retry_after import parse_server_delay
+from ._retry_budget import RetryBudget
 
 __all__ = ["IDEMPOTENT_METHODS", "NO_RETRY_EXTENSION", "Retry", "RetryState", "RetryVeto"]
 
@@ -94,6 +97,13 @@ class Retry:
     with that response's ``StatusError``. Running out of attempts gives
     ``MaxRetriesExceededError`` holding every attempt's error.
 
+    With a ``budget``, every logical call deposits into it once (under the request's upstream
+    key, as the breaker uses) and every retry must withdraw from it first. When the budget is
+    empty the call ends at once, without sleeping, with ``RetryBudgetExhaustedError`` (a
+    ``MaxRetriesExceededError`` holding the attempts made so far). ``from_settings`` and the
+    default stack give each stage its own budget; a stage built by hand has none unless given
+    one, and one budget given to several stages is shared by all of them.
+
     Args:
         max_retries: retries after the first attempt (3 → at most 4 attempts).
         backoff_base: the first backoff window, seconds; it doubles per retry.
@@ -105,6 +115,11 @@ class Retry:
         sleep: the sleep function (inject a fake for tests).
         clock: monotonic clock, compared with the context's deadline.
         wall_clock: Unix time, for HTTP-date ``Retry-After`` values.
+        budget: the :class:`RetryBudget` retries are drawn from (``None``: no budget).
+
+    Example:
+        >>> budget = RetryBudget(ratio=0.2, min_per_second=10, window=10)
+        >>> stack = [Retry(max_retries=3, budget=budget), CircuitBreaker()]  # doctest: +SKIP
     """
 
     name = "retry"
@@ -122,6 +137,7 @@ class Retry:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        budget: RetryBudget | None = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigError(f"Retry(max_retries=...) must be an int >= 0, got {max_retries!r}")
@@ -139,6 +155,8 @@ class Retry:
         bad = [s for s in retry_statuses if not isinstance(s, int) or not 100 <= s <= 599]
         if bad:
             raise ConfigError(f"Retry(retry_statuses=...) must be HTTP status codes, got {bad}")
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise ConfigError(f"Retry(budget=...) must be a RetryBudget or None, got {budget!r}")
         self.max_retries = max_retries
         self.retry_after_max = float(retry_after_max)
         self.retry_statuses = frozenset(retry_statuses)
@@ -153,10 +171,16 @@ class Retry:
         self._sleep = sleep
         self._clock = clock
         self._wall_clock = wall_clock
+        self.budget = budget
 
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> Retry:
-        """A retry stage configured from ``settings`` (keyword arguments win)."""
+        """A retry stage configured from ``settings`` (keyword arguments win).
+
+        When ``settings.retry_budget`` is on and no ``budget`` is given, the stage gets a
+        :class:`RetryBudget` of its own from the ``retry_budget_*`` settings, on the same
+        ``clock`` as the stage.
+        """
         options: dict[str, Any] = {
             "max_retries": settings.max_retries,
             "backoff_base": settings.backoff_base,
@@ -165,18 +189,29 @@ class Retry:
             "retry_statuses": settings.retry_statuses,
         }
         options.update(overrides)
+        if "budget" not in options and settings.retry_budget:
+            clock = options.get("clock", time.monotonic)
+            options["budget"] = RetryBudget.from_settings(settings, clock=clock)
         return cls(**options)
 
     def __repr__(self) -> str:
         return f"Retry(max_retries={self.max_retries})"
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        budget, upstream = self.budget, None
+        if budget is not None:
+            upstream = upstream_of(request)
+            budget.deposit(upstream)
         outcome = await call_next(request)
         if type(outcome) is Success or self.max_retries == 0:
             return outcome
-        return await self._retry(request, call_next, outcome)
+        return await self._retry(request, call_next, outcome, upstream)
 
-    async def _retry(self, request: httpx.Request, call_next: Next, outcome: Outcome) -> Outcome:
+    async def _retry(
+        self, request: httpx.Request, call_next: Next, outcome: Outcome, upstream: str | None
+    ) -> Outcome:
+        """Retry after a failed first attempt; ``upstream`` is the budget's key, if any."""
+        budget = self.budget
         base_ctx = get_context(request)
         state = RetryState(base_ctx.attempt, ())
         while type(outcome) is Failure:
@@ -187,6 +222,10 @@ class Retry:
                 if decision.exhausted:
                     return Failure(MaxRetriesExceededError(state.history, request=request))
                 return outcome
+            if budget is not None and upstream is not None and not budget.try_withdraw(upstream):
+                # The budget is empty: stop now, without the sleep.
+                spent = RetryBudgetExhaustedError(state.history, upstream=upstream, request=request)
+                return Failure(spent)
             emit(
                 base_ctx.observers,
                 RetryEvent(request, state.attempt - 1, decision.delay, error, decision.source),

@@ -1,0 +1,273 @@
+"""``RetryBudget``: retries may add only a share of recent traffic, per upstream.
+
+For each key (an upstream), over the last ``window`` seconds::
+
+    retries  <=  ratio * requests  +  min_per_second * window
+
+``requests`` counts logical requests (each deposits once, on its first attempt) and ``retries``
+counts the retries that were allowed. The first term lets a busy upstream be retried in
+proportion to its traffic; the second is a floor, so a quiet upstream can still retry at all.
+When a retry would break the cap, :class:`Retry` returns ``RetryBudgetExhaustedError`` at once
+instead of sleeping and trying again: in a full outage the upstream sees at most
+``(1 + ratio)`` times the offered load plus the floor, not ``1 + max_retries`` times.
+
+Each key keeps two rings of ``buckets`` counters (requests and retries) covering the window,
+and their running totals: memory per key is constant, however heavy the traffic, and every
+operation is O(1) amortised. Keys idle for a whole window hold nothing worth keeping and are
+dropped; ``max_keys`` bounds the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import ConfigError
+from .._settings import HttpSettings
+
+__all__ = ["RetryBudget", "RetryBudgetSnapshot"]
+
+_floor = math.floor
+
+# Absorbs float rounding in ``ratio * requests`` (0.1 * 3 is 0.30000000000000004).
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudgetSnapshot:
+    """One key's budget at the moment it was read.
+
+    Attributes:
+        requests: logical requests deposited during the window.
+        retries: retries withdrawn during the window.
+        available: retries that would be allowed now.
+    """
+
+    requests: int
+    retries: int
+    available: int
+
+
+class _Ledger:
+    """The counters of one key: two rings of per-bucket counts and their totals."""
+
+    __slots__ = ("request_total", "requests", "retries", "retry_total", "tick")
+
+    def __init__(self, buckets: int, tick: int) -> None:
+        self.requests = [0] * buckets
+        self.retries = [0] * buckets
+        self.request_total = 0
+        self.retry_total = 0
+        self.tick = tick  # the latest bucket written; its slot is tick % buckets
+
+    def advance(self, tick: int) -> None:
+        """Clear the buckets that fell out of the window by ``tick``."""
+        gap = tick - self.tick
+        if gap <= 0:
+            return  # same bucket (or a clock that stepped back: keep writing the latest one)
+        size = len(self.requests)
+        if gap >= size:
+            for ring in (self.requests, self.retries):
+                for slot in range(size):
+                    ring[slot] = 0
+            self.request_total = self.retry_total = 0
+        else:
+            for passed in range(self.tick + 1, tick + 1):
+                slot = passed % size
+                self.request_total -= self.requests[slot]
+                self.retry_total -= self.retries[slot]
+                self.requests[slot] = self.retries[slot] = 0
+        self.tick = tick
+
+    def totals_at(self, tick: int) -> tuple[int, int]:
+        """The totals as they will read at ``tick``, without changing anything."""
+        gap = tick - self.tick
+        if gap <= 0:
+            return self.request_total, self.retry_total
+        size = len(self.requests)
+        if gap >= size:
+            return 0, 0
+        requests, retries = self.request_total, self.retry_total
+        for passed in range(self.tick + 1, tick + 1):
+            slot = passed % size
+            requests -= self.requests[slot]
+            retries -= self.retries[slot]
+        return requests, retries
+
+
+class RetryBudget:
+    """A retry budget per upstream key, in the style of Finagle's and gRPC's.
+
+    Over the last ``window`` seconds, each key may spend at most ``ratio * requests +
+    min_per_second * window`` retries. ``Retry`` deposits once per logical request and
+    withdraws once per retry; a refused withdrawal ends the call with
+    ``RetryBudgetExhaustedError``. One budget can be given to several ``Retry`` stages (of one
+    client or many): they then share each upstream's budget.
+
+    The window is a ring of ``buckets`` equal slices: an event counts for between
+    ``window * (1 - 1/buckets)`` and ``window`` seconds. Every method is synchronous and never
+    awaits, so the budget stays consistent under any number of concurrent tasks. Like the
+    in-memory breaker store it takes no lock: share it within one event loop's thread, not
+    between threads.
+
+    Keys idle for a whole window are forgotten (their counters are all zero by then). Beyond
+    ``max_keys`` the least recently used key is forgotten too, and starts again with the
+    floor alone when it comes back.
+
+    Args:
+        ratio: retries allowed per logical request of the window, 0..1 (0.2: 20%).
+        min_per_second: retries per second always allowed, whatever the traffic (>= 0).
+        window: seconds of traffic the budget counts (> 0).
+        buckets: slices the window is cut into (>= 1); more is smoother and uses more memory.
+        max_keys: the most keys kept at once (>= 1).
+        clock: monotonic clock, injectable for tests.
+
+    Example:
+        >>> budget = RetryBudget(ratio=0.2, min_per_second=10, window=10)
+        >>> shared = [Retry(budget=budget), CircuitBreaker()]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        ratio: float = 0.2,
+        min_per_second: float = 10.0,
+        window: float = 10.0,
+        buckets: int = 10,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not _is_number(ratio) or not 0 <= ratio <= 1:
+            raise ConfigError(f"RetryBudget(ratio=...) must be a number within 0..1, got {ratio!r}")
+        if not _is_number(min_per_second) or min_per_second < 0:
+            raise ConfigError(
+                f"RetryBudget(min_per_second=...) must be a finite number >= 0, "
+                f"got {min_per_second!r}"
+            )
+        if not _is_number(window) or window <= 0:
+            raise ConfigError(
+                f"RetryBudget(window=...) must be a finite number > 0, got {window!r}"
+            )
+        for label, count in (("buckets", buckets), ("max_keys", max_keys)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ConfigError(f"RetryBudget({label}=...) must be an int >= 1, got {count!r}")
+        if not callable(clock):
+            raise ConfigError(f"RetryBudget(clock=...) must be callable, got {clock!r}")
+        self.ratio = float(ratio)
+        self.min_per_second = float(min_per_second)
+        self.window = float(window)
+        self.buckets = buckets
+        self.max_keys = max_keys
+        self._reserve = self.min_per_second * self.window
+        self._width = self.window / buckets
+        self._clock = clock
+        # Ordered by last write: every write moves its key to the end when it starts a new
+        # bucket, so the keys idle the longest are always at the front.
+        self._ledgers: OrderedDict[str, _Ledger] = OrderedDict()
+        self._swept_at = -1
+
+    @classmethod
+    def from_settings(cls, settings: HttpSettings, **overrides: Any) -> RetryBudget:
+        """A budget configured from ``settings`` (keyword arguments win).
+
+        ``retry_budget_ratio``, ``retry_budget_min_per_second`` and ``retry_budget_window``
+        give its numbers; ``retry_budget`` (on or off) is for the caller to read.
+        """
+        options: dict[str, Any] = {
+            "ratio": settings.retry_budget_ratio,
+            "min_per_second": settings.retry_budget_min_per_second,
+            "window": settings.retry_budget_window,
+        }
+        options.update(overrides)
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(ratio={self.ratio}, min_per_second={self.min_per_second}, "
+            f"window={self.window})"
+        )
+
+    @property
+    def tracked_keys(self) -> int:
+        """How many keys hold counters now (idle ones are dropped; at most ``max_keys``)."""
+        return len(self._ledgers)
+
+    def deposit(self, key: str) -> None:
+        """Count one logical request to ``key`` (call it once, before the first attempt)."""
+        tick = _floor(self._clock() / self._width)
+        ledger = self._ledgers.get(key)
+        if ledger is None or ledger.tick != tick or self._swept_at != tick:
+            ledger = self._ledger(key, tick)
+        ledger.requests[ledger.tick % self.buckets] += 1
+        ledger.request_total += 1
+
+    def try_withdraw(self, key: str) -> bool:
+        """Spend one retry for ``key`` if the budget allows it; ``False`` (and nothing spent)
+        if it is exhausted."""
+        ledger = self._ledger(key, _floor(self._clock() / self._width))
+        allowance = self.ratio * ledger.request_total + self._reserve
+        if ledger.retry_total + 1 > allowance + _EPSILON:
+            return False
+        ledger.retries[ledger.tick % self.buckets] += 1
+        ledger.retry_total += 1
+        return True
+
+    def available(self, key: str) -> int:
+        """How many retries ``key`` could spend now (reads only; changes nothing)."""
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            return self._available(0, 0)
+        return self._available(*ledger.totals_at(self._tick()))
+
+    def snapshot(self) -> dict[str, RetryBudgetSnapshot]:
+        """Every key with traffic in the window, and its budget (a copy; changes nothing)."""
+        tick = self._tick()
+        result: dict[str, RetryBudgetSnapshot] = {}
+        for key, ledger in self._ledgers.items():
+            requests, retries = ledger.totals_at(tick)
+            if requests or retries:
+                available = self._available(requests, retries)
+                result[key] = RetryBudgetSnapshot(requests, retries, available)
+        return result
+
+    def _tick(self) -> int:
+        return _floor(self._clock() / self._width)
+
+    def _available(self, requests: int, retries: int) -> int:
+        allowance = self.ratio * requests + self._reserve
+        return max(0, math.floor(allowance - retries + _EPSILON))
+
+    def _ledger(self, key: str, tick: int) -> _Ledger:
+        """``key``'s ledger, advanced to ``tick``; created (and the map kept small) if new."""
+        ledgers = self._ledgers
+        ledger = ledgers.get(key)
+        if ledger is not None:
+            if tick > ledger.tick:
+                ledger.advance(tick)
+                ledgers.move_to_end(key)
+        else:
+            ledger = ledgers[key] = _Ledger(self.buckets, tick)
+            if len(ledgers) > self.max_keys:
+                ledgers.popitem(last=False)
+        if tick != self._swept_at:
+            self._sweep(tick)
+        return ledger
+
+    def _sweep(self, tick: int) -> None:
+        """Forget the keys whose every bucket has expired (at most once per bucket)."""
+        self._swept_at = tick
+        ledgers = self._ledgers
+        oldest_live = tick - self.buckets + 1
+        while ledgers:
+            key, ledger = next(iter(ledgers.items()))
+            if ledger.tick >= oldest_live:
+                return
+            del ledgers[key]
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
