@@ -191,7 +191,7 @@ class ServerStatusError(StatusError):
 
 
 class CircuitBreakerOpenError(RequestError):
-    """The breaker for ``upstream`` is open (or its single half-open probe is taken).
+    """The breaker for ``upstream`` is open (or its half-open probe slots are all taken).
 
     ``retry_after`` is the number of seconds until the breaker admits a probe again.
     """
