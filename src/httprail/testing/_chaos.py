@@ -459,6 +459,13 @@ class ChaosServer:
             self._state.scripts.clear()
             self._state.requests.clear()
 
+    def forget_requests(self) -> int:
+        """Drop the recorded requests but keep the scripts; returns how many were dropped."""
+        with self._state.lock:
+            dropped = len(self._state.requests)
+            self._state.requests.clear()
+            return dropped
+
     # -- serving --------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
