@@ -15,7 +15,7 @@ import structlog
 import typer
 
 from .._version import __version__
-from . import _chaos_command, _demo_command, _plugins_command, _request_command
+from . import _bench_command, _chaos_command, _demo_command, _plugins_command, _request_command
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_exceptions
@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - older typer runs on click itself
 __all__ = ["COMMANDS", "build_app", "run"]
 
 COMMANDS: Final[tuple[Callable[[typer.Typer], None], ...]] = (
+    _bench_command.register,
     _chaos_command.register,
     _demo_command.register,
     _plugins_command.register,
