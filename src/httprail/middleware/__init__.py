@@ -6,11 +6,13 @@ Recommended order, outermost first::
 """
 
 from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider, auth
+from ._bulkhead import Bulkhead
 from ._circuit_breaker import CircuitBreaker
 from ._defaults import default_plugins
 from ._hedge import HEDGE_EXTENSION, Hedge, HedgeStats
 from ._logging import Logging
 from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
+from ._rate_limit import RateLimiter, RateLimitSnapshot
 from ._retry import IDEMPOTENT_METHODS, NO_RETRY_EXTENSION, Retry, RetryState, RetryVeto
 from ._retry_budget import RetryBudget, RetryBudgetSnapshot
 from ._timeout import Timeout
@@ -23,6 +25,7 @@ __all__ = [
     "ApiKeyAuth",
     "BasicAuth",
     "BearerAuth",
+    "Bulkhead",
     "CircuitBreaker",
     "Hedge",
     "HedgeStats",
@@ -30,6 +33,8 @@ __all__ = [
     "Logging",
     "Metrics",
     "MetricsSnapshot",
+    "RateLimitSnapshot",
+    "RateLimiter",
     "Retry",
     "RetryBudget",
     "RetryBudgetSnapshot",

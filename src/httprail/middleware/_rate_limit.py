@@ -1,0 +1,277 @@
+"""``RateLimiter``: a client-side token bucket per upstream, with a fixed or adaptive rate.
+
+Each key (the upstream's origin by default) has a :class:`~._rate_bucket.Bucket`: GCRA state
+and a FIFO queue served by one dispatcher task. A caller whose turn would come too close to its
+deadline, or after ``max_wait``, is refused at once without sleeping; when the rate falls or a
+pause begins, the queue is checked again and the callers who can no longer make it are refused
+then. In adaptive mode a :class:`~._rate_control.CubicRate` per key moves the rate by what the
+upstream answers, and a ``Retry-After`` pauses the whole key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from returns.result import Failure, Success
+
+from .._context import get_context, upstream_of
+from .._errors import ConfigError, RateLimitedError, StatusError
+from .._result import Next, Outcome
+from ._rate_bucket import Bucket
+from ._rate_control import CubicRate
+from ._retry_after import parse_server_delay
+
+__all__ = ["DEFAULT_THROTTLE_STATUSES", "RateLimitSnapshot", "RateLimiter"]
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+DEFAULT_THROTTLE_STATUSES = frozenset({429, 503})
+"""The answers adaptive mode reads as "slow down"."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSnapshot:
+    """One key's limiter state.
+
+    Attributes:
+        rate: requests per second now (``None``: not limited yet, adaptive mode only).
+        waiting: callers queued for a token.
+        paused_for: seconds left of a ``Retry-After`` pause (0 when not paused).
+        throttles: 429/503 answers that cut the rate (adaptive mode; one per round).
+    """
+
+    rate: float | None
+    waiting: int
+    paused_for: float
+    throttles: int
+
+
+class RateLimiter:
+    """Send at most ``rate`` requests per second per upstream; wait in line for a token.
+
+    A token bucket per key holds up to ``burst`` tokens and refills at ``rate`` per second.
+    A request takes a token and goes; when none is left it waits its turn (FIFO). If its turn
+    would not leave time for the call before the request's deadline (``RequestContext.deadline``,
+    set by ``Timeout(phase="total")``; twice the key's typical call duration is kept free), or
+    is more than ``max_wait`` seconds away, it gets ``Failure(RateLimitedError)`` at once,
+    without sleeping; ``retry_after`` says how long the wait would have been.
+
+    **Adaptive mode** (``adaptive=True``) learns the rate from the upstream, after AWS SDKs'
+    adaptive retry mode (CUBIC). A 429 or 503 (``throttle_statuses``) cuts the rate to 0.7x
+    the rate it was sent at (0.5x while still searching: throttled again before the rate had
+    grown); the rate then climbs back along a cubic curve to a plateau 10% below that rate,
+    holds it (20 s per second of ``Retry-After`` pause), and only then probes higher. Until
+    the first throttle where the limiter itself set the pace, there is no known ceiling and
+    the rate doubles every 0.5 s instead (slow start). One cut per round: answers to requests
+    sent before the last cut do not cut again. A ``Retry-After`` (or ``retry-after-ms``) on
+    such an answer pauses the whole key, up to ``retry_after_max`` seconds: no request goes out
+    before it, queued ones included. With ``rate=None`` the key is not limited until its
+    first throttle, which cuts from the measured send rate. Fixed mode never reads answers.
+
+    Where it goes: inside ``Retry`` (each attempt takes a token, and the limiter sees each
+    attempt's answer; a retry's backoff sleep holds nothing) and outside ``CircuitBreaker``
+    (time spent waiting for a token is not counted as the upstream's latency)::
+
+        Timeout(total) → Retry → RateLimiter → Bulkhead → CircuitBreaker → Auth → terminal
+
+    ``RateLimitedError`` is not retried by ``Retry`` and not counted by ``CircuitBreaker``.
+
+    Args:
+        rate: requests per second per key, > 0; in adaptive mode the starting rate, or
+            ``None`` to start unlimited.
+        burst: tokens the bucket holds (requests that may go at once), >= 1. Default: 50 ms
+            worth of the rate, at least 1; in adaptive mode it then follows the rate.
+        adaptive: learn the rate from 429/503 answers and ``Retry-After``.
+        key: the per-request key buckets are kept under (default: the URL origin, or the
+            context's ``upstream``).
+        max_wait: the longest wait for a token, seconds (>= 0; 0 never waits), or ``None``
+            for no limit other than the request's deadline.
+        throttle_statuses: statuses adaptive mode reads as "slow down".
+        retry_after_max: the longest ``Retry-After`` pause adaptive mode obeys, seconds.
+        max_keys: keys kept at most; the least recently used idle key is forgotten beyond it.
+        clock: monotonic clock, compared with the context's deadline (injectable for tests).
+        sleep: the dispatcher's sleep (injectable for tests).
+        wall_clock: Unix time, for HTTP-date ``Retry-After`` values.
+
+    Example:
+        >>> stack = [Timeout(10), Retry(), RateLimiter(rate=50, burst=5)]  # doctest: +SKIP
+        >>> stack = [Timeout(10), Retry(), RateLimiter(adaptive=True)]  # doctest: +SKIP
+    """
+
+    name = "rate_limit"
+
+    def __init__(
+        self,
+        *,
+        rate: float | None = None,
+        burst: float | None = None,
+        adaptive: bool = False,
+        key: Callable[[httpx.Request], str] | None = None,
+        max_wait: float | None = None,
+        throttle_statuses: Collection[int] = DEFAULT_THROTTLE_STATUSES,
+        retry_after_max: float = 60.0,
+        max_keys: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(adaptive, bool):
+            raise ConfigError(f"RateLimiter(adaptive=...) must be True or False, got {adaptive!r}")
+        if rate is None and not adaptive:
+            raise ConfigError("RateLimiter(rate=...) is required unless adaptive=True")
+        for label, value, low, inclusive in (
+            ("rate", rate, 0.0, False),
+            ("burst", burst, 1.0, True),
+            ("max_wait", max_wait, 0.0, True),
+            ("retry_after_max", retry_after_max, 0.0, False),
+        ):
+            if value is None and label != "retry_after_max":
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or (value < low if inclusive else value <= low)
+            ):
+                rule = f">= {low:g}" if inclusive else f"> {low:g}"
+                raise ConfigError(
+                    f"RateLimiter({label}=...) must be a finite number {rule}, got {value!r}"
+                )
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+            raise ConfigError(f"RateLimiter(max_keys=...) must be an int >= 1, got {max_keys!r}")
+        if not isinstance(throttle_statuses, Collection) or isinstance(
+            throttle_statuses, str | bytes
+        ):
+            raise ConfigError(
+                f"RateLimiter(throttle_statuses=...) must be a collection of HTTP status codes, "
+                f"got {throttle_statuses!r}"
+            )
+        bad = [s for s in throttle_statuses if not isinstance(s, int) or not 100 <= s <= 599]
+        if bad:
+            raise ConfigError(
+                f"RateLimiter(throttle_statuses=...) must be HTTP status codes, got {bad}"
+            )
+        for label, fn in (
+            ("key", key),
+            ("clock", clock),
+            ("sleep", sleep),
+            ("wall_clock", wall_clock),
+        ):
+            if not callable(fn) and not (label == "key" and fn is None):
+                raise ConfigError(f"RateLimiter({label}=...) must be callable, got {fn!r}")
+        self.rate = None if rate is None else float(rate)
+        self.burst = None if burst is None else float(burst)
+        self.adaptive = adaptive
+        self.max_wait = None if max_wait is None else float(max_wait)
+        self.throttle_statuses = frozenset(throttle_statuses)
+        self.retry_after_max = float(retry_after_max)
+        self.max_keys = max_keys
+        self._key = key or upstream_of
+        self._clock = clock
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
+
+    def __repr__(self) -> str:
+        mode = ", adaptive=True" if self.adaptive else ""
+        return f"RateLimiter(rate={self.rate}, burst={self.burst}{mode})"
+
+    def key_of(self, request: httpx.Request) -> str:
+        """The key ``request``'s bucket is kept under."""
+        return self._key(request)
+
+    def keys(self) -> list[str]:
+        """The keys the limiter holds state for, least recently used first."""
+        return list(self._buckets)
+
+    def snapshot(self, key: str) -> RateLimitSnapshot | None:
+        """``key``'s state now, or ``None`` if the limiter holds none for it."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return None
+        throttles = 0 if bucket.control is None else bucket.control.throttles
+        paused = max(0.0, bucket.pause_until - self._clock())
+        return RateLimitSnapshot(bucket.rate, bucket.live, paused, throttles)
+
+    async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        key = self._key(request)
+        bucket = self._bucket_for(key)
+        now = self._clock()
+        rate = bucket.rate
+        control = bucket.control
+        queued = bool(bucket.live) or bucket.at(now, 0) > now
+        if not queued:
+            bucket.admit(now)
+        else:
+            deadline = get_context(request).deadline
+            deadline = math.inf if deadline is None else deadline
+            latest = math.inf if self.max_wait is None else now + self.max_wait
+            refused = bucket.refusal(now, deadline, latest)
+            if refused is None:
+                refused = await bucket.wait(deadline, latest, self._clock, self._sleep)
+            if refused is not None:
+                return Failure(RateLimitedError(upstream=key, retry_after=refused, request=request))
+            now = self._clock()
+            rate = bucket.rate
+        round_sent = 0 if control is None else control.throttles
+        outcome = await call_next(request)
+        done = self._clock()
+        bucket.finished(done - now)
+        if control is not None:
+            self._observe(bucket, control, outcome, round_sent, rate, queued, done)
+        return outcome
+
+    def _bucket_for(self, key: str) -> Bucket:
+        buckets = self._buckets
+        bucket = buckets.get(key)
+        if bucket is not None:
+            buckets.move_to_end(key)
+            return bucket
+        if len(buckets) >= self.max_keys:
+            for old in list(buckets):  # least recently used first; a busy key is kept
+                if buckets[old].idle():
+                    del buckets[old]
+                    if len(buckets) < self.max_keys:
+                        break
+        control = CubicRate(self.rate) if self.adaptive else None
+        bucket = buckets[key] = Bucket(self.rate, self.burst, control)
+        return bucket
+
+    def _observe(
+        self,
+        bucket: Bucket,
+        control: CubicRate,
+        outcome: Outcome,
+        round_sent: int,
+        rate_at_send: float | None,
+        queued: bool,
+        now: float,
+    ) -> None:
+        """Adaptive mode: move the key's rate by what the upstream answered."""
+        if isinstance(outcome, Success):
+            response: httpx.Response = outcome.unwrap()
+        else:
+            error = outcome.failure()
+            if not isinstance(error, StatusError):
+                return  # no answer (transport error, timeout): says nothing about the rate
+            response = error.response
+        if response.status_code not in self.throttle_statuses:
+            if control.rate is not None:
+                bucket.set_rate(control.on_accept(now), now)
+            return
+        delay = parse_server_delay(response.headers, self._wall_clock()).seconds
+        pause = 0.0 if delay is None else min(max(0.0, delay), self.retry_after_max)
+        changed = control.on_throttle(now, round_sent, rate_at_send, queued, pause)
+        if changed:
+            bucket.set_rate(control.rate, now)
+        if pause > 0:
+            changed = bucket.pause(now + pause) or changed
+        if changed and bucket.live:
+            bucket.refuse_late(now)
