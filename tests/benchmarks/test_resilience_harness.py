@@ -1,0 +1,89 @@
+"""The resilience benchmark's harness: its measures, its judges, and one short real run.
+
+The figures themselves come from ``python benchmarks/resilience.py``; these tests make sure the
+numbers it prints are computed the way its report says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "resilience_bench", ROOT / "benchmarks" / "resilience.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quantile_is_the_nearest_rank(bench: ModuleType) -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert bench.quantile(values, 0.5) == 50.0
+    assert bench.quantile(values, 0.99) == 99.0
+    assert bench.quantile(values, 1.0) == 100.0
+    assert math.isnan(bench.quantile([], 0.5))
+
+
+def test_a_client_run_counts_what_the_report_says(bench: ModuleType) -> None:
+    run = bench.ClientRun("httprail")
+    run.calls = [
+        bench.Call(0.0, 0.01, "ok"),
+        bench.Call(0.1, 0.2, "ok"),
+        bench.Call(0.2, 0.2005, "CircuitBreakerOpenError"),
+        bench.Call(0.3, 1.3, "untyped:HTTPStatusError"),
+    ]
+    run.server_arrivals = [0.0, 0.1, 0.15, 0.3, 0.6]
+    assert (run.logical, run.successes, run.typed, run.untyped) == (4, 2, 1, 1)
+    assert run.amplification == pytest.approx(5 / 4)
+    assert run.success_rate == pytest.approx(0.5)
+    assert run.goodput(0.0, 1.0) == pytest.approx(2.0)
+    times, good, load = run.series(0.5, 1.5)
+    assert times == [0.0, 0.5, 1.0]
+    assert good == [4.0, 0.0, 0.0]
+    assert load == [8.0, 2.0, 0.0]
+
+
+def test_the_judges_apply_the_issue_targets(bench: ModuleType) -> None:
+    scenario = {s.name: s for s in bench.scenarios()}["flaky"]
+    naive, rail = bench.ClientRun("naive"), bench.ClientRun("httprail")
+    rail.calls = [bench.Call(0, 0.01, "ok")] * 995 + [bench.Call(0, 0.01, "ServerStatusError")] * 5
+    rail.server_arrivals = [0.0] * 1300
+    naive.calls = rail.calls
+    naive.server_arrivals = [0.0] * 2000
+    checks = scenario.judge(scenario, naive, rail, 100.0)
+    assert [(c.what, c.met) for c in checks] == [("success rate", True), ("amplification", True)]
+    rail.server_arrivals.append(0.0)  # 1.301x: over the 1.3x target
+    assert [c.met for c in scenario.judge(scenario, naive, rail, 100.0)] == [True, False]
+
+
+async def test_a_short_outage_run_measures_both_clients(bench: ModuleType) -> None:
+    scenario = {s.name: s for s in bench.scenarios(scale=0.05)}["outage"]
+    naive, rail = await bench.run_scenario(scenario, rate=40.0, connections=8, seed=1)
+    assert naive.logical == rail.logical == int(40.0 * scenario.seconds)
+    assert rail.untyped == 0
+    assert naive.untyped == naive.logical  # every naive call raised after its retries
+    assert naive.server_seen == 4 * naive.logical  # 1 + 3 retries each
+    assert rail.server_seen < naive.server_seen
+    assert rail.breaker_opened  # the breaker opened during the outage
+    checks = scenario.judge(scenario, naive, rail, 40.0)
+    report = bench.render(
+        [(scenario, naive, rail, checks)],
+        argparse.Namespace(rate=40.0, connections=8, seed=1, write=False),
+    )
+    assert "| amplification |" in report
+    assert "naive httpx + tenacity | httprail" in report
