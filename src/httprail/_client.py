@@ -22,6 +22,7 @@ from ._version import __version__
 from .middleware._defaults import default_plugins
 from .middleware._metrics import Metrics, MetricsSnapshot
 from .terminals._httpx import HttpxTerminal
+from .terminals._transport import PipelineTransport, StreamPolicy
 
 __all__ = ["AsyncClient"]
 
@@ -279,6 +280,20 @@ class AsyncClient:
         """
         outcome = await self.request("GET", url, **kwargs)
         return outcome.bind(lambda response: decode_json(response, model))
+
+    def as_httpx_transport(
+        self, *, stream: StreamPolicy = True, idempotency_keys: bool = False
+    ) -> PipelineTransport:
+        """This client's chain as an ``httpx.AsyncBaseTransport``, for httpx-based SDKs.
+
+        Requests carry this client's context (``provider``, ``raw_status``); its base URL,
+        headers and params are not applied (the SDK builds whole requests). The transport
+        shares this client's pipeline: closing either closes both. See
+        :meth:`Pipeline.as_httpx_transport`.
+        """
+        return self._pipeline.as_httpx_transport(
+            context=self._context, stream=stream, idempotency_keys=idempotency_keys
+        )
 
     def metrics(self) -> MetricsSnapshot:
         """Per-upstream counters and latency from the stack's ``Metrics`` stage (empty if none)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import FunctionType, MethodType, TracebackType
-from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
 import httpx
 from returns.result import Failure, Result, Success
@@ -16,6 +16,9 @@ from ._context import EXTENSION_KEY, RequestContext
 from ._errors import ConfigError, RequestError
 from ._events import Event, Observer
 from ._result import Next, Outcome
+
+if TYPE_CHECKING:
+    from .terminals._transport import PipelineTransport, StreamPolicy
 
 __all__ = [
     "EventObserver",
@@ -220,6 +223,32 @@ class Pipeline:
     def as_handler(self) -> Callable[[httpx.Request], Awaitable[Outcome]]:
         """The chain as a plain callable (what a stage calls as ``call_next``)."""
         return self.send
+
+    def as_httpx_transport(
+        self,
+        *,
+        context: RequestContext | None = None,
+        stream: StreamPolicy = True,
+        idempotency_keys: bool = False,
+    ) -> PipelineTransport:
+        """The whole chain as an ``httpx.AsyncBaseTransport``, for httpx-based SDKs.
+
+        Responses (and error responses, so the SDK's status handling works) are returned to the
+        SDK; other failures are raised as the matching httpx exception, with the httprail error
+        as ``__cause__``. Closing the transport closes this pipeline. Arguments are those of
+        :class:`~httprail.terminals.PipelineTransport`; see ``docs/openai-sdk.md``.
+
+        Example:
+            >>> sdk = openai.AsyncOpenAI(  # doctest: +SKIP
+            ...     http_client=httpx.AsyncClient(transport=pipeline.as_httpx_transport()),
+            ...     max_retries=0,
+            ... )
+        """
+        from .terminals._transport import PipelineTransport  # terminals import the core
+
+        return PipelineTransport(
+            self, context=context, stream=stream, idempotency_keys=idempotency_keys
+        )
 
     async def aclose(self) -> None:
         """Close the terminal (and with it the connection pool)."""

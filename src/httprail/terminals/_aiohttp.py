@@ -1,0 +1,296 @@
+"""``AiohttpTerminal``: requests sent by one pooled ``aiohttp.ClientSession``, no httpx transport.
+
+aiohttp is an optional dependency (``pip install 'httprail[aiohttp]'``), imported when the
+terminal is built, never when httprail is imported.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import re
+import ssl
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .._settings import HttpSettings
+from ._httpx import DEFAULT_MAX_ERROR_BODY
+from ._lean import LeanTerminal, http_version, import_backend, timeout_of
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpTerminal"]
+
+_OS_ERROR_NAMED = re.compile(
+    r"\b(ConnectionResetError|ConnectionAbortedError|BrokenPipeError|ClientOSError|OSError)\("
+)
+
+# Bigger request bodies are handed to aiohttp as a file (it warns about, and blocks on, raw bytes).
+_LARGE_BODY = 1024 * 1024
+
+# Request headers aiohttp would otherwise add on its own; the httpx request says what to send.
+_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+class _AiohttpBody(httpx.AsyncByteStream):
+    """The body of an aiohttp response, raising httpx exceptions; closing frees the connection."""
+
+    __slots__ = ("_response", "_terminal")
+
+    def __init__(self, response: aiohttp.ClientResponse, terminal: AiohttpTerminal) -> None:
+        self._response = response
+        self._terminal = terminal
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        while True:
+            try:
+                chunk = await content.readany()
+            except self._terminal._errors as exc:
+                raise self._terminal.translate_or_wrap(exc) from exc
+            if not chunk:
+                return
+            yield chunk
+
+    async def read_all(self) -> bytes:
+        """The whole body in one call (aiohttp reads it faster than chunk by chunk)."""
+        try:
+            return await self._response.read()
+        except self._terminal._errors as exc:
+            raise self._terminal.translate_or_wrap(exc) from exc
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        response = self._response
+        if response.content.at_eof():
+            response.release()  # the connection goes back to the pool
+        else:
+            response.close()  # a half-read body: the connection cannot be reused
+
+
+class AiohttpTerminal(LeanTerminal):
+    """Send requests over one lazily created ``aiohttp.ClientSession`` (HTTP/1.1).
+
+    It speaks httpx ``Request``/``Response`` to the pipeline but sends with aiohttp directly,
+    which is several times faster than httpcore under concurrency (see ``docs/terminals.md``).
+    Limits and timeouts come from :class:`HttpSettings`: at most ``max_connections`` requests
+    in flight (others queue here, up to ``timeout_pool``), idle connections kept for
+    ``keepalive_expiry`` seconds, ``timeout_connect`` for the TCP/TLS connect and
+    ``timeout_read`` between two reads. A request's own ``extensions["timeout"]`` wins.
+    Every aiohttp, asyncio and OS exception becomes the same error :class:`HttpxTerminal` gives
+    for the same fault. Bodies are not decompressed by aiohttp; the ``httpx.Response`` does it,
+    as with httpx.
+
+    Limits of the backend: no HTTP/2 (``http2`` is ignored), no separate write timeout (a stalled
+    upload ends on the read timeout), and no cap on the number of idle connections
+    (``max_keepalive``).
+
+    Args:
+        settings: timeouts and pool limits (defaults: ``HttpSettings()``).
+        max_error_body: how many bytes of an error response's body to keep.
+        verify: TLS verification: ``True``, ``False``, a CA bundle path or an ``SSLContext``.
+
+    Raises:
+        ConfigError: aiohttp is not installed.
+
+    Example:
+        >>> client = AsyncClient(url, terminal=AiohttpTerminal(settings))  # doctest: +SKIP
+    """
+
+    name = "aiohttp"
+
+    def __init__(
+        self,
+        settings: HttpSettings | None = None,
+        *,
+        max_error_body: int = DEFAULT_MAX_ERROR_BODY,
+        verify: bool | str | ssl.SSLContext = True,
+    ) -> None:
+        self._aiohttp = import_backend("aiohttp", "aiohttp")
+        self._url = import_backend("yarl", "aiohttp").URL
+        super().__init__(settings, max_error_body=max_error_body)
+        self._verify = verify
+        self._session: aiohttp.ClientSession | None = None
+        settings = self.settings
+        self._connect = settings.timeout_connect
+        self._read_timeout = settings.timeout_read
+        self._default_timeout = self._client_timeout(self._connect, self._read_timeout)
+        a = self._aiohttp
+        # What a body read can raise: aiohttp's own errors, the OS's, and timeouts.
+        self._errors: tuple[type[Exception], ...] = (a.ClientError, OSError, TimeoutError)
+        # aiohttp < 3.10 has neither class (it raises ServerTimeoutError / InvalidURL).
+        self._connect_timeout_class: type[Exception] | None = getattr(
+            a, "ConnectionTimeoutError", None
+        )
+        self._non_http_class: type[Exception] | None = getattr(a, "NonHttpUrlClientError", None)
+
+    def __repr__(self) -> str:
+        return f"AiohttpTerminal(max_connections={self.settings.max_connections})"
+
+    def _client_timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+        # ``connect`` (pool wait + connect) is a backstop only: the gate in front keeps aiohttp's
+        # pool from ever being waited on.
+        backstop = None if connect is None else connect + self.settings.timeout_pool
+        timeout: aiohttp.ClientTimeout = self._aiohttp.ClientTimeout(
+            total=None, connect=backstop, sock_connect=connect, sock_read=read
+        )
+        return timeout
+
+    def _ssl(self) -> bool | ssl.SSLContext:
+        verify = self._verify
+        if isinstance(verify, str):
+            return ssl.create_default_context(cafile=verify)
+        return verify
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The underlying ``aiohttp.ClientSession`` (created on first use, in a running loop)."""
+        session = self._session
+        if session is None:
+            a = self._aiohttp
+            settings = self.settings
+            expiry = settings.keepalive_expiry
+            connector = a.TCPConnector(
+                limit=settings.max_connections,
+                limit_per_host=0,
+                ssl=self._ssl(),
+                force_close=expiry == 0,
+                **({"keepalive_timeout": expiry} if expiry > 0 else {}),
+            )
+            session = a.ClientSession(
+                connector=connector,
+                timeout=self._default_timeout,
+                auto_decompress=False,
+                skip_auto_headers=_SKIP_AUTO_HEADERS,
+                cookie_jar=a.DummyCookieJar(),
+                trust_env=False,
+            )
+            self._session = session
+        return session
+
+    async def _open(self, request: httpx.Request) -> httpx.Response:
+        timeout = self._default_timeout
+        if "timeout" in request.extensions:
+            timeout = self._client_timeout(
+                timeout_of(request, "connect", self._connect),
+                timeout_of(request, "read", self._read_timeout),
+            )
+        data: Any
+        try:
+            data = request.content or None
+            if data is not None and len(data) > _LARGE_BODY:
+                data = io.BytesIO(data)  # aiohttp writes big bytes bodies in one go otherwise
+        except httpx.RequestNotRead:
+            data = _body(request.stream)  # type: ignore[arg-type]
+        headers = [
+            (key.decode("latin-1"), value.decode("latin-1"))
+            for key, value in request.headers.raw
+            if key.lower() != b"transfer-encoding"
+        ]
+        response = await self.session.request(
+            request.method,
+            self._url(str(request.url), encoded=True),
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            timeout=timeout,
+        )
+        version = response.version
+        extensions = {
+            "http_version": http_version(version.major, version.minor) if version else b"HTTP/1.1",
+            "reason_phrase": (response.reason or "").encode("latin-1"),
+        }
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_AiohttpBody(response, self),
+            request=request,
+            extensions=extensions,
+        )
+
+    async def _read(self, response: httpx.Response) -> None:
+        stream = response.stream
+        if not isinstance(stream, _AiohttpBody):  # pragma: no cover - _open always sets it
+            await super()._read(response)
+            return
+        response.stream = httpx.ByteStream(await stream.read_all())
+        response.read()  # undoes content encodings, as httpx does
+
+    def translate_or_wrap(self, exc: Exception) -> Exception:
+        return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")
+
+    def _translate(self, exc: Exception) -> Exception | None:
+        a = self._aiohttp
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        translated: Exception
+        if isinstance(exc, httpx.HTTPError):
+            return None
+        if isinstance(exc, a.ServerTimeoutError):
+            kind = self._connect_timeout_class
+            connect = isinstance(exc, kind) if kind else str(exc).startswith("Connection timeout")
+            translated = httpx.ConnectTimeout(text) if connect else httpx.ReadTimeout(text)
+        elif isinstance(exc, a.ClientConnectorError):
+            translated = httpx.ConnectError(text)
+        elif isinstance(exc, a.ServerDisconnectedError):
+            translated = httpx.RemoteProtocolError(text)
+        elif isinstance(exc, a.ClientPayloadError):
+            broken = _os_error_in(exc)
+            translated = httpx.ReadError(text) if broken else httpx.RemoteProtocolError(text)
+        elif isinstance(exc, a.TooManyRedirects):
+            translated = httpx.TooManyRedirects(text)
+        elif isinstance(exc, a.ClientResponseError):  # a head that is not valid HTTP
+            translated = httpx.RemoteProtocolError(text)
+        elif self._non_http_class is not None and isinstance(exc, self._non_http_class):
+            translated = httpx.UnsupportedProtocol(text)
+        elif isinstance(exc, a.InvalidURL):
+            translated = httpx.InvalidURL(text)
+        elif isinstance(exc, a.ClientOSError) and exc.errno == errno.EPIPE:
+            translated = httpx.WriteError(text)
+        elif isinstance(exc, a.ClientConnectionError):
+            translated = httpx.ReadError(text)
+        elif isinstance(exc, a.ClientError):
+            translated = httpx.TransportError(text)
+        elif isinstance(exc, TimeoutError):
+            translated = httpx.ReadTimeout(text)
+        elif isinstance(exc, ConnectionRefusedError):
+            translated = httpx.ConnectError(text)
+        elif isinstance(exc, OSError):
+            translated = httpx.ReadError(text)
+        elif isinstance(exc, ValueError):  # aiohttp refuses a header or method as given
+            translated = httpx.LocalProtocolError(text)
+        else:
+            return None
+        translated.__cause__ = exc
+        return translated
+
+    async def _close_backend(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _os_error_in(exc: BaseException) -> bool:
+    """Whether an OS-level error (a reset, say) is behind ``exc``.
+
+    aiohttp names the connection error of a payload cut short only in the message
+    (``"Response payload is not completed: <...>. ConnectionResetError(104, ...)"``).
+    """
+    if _OS_ERROR_NAMED.search(str(exc)):
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        yield chunk

@@ -1,0 +1,300 @@
+"""``PipelineTransport``: a whole pipeline as an ``httpx.AsyncBaseTransport``.
+
+An httpx-based SDK (openai, anthropic, ...) sends through ``httpx.AsyncClient(transport=...)``
+and gets httprail's retry, breaker, auth and telemetry. The railway ends here, at the second
+seam, where values turn back into what httpx users expect:
+
+- ``Success(response)``: the response is handed to the SDK.
+- a ``Failure`` that carries a response (``StatusError``, a ``MaxRetriesExceededError`` whose
+  last attempt was one): that response is handed to the SDK, body readable, so the SDK's own
+  status handling (``openai.RateLimitError``, ...) stays right.
+- any other ``Failure``: the matching httpx exception is raised (see :func:`to_httpx_exception`),
+  with the httprail error as its ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+import httpx
+from returns.result import Success
+
+from .._context import EXTENSION_KEY, RequestContext
+from .._errors import (
+    BulkheadFullError,
+    CircuitBreakerOpenError,
+    ConnectError,
+    DecodeError,
+    InvalidRequestError,
+    MaxRetriesExceededError,
+    ProtocolError,
+    RateLimitedError,
+    ReadError,
+    RequestError,
+    RequestTimeoutError,
+    StatusError,
+    TimeoutPhase,
+    TransportError,
+    WriteError,
+)
+from ._mapping import map_exception
+
+if TYPE_CHECKING:
+    from .._pipeline import Pipeline
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "PipelineTransport",
+    "StreamPolicy",
+    "response_of",
+    "to_httpx_exception",
+]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+StreamPolicy: TypeAlias = bool | Callable[[httpx.Request], bool]
+"""Whether the chain hands the body over unread: always, never, or as a function decides."""
+
+_REPEATABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+_TIMEOUTS: dict[TimeoutPhase, type[httpx.TimeoutException]] = {
+    "connect": httpx.ConnectTimeout,
+    "read": httpx.ReadTimeout,
+    "write": httpx.WriteTimeout,
+    "pool": httpx.PoolTimeout,
+    # A deadline set by a Timeout stage spans the whole exchange; httpx has no such class, and
+    # "waited for the server too long" is what ReadTimeout means to every httpx user.
+    "attempt": httpx.ReadTimeout,
+    "total": httpx.ReadTimeout,
+}
+
+# Most specific first: the first row the error is an instance of wins.
+_ERRORS: tuple[tuple[type[RequestError], type[httpx.RequestError]], ...] = (
+    (ConnectError, httpx.ConnectError),
+    (ReadError, httpx.ReadError),
+    (WriteError, httpx.WriteError),
+    (ProtocolError, httpx.RemoteProtocolError),
+    (TransportError, httpx.NetworkError),
+    # Never sent: the upstream is taken to be down, as when a connection is refused.
+    (CircuitBreakerOpenError, httpx.ConnectError),
+    # Never sent: no local slot was free in time, as when httpx's pool is exhausted.
+    (BulkheadFullError, httpx.PoolTimeout),
+    (RateLimitedError, httpx.PoolTimeout),
+    (InvalidRequestError, httpx.LocalProtocolError),
+    (DecodeError, httpx.DecodingError),
+)
+
+
+def response_of(error: RequestError) -> httpx.Response | None:
+    """The response ``error`` carries, if any.
+
+    A ``StatusError``'s response; for ``MaxRetriesExceededError``, its last attempt's; for any
+    other error, its ``response`` attribute when that is an ``httpx.Response``.
+    """
+    if isinstance(error, StatusError):
+        return error.response
+    if isinstance(error, MaxRetriesExceededError):
+        return response_of(error.last)
+    candidate = getattr(error, "response", None)
+    return candidate if isinstance(candidate, httpx.Response) else None
+
+
+def _httpx_class(error: RequestError) -> type[httpx.RequestError]:
+    if isinstance(error, MaxRetriesExceededError):
+        return _httpx_class(error.last)
+    if isinstance(error, RequestTimeoutError):
+        return _TIMEOUTS.get(error.phase, httpx.ReadTimeout)
+    default: type[httpx.RequestError] = httpx.TransportError
+    for source, target in _ERRORS:
+        if isinstance(error, source):
+            default = target
+            break
+    # An error the terminal made from a more precise httpx exception keeps that exception's
+    # class when it fits the row (CloseError for a NetworkError, UnsupportedProtocol for an
+    # invalid request, ...).
+    cause = error.__cause__
+    if isinstance(cause, httpx.RequestError) and (
+        isinstance(cause, default) or default in (httpx.TransportError, httpx.LocalProtocolError)
+    ):
+        return type(cause)
+    return default
+
+
+def to_httpx_exception(
+    error: RequestError, request: httpx.Request | None = None
+) -> httpx.RequestError:
+    """The httpx exception an httpx user would expect for ``error``; its ``__cause__`` is ``error``.
+
+    ============================================  ======================================
+    httprail error                                httpx exception
+    ============================================  ======================================
+    ``RequestTimeoutError`` connect/read/write    ``ConnectTimeout`` / ``ReadTimeout`` /
+    / pool                                        ``WriteTimeout`` / ``PoolTimeout``
+    ``RequestTimeoutError`` attempt / total       ``ReadTimeout``
+    ``ConnectError`` / ``ReadError`` /            ``ConnectError`` / ``ReadError`` /
+    ``WriteError`` / ``ProtocolError``            ``WriteError`` / ``RemoteProtocolError``
+    other ``TransportError``                      ``NetworkError``
+    ``CircuitBreakerOpenError``                   ``ConnectError``
+    ``BulkheadFullError``, ``RateLimitedError``   ``PoolTimeout``
+    ``InvalidRequestError``                       ``LocalProtocolError``
+    ``DecodeError``                               ``DecodingError``
+    ``MaxRetriesExceededError``                   as its last attempt's error
+    anything else (``AuthError``, ...)            ``TransportError``
+    ============================================  ======================================
+
+    When the error was made from an httpx exception of a fitting, more precise class (a
+    ``CloseError``, an ``UnsupportedProtocol``), that class is used.
+
+    Args:
+        error: the failure to translate.
+        request: the request to attach (default: the error's).
+    """
+    kind = _httpx_class(error)
+    target = request if request is not None else error.request
+    try:
+        exc = kind(str(error), request=target)
+    except TypeError:  # a backend's own subclass with another signature: its httpx base
+        base = next(k for k in kind.__mro__ if k.__module__.partition(".")[0] == "httpx")
+        exc = base(str(error), request=target)
+    exc.__cause__ = error
+    return exc
+
+
+class _RelayStream(httpx.AsyncByteStream):
+    """An unread response's raw bytes, handed on; a backend's foreign exception while reading
+    becomes the matching httpx exception."""
+
+    def __init__(self, response: httpx.Response, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+        except (httpx.HTTPError, httpx.StreamError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the seam back: a foreign error becomes httpx
+            error = map_exception(exc, self._request)
+            raise to_httpx_exception(error, self._request) from error
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _hand_over(response: httpx.Response, request: httpx.Request) -> httpx.Response:
+    """A fresh response for the caller's client, carrying ``response``'s status and body."""
+    extensions = dict(response.extensions)
+    if not response.is_stream_consumed:
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_RelayStream(response, request),
+            extensions=extensions,
+        )
+    body = response.content  # read already (and decoded, if it was compressed)
+    headers = response.headers
+    if "content-encoding" in headers:
+        headers = httpx.Headers(
+            [
+                (name, value)
+                for name, value in headers.multi_items()
+                if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+        )
+        headers["Content-Length"] = str(len(body))
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        stream=httpx.ByteStream(body),
+        extensions=extensions,
+    )
+
+
+class PipelineTransport(httpx.AsyncBaseTransport):
+    """A :class:`~httprail.Pipeline` as an ``httpx.AsyncBaseTransport``, for httpx-based SDKs.
+
+    Build it with ``pipeline.as_httpx_transport()`` (or ``client.as_httpx_transport()``).
+    Responses and error responses reach the caller's client as responses; other failures are
+    raised as httpx exceptions (:func:`to_httpx_exception`) whose ``__cause__`` is the httprail
+    error. The caller's timeouts (``request.extensions["timeout"]``, set by its
+    ``httpx.AsyncClient``) are the terminal's. Closing the transport closes the pipeline.
+
+    Args:
+        pipeline: the chain to send through.
+        context: the request context given to each request (its ``stream`` flag is set per
+            request); default: a fresh one from the pipeline.
+        stream: ``True`` (default): every 2xx/3xx body is handed over unread, so it streams to
+            the caller; retries happen before the response headers only, and a body that
+            breaks raises the httpx error while being read. ``False``: the chain reads every
+            body, so a body that breaks is a failure the chain can retry, but nothing streams.
+            A function of the request decides per request.
+        idempotency_keys: give every POST and PATCH without an ``Idempotency-Key`` header a
+            fresh one, kept across the chain's retries, so that ``Retry`` may repeat it.
+
+    Example:
+        >>> transport = pipeline.as_httpx_transport()  # doctest: +SKIP
+        >>> sdk = openai.AsyncOpenAI(
+        ...     http_client=httpx.AsyncClient(transport=transport), max_retries=0
+        ... )
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        context: RequestContext | None = None,
+        stream: StreamPolicy = True,
+        idempotency_keys: bool = False,
+    ) -> None:
+        self._pipeline = pipeline
+        base = context if context is not None else pipeline.new_context()
+        self._contexts = (base.replace(stream=False), base.replace(stream=True))
+        self._stream = stream
+        self._idempotency_keys = idempotency_keys
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PipelineTransport({self._pipeline!r})"
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The chain requests are sent through."""
+        return self._pipeline
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the pipeline; return a response or raise an httpx error."""
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the transport has been closed.")
+        policy = self._stream
+        stream = policy if isinstance(policy, bool) else bool(policy(request))
+        ctx = request.extensions.get(EXTENSION_KEY)
+        if isinstance(ctx, RequestContext):
+            # Each send is a new logical call, even of a request object sent before (an auth
+            # flow resends the same one): keep who it is for, not a past attempt or deadline.
+            ctx = ctx.replace(attempt=1, deadline=None, stream=stream)
+        else:
+            ctx = self._contexts[stream]
+        request.extensions[EXTENSION_KEY] = ctx
+        if (
+            self._idempotency_keys
+            and request.method not in _REPEATABLE_METHODS
+            and IDEMPOTENCY_HEADER not in request.headers
+        ):
+            request.headers[IDEMPOTENCY_HEADER] = f"httprail-{uuid.uuid4()}"
+        outcome = await self._pipeline.send(request)
+        if type(outcome) is Success:
+            return _hand_over(outcome.unwrap(), request)
+        error = outcome.failure()
+        response = response_of(error)
+        if response is not None:
+            return _hand_over(response, request)
+        raise to_httpx_exception(error, request) from error
+
+    async def aclose(self) -> None:
+        """Close the pipeline (and with it the terminal's connections); idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._pipeline.aclose()
