@@ -44,6 +44,7 @@ class Logging:
         logger: a structlog logger (default: ``structlog.get_logger("httprail")``).
         min_level: the lowest level emitted.
         success_level / failure_level: levels for completed requests.
+        retry_level / breaker_level: levels for retries and breaker transitions.
         clock: timer for durations.
     """
 
