@@ -29,7 +29,7 @@ def test_a_benchmark_runs_with_the_arguments_passed_through(
 def test_an_unknown_benchmark_is_one_line_and_exit_2(capfd: pytest.CaptureFixture[str]) -> None:
     assert run(["bench", "speed"]) == 2
     err = capfd.readouterr().err.strip()
-    assert err == "httprail bench: error: unknown benchmark 'speed'; known: overhead, resilience"
+    assert err == "httprail bench: error: unknown benchmark 'speed'; known: overhead, resilience, throughput"
 
 
 def test_a_folder_without_benchmarks_is_one_line_and_exit_2(

@@ -22,6 +22,7 @@ PROG = "httprail bench"
 BENCHMARKS = {
     "overhead": "in-memory cost per request of the stages and the client (issue 2)",
     "resilience": "six fault scenarios, naive httpx + tenacity vs the default stack (issue 4)",
+    "throughput": "rps and p50/p99 at c=1/16/64 per client and terminal, and a soak (issue 5)",
 }
 
 
