@@ -240,7 +240,7 @@ async def test_the_sdks_own_timeout_reaches_the_terminal(api: LocalOpenAI) -> No
 
 async def test_a_total_deadline_is_the_sdks_timeout_error(api: LocalOpenAI) -> None:
     api.then(Reply.slow(3.0))
-    async with sdk_over(pipeline(Timeout(0.2), fast_retry()), api.base_url) as sdk:
+    async with sdk_over(pipeline(Timeout(0.5), fast_retry()), api.base_url) as sdk:
         with pytest.raises(openai.APITimeoutError) as raised:
             await sdk.chat.completions.create(model=MODEL, messages=HELLO)
     timeout = causes(raised.value)[2]

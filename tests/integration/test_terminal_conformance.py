@@ -553,3 +553,28 @@ async def test_the_client_sends_through_the_chosen_terminal(
         assert outcome.unwrap().json() == {"ok": 1}
         async with client.stream("GET", "/flaky") as streamed:
             assert [line async for line in streamed.unwrap().aiter_lines()] == ['{"ok":1}']
+
+
+@pytest.mark.parametrize("fault", [Fault.RESET, Fault.CLOSE])
+@pytest.mark.parametrize("reused", [False, True])
+async def test_a_dropped_connection_is_one_request_on_the_wire(
+    chaos_server: ChaosServer,
+    make_terminal: TerminalFactory,
+    kind: str,
+    fault: Fault,
+    reused: bool,
+) -> None:
+    """No backend resends behind our back (aiohttp would, for idempotent methods): every
+    attempt the server sees is one that ``Retry`` counted and budgeted."""
+    chaos_server.script("/dropped", Reply.fail(fault))
+    if kind == "curl" and reused:
+        pytest.xfail(
+            "libcurl resends a request once when a reused connection dies before any byte of "
+            "the answer (no option turns it off); documented in docs/terminals.md"
+        )
+    terminal = make_terminal()
+    if reused:  # a kept-alive connection first, where backends are most tempted to resend
+        assert isinstance(await terminal.send(get(f"{chaos_server.url}/warm")), Success)
+    outcome = await terminal.send(get(f"{chaos_server.url}/dropped"))
+    assert isinstance(outcome.failure(), TransportError)
+    assert chaos_server.count("/dropped") == 1

@@ -256,3 +256,16 @@ async def test_metrics_snapshot_counts_requests() -> None:
 async def test_metrics_is_empty_without_a_metrics_stage() -> None:
     async with AsyncClient(plugins=[], terminal=echo_terminal()) as client:
         assert dict(client.metrics()) == {}
+
+
+def test_string_urls_are_merged_once_and_the_cache_stays_bounded() -> None:
+    client = AsyncClient("http://api.test/v1/", plugins=[])
+    first = client.build_request("GET", "items").unwrap()
+    again = client.build_request("GET", "items", params={"page": 2}).unwrap()
+    assert str(first.url) == "http://api.test/v1/items"
+    assert str(again.url) == "http://api.test/v1/items?page=2"  # params never reach the cache
+    assert str(client.build_request("GET", "items").unwrap().url) == "http://api.test/v1/items"
+    assert str(client.build_request("GET", httpx.URL("other")).unwrap().url).endswith("/other")
+    for n in range(3000):
+        assert client.build_request("GET", f"/n/{n}").unwrap().url.path == f"/v1/n/{n}"
+    assert len(client._url_cache) <= 1024

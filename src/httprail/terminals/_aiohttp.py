@@ -169,6 +169,11 @@ class AiohttpTerminal(LeanTerminal):
                 cookie_jar=a.DummyCookieJar(),
                 trust_env=False,
             )
+            # aiohttp quietly sends an idempotent request a second time when the connection
+            # drops (ClientOSError, ServerDisconnectedError); retrying is Retry's job, counted
+            # and budgeted, so the upstream must see one request per attempt.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
             self._session = session
         return session
 
