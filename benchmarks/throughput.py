@@ -16,7 +16,9 @@ Clients (``--only`` keys):
   aiohttp           raw ``aiohttp.ClientSession()``: defaults (100 connections)
   curl              raw curl_cffi ``AsyncSession()``: defaults (``max_clients=10``)
   httprail          ``httprail.AsyncClient(url)``: default stack, default terminal
-                    (``HttpxTerminal``; its HTTP/2 is ALPN-only, so HTTP/1.1 on ``http://``)
+                    (``AiohttpTerminal``)
+  httprail-httpx    default stack, ``HttpxTerminal`` (its HTTP/2 is ALPN-only, so HTTP/1.1
+                    on ``http://``)
   httprail-h2c      default stack, ``HttpxTerminal`` over an h2c ``httpx.AsyncClient``
   httprail-aiohttp  default stack, ``AiohttpTerminal``
   httprail-curl     default stack, ``CurlTerminal``
@@ -281,6 +283,8 @@ def _terminal(kind: str, settings: HttpSettings, stack: contextlib.AsyncExitStac
         return AiohttpTerminal(settings)
     if kind == "curl":
         return CurlTerminal(settings)
+    if kind == "httpx":
+        return HttpxTerminal(settings)
     assert kind == "h2c", kind
     client = httpx.AsyncClient(
         http1=False,
@@ -345,9 +349,15 @@ SUBJECTS = (
     Subject(
         "httprail",
         "httprail default",
-        "`httprail.AsyncClient(url)`: default stack, default terminal (`HttpxTerminal`; HTTP/2 "
-        "is negotiated by ALPN, so HTTP/1.1 on `http://`)",
+        "`httprail.AsyncClient(url)`: default stack, default terminal (`AiohttpTerminal`)",
         httprail_on("default"),
+    ),
+    Subject(
+        "httprail-httpx",
+        "httprail on httpx",
+        "default stack, `HttpxTerminal(settings)` (HTTP/2 is negotiated by ALPN, so HTTP/1.1 on "
+        "`http://`)",
+        httprail_on("httpx"),
     ),
     Subject(
         "httprail-h2c",
@@ -373,7 +383,7 @@ SUBJECTS = (
     Subject("wrk", "wrk (server ceiling)", "`wrk -t1 -c<c>` (C, one thread)", None, "wrk"),
 )
 BY_KEY = {s.key: s for s in SUBJECTS}
-RAIL_ROWS = ("httprail", "httprail-h2c", "httprail-aiohttp", "httprail-curl")
+RAIL_ROWS = ("httprail", "httprail-httpx", "httprail-h2c", "httprail-aiohttp", "httprail-curl")
 
 
 def available(subject: Subject) -> bool:

@@ -45,7 +45,7 @@ from ._settings import HttpSettings, ProviderOverrides
 __all__ = ["Stack", "StackDeclaration", "build_stack", "find_stack_file", "load_stack_file"]
 
 STACK_FILE = "httprail.toml"
-DEFAULT_TERMINAL = "httpx"
+DEFAULT_TERMINAL = "aiohttp"
 Kind = Literal["provider", "service"]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from httprail import AsyncClient, HttpSettings
+from httprail.terminals import AiohttpTerminal, HttpxTerminal
 from httprail.testing import ChaosServer
 
 # Backoff windows small enough that tests run in milliseconds, with the real sleep.
@@ -21,9 +22,17 @@ async def make_client(chaos_server: ChaosServer) -> AsyncIterator[ClientFactory]
     """Build clients aimed at the chaos server; all are closed after the test."""
     clients: list[AsyncClient] = []
 
-    def factory(*, plugins: Any = None, **settings: Any) -> AsyncClient:
+    def factory(
+        *, plugins: Any = None, terminal: str | None = None, **settings: Any
+    ) -> AsyncClient:
+        """``terminal``: "httpx" or "aiohttp" (default: the client's own default)."""
+        built = HttpSettings(**{**FAST, **settings})
+        chosen = {None: None, "httpx": HttpxTerminal, "aiohttp": AiohttpTerminal}[terminal]
         client = AsyncClient(
-            chaos_server.url, plugins=plugins, settings=HttpSettings(**{**FAST, **settings})
+            chaos_server.url,
+            plugins=plugins,
+            settings=built,
+            terminal=None if chosen is None else chosen(built),
         )
         clients.append(client)
         return client
@@ -31,3 +40,16 @@ async def make_client(chaos_server: ChaosServer) -> AsyncIterator[ClientFactory]
     yield factory
     for client in clients:
         await client.aclose()
+
+
+def pool_state(terminal: object) -> tuple[int, int]:
+    """``(in use, idle)`` connections of an httpx or aiohttp terminal's pool (their internals)."""
+    if isinstance(terminal, HttpxTerminal):
+        connections = terminal.client._transport._pool.connections  # type: ignore[attr-defined]
+        idle = sum(1 for connection in connections if connection.is_idle())
+        return len(connections) - idle, idle
+    assert isinstance(terminal, AiohttpTerminal), terminal
+    connector = terminal.session.connector
+    assert connector is not None
+    idle = sum(len(held) for held in connector._conns.values())  # type: ignore[attr-defined]
+    return len(connector._acquired), idle  # type: ignore[attr-defined]

@@ -6,13 +6,13 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from httprail import CircuitBreakerOpenError, Success
 from httprail.middleware import CircuitBreaker, Retry
-from httprail.terminals import HttpxTerminal
 from httprail.testing import ChaosServer, Fault, Reply
 
-from .conftest import ClientFactory
+from .conftest import ClientFactory, pool_state
 
 
 async def wait_for_count(server: ChaosServer, path: str, count: int, limit: float = 10.0) -> None:
@@ -22,16 +22,15 @@ async def wait_for_count(server: ChaosServer, path: str, count: int, limit: floa
 
 
 def open_connections(terminal: object) -> int:
-    assert isinstance(terminal, HttpxTerminal)
-    pool = terminal.client._transport._pool  # type: ignore[attr-defined]
-    return len(pool.connections)
+    return sum(pool_state(terminal))
 
 
+@pytest.mark.parametrize("terminal", ["aiohttp", "httpx"])
 async def test_cancelling_1000_in_flight_requests_leaks_nothing(
-    chaos_server: ChaosServer, make_client: ClientFactory
+    chaos_server: ChaosServer, make_client: ClientFactory, terminal: str
 ) -> None:
     chaos_server.script("/hang", Reply.fail(Fault.HANG))
-    client = make_client()  # default stack, pool of 100 connections
+    client = make_client(terminal=terminal)  # default stack, pool of 100 connections
     tasks = [asyncio.create_task(client.get("/hang")) for _ in range(1000)]
     await wait_for_count(chaos_server, "/hang", 100)
     assert chaos_server.count("/hang") == 100  # the pool is full; 900 wait for a connection

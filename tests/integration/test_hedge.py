@@ -86,7 +86,9 @@ async def test_200_hedged_requests_leave_no_task_and_no_connection_behind(
     chaos_server.route("/slow-first", first_arrival_slow(slow=0.3, every=1))  # every primary
     breaker = CircuitBreaker()
     hedge = Hedge(delay=0.02, budget_ratio=1.0, budget_burst=20, breaker=breaker)
-    client = make_client(plugins=stack(hedge, breaker), max_connections=50, max_keepalive=10)
+    client = make_client(
+        plugins=stack(hedge, breaker), max_connections=50, max_keepalive=10, terminal="httpx"
+    )
     gate = asyncio.Semaphore(20)
 
     async def call(number: int) -> None:

@@ -23,6 +23,7 @@ from httprail import (
     get_context,
 )
 from httprail.middleware import CircuitBreaker, Logging, Metrics, Retry, Timeout
+from httprail.terminals import AiohttpTerminal, HttpxTerminal
 from httprail.testing import MockTerminal
 
 
@@ -93,12 +94,19 @@ async def test_every_verb_sends_its_method(method: str) -> None:
     assert terminal.requests[0].method == method.upper()
 
 
+def test_the_default_terminal_is_aiohttp() -> None:
+    client = AsyncClient("https://api.test")
+    assert isinstance(client.pipeline.terminal, AiohttpTerminal)
+
+
 @respx.mock
-async def test_default_client_over_the_real_terminal_with_respx() -> None:
+async def test_default_stack_over_the_httpx_terminal_with_respx() -> None:
     route = respx.get("https://api.test/users/1").mock(
         return_value=httpx.Response(200, json={"id": 1, "name": "a"})
     )
-    async with AsyncClient("https://api.test", settings=HttpSettings(http2=False)) as client:
+    settings = HttpSettings(http2=False)
+    terminal = HttpxTerminal(settings)
+    async with AsyncClient("https://api.test", settings=settings, terminal=terminal) as client:
         user = await client.get_json("/users/1", model=User)
     assert user == Success(User(id=1, name="a"))
     assert route.call_count == 1
