@@ -260,9 +260,11 @@ def demo_settings(connections: int = 4, cooldown: float = 1.0) -> HttpSettings:
     """httprail's settings for the demo: the defaults, with waits scaled to a short run.
 
     Backoff starts at 0.1 s, a ``Retry-After`` up to 2 s is obeyed, and the breaker cools
-    down for ``cooldown`` seconds. It opens after 8 consecutive failures rather than 5, so the
-    flaky phase's independent 20% failures do not trip it by chance, while the outage still
-    does at once.
+    down for ``cooldown`` seconds, without growing after a failed probe: the default growth
+    (doubling up to 300 s) is for real outages, and in a four-second one it would keep the
+    circuit open well into the next phase. It opens after 8 consecutive failures rather than 5,
+    so the flaky phase's independent 20% failures do not trip it by chance, while the outage
+    still does at once.
     """
     return HttpSettings(
         timeout_total=5.0,
@@ -274,6 +276,7 @@ def demo_settings(connections: int = 4, cooldown: float = 1.0) -> HttpSettings:
         retry_after_max=2.0,
         circuit_breaker_threshold=8,
         circuit_breaker_cooldown=cooldown,
+        circuit_breaker_cooldown_max=cooldown,
         max_connections=connections,
         max_keepalive=connections,
     )
