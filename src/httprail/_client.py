@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from types import MappingProxyType, TracebackType
-from typing import Any, Self, TypeVar, overload
+from types import MappingProxyType
+from typing import Any, TypeVar, overload
 
 import httpx
 from returns.result import Failure, Result, Success
 
+from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
 from ._decode import decode_json
 from ._errors import ConfigError, InvalidRequestError, RequestError
@@ -58,7 +59,7 @@ def _merge_url(base: httpx.URL | None, url: httpx.URL | str) -> httpx.URL:
 _URL_CACHE_SIZE = 1024
 
 
-class AsyncClient:
+class AsyncClient(ClosesOnExit):
     """An async HTTP client whose every call returns ``Result[httpx.Response, RequestError]``.
 
     Requests travel the pipeline: ``plugins`` (outermost first; ``None`` builds the default
@@ -327,17 +328,6 @@ class AsyncClient:
     async def aclose(self) -> None:
         """Close the terminal and its connections."""
         await self._pipeline.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _url_problem(url: httpx.URL) -> str | None:

@@ -6,12 +6,13 @@ The first plugin listed is the outermost: it sees the request first and the outc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from types import FunctionType, MethodType, TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
+from types import FunctionType, MethodType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 from returns.result import Failure, Result, Success
 
+from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
 from ._errors import ConfigError, RequestError
 from ._events import Event, Observer
@@ -100,7 +101,7 @@ def _link(plugin: MiddlewarePlugin, call_next: Next) -> Next:
     return call
 
 
-class Pipeline:
+class Pipeline(ClosesOnExit):
     """An immutable chain of middleware stages in front of a terminal.
 
     Args:
@@ -253,14 +254,3 @@ class Pipeline:
     async def aclose(self) -> None:
         """Close the terminal (and with it the connection pool)."""
         await self._terminal.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -31,12 +31,12 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ._client import AsyncClient
+from ._closing import ClosesOnExit
 from ._discovery import PluginRegistry, PluginSpec, default_registry, normalize_name
 from ._errors import ConfigError
 from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
@@ -176,7 +176,7 @@ def find_stack_file(start: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Stack:
+class Stack(ClosesOnExit):
     """A built provider or service: its client (middleware + terminal) and, for a provider,
     its generator. Close it (or use it as an async context manager) to close the pool."""
 
@@ -197,17 +197,6 @@ class Stack:
         if closer is not None and inspect.iscoroutinefunction(closer):
             await closer()
         await self.client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def build_stack(

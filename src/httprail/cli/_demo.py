@@ -374,11 +374,12 @@ class NaiveClient:
 
 
 @contextlib.contextmanager
-def quiet_structlog() -> Iterator[None]:
-    """Drop structlog events below ERROR while the block runs, then restore the configuration."""
+def quiet_structlog(level: int = logging.ERROR) -> Iterator[None]:
+    """Drop structlog events below ``level`` while the block runs, then restore the
+    configuration (the logging stage's events too)."""
     was_configured = structlog.is_configured()
     saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
     try:
         yield
     finally:

@@ -14,12 +14,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
 import httpx
-import structlog
 import typer
 from returns.result import Failure, Success
 
@@ -42,6 +41,7 @@ from .._redact import REDACTED, is_sensitive_header, redact_url
 from .._result import Outcome
 from .._settings import HttpSettings, ProviderOverrides
 from .._stack import build_stack
+from ._demo import quiet_structlog
 
 __all__ = ["EXIT_CODES", "register", "request"]
 
@@ -152,7 +152,7 @@ def request(
     except _UsageError as exc:
         return _fail("usage", str(exc))
     try:
-        with _quiet_logs(enabled=not verbose):
+        with contextlib.nullcontext() if verbose else quiet_structlog(logging.CRITICAL):
             exchange = asyncio.run(_send(call))
     except KeyboardInterrupt:
         typer.echo(f"{PROG}: interrupted", err=True)
@@ -390,24 +390,6 @@ def _sanitize(message: str, raw_url: str) -> str:
         return message
     clean = redact_url(raw_url)
     return message.replace(repr(raw_url), repr(clean)).replace(raw_url, clean)
-
-
-@contextlib.contextmanager
-def _quiet_logs(*, enabled: bool) -> Iterator[None]:
-    """Drop structlog events below CRITICAL while the block runs (the logging stage's too)."""
-    if not enabled:
-        yield
-        return
-    was_configured = structlog.is_configured()
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-    try:
-        yield
-    finally:
-        if was_configured:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
 
 
 # -- showing ---------------------------------------------------------------------------------

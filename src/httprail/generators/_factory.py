@@ -6,12 +6,12 @@ import asyncio
 import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 import structlog
 from returns.result import Failure, Result, Success
 
+from .._closing import ClosesOnExit
 from .._errors import ConfigError, ProviderNotFoundError, RequestError
 from ._protocol import Generator, StreamItem
 from ._types import GenerationRequest, GenerationResult
@@ -31,7 +31,7 @@ _CacheKey: TypeAlias = tuple[str, Hashable]
 _log = structlog.get_logger("httprail.generators")
 
 
-class ProviderFactory:
+class ProviderFactory(ClosesOnExit):
     """A registry of generator builders by key, building each generator once.
 
     ``get(key, **overrides)`` calls the key's builder as ``builder(**overrides)`` the first
@@ -216,17 +216,6 @@ class ProviderFactory:
                 continue
             seen.add(id(generator))
             await _close(generator)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _cache_key(key: str, overrides: dict[str, Any]) -> _CacheKey | None:

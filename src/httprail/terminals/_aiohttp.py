@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._settings import HttpSettings
-from ._httpx import DEFAULT_MAX_ERROR_BODY
+from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
 
 if TYPE_CHECKING:

@@ -1,0 +1,191 @@
+"""What every terminal shares: the connection-slot gate, status handling, reading, mapping.
+
+A terminal subclass only opens a response (head received, body still to read, as an
+``httpx.Response`` whose stream raises httpx exceptions) and closes its backend. The FIFO gate
+with its pool timeout, ``StatusError`` with a size-capped body, reading non-streaming bodies,
+handing streams over and the error tree live here, once, so every terminal behaves the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+from returns.result import Failure, Success
+
+from .._context import EXTENSION_KEY, RequestContext
+from .._errors import InvalidRequestError, RequestError, RequestTimeoutError, StatusError
+from .._result import Outcome
+from .._settings import HttpSettings
+from ._mapping import map_exception
+
+__all__ = ["DEFAULT_MAX_ERROR_BODY", "GatedTerminal", "read_capped"]
+
+DEFAULT_MAX_ERROR_BODY = 64 * 1024
+
+
+async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
+    """Read at most ``limit`` bytes of an error response's body and close it.
+
+    Returns a new, fully read response carrying the (possibly truncated) decoded body, so a
+    Failure never holds an open connection or an unbounded body. A body that breaks while being
+    read keeps what arrived.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    truncated = False
+    try:
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                truncated = size > limit
+                break
+    except httpx.HTTPError:
+        truncated = True
+    finally:
+        await response.aclose()
+    body = b"".join(chunks)[:limit]
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    extensions = dict(response.extensions)
+    extensions["httprail.truncated"] = truncated
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=response.request,
+        extensions=extensions,
+    )
+
+
+class _GatedStream(httpx.AsyncByteStream):
+    """A streamed body that gives its slot back (and stamps ``elapsed``) when closed."""
+
+    __slots__ = ("_gate", "_inner", "_response", "_started")
+
+    def __init__(
+        self,
+        inner: httpx.AsyncByteStream,
+        gate: asyncio.Semaphore,
+        response: httpx.Response,
+        started: float,
+    ) -> None:
+        self._inner = inner
+        self._gate: asyncio.Semaphore | None = gate
+        self._response = response
+        self._started = started
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            gate, self._gate = self._gate, None
+            if gate is not None:
+                self._response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
+                gate.release()
+
+
+class GatedTerminal:
+    """Base of every terminal: at most ``max_connections`` requests out, the rest queued (FIFO).
+
+    At most ``max_connections`` requests are handed to the backend at once; the rest wait here,
+    bounded by the pool timeout. Non-streaming bodies are read here, so a body that breaks or
+    times out is a ``Failure`` like any other. Responses with status >= 400 become
+    ``Failure(StatusError)`` with the body read up to ``max_error_body`` bytes, unless the
+    request's context asks for raw statuses. Subclasses implement :meth:`_open` and
+    :meth:`_close_backend`, and may override :meth:`_read` and :meth:`map_error`.
+    """
+
+    name = "gated"
+
+    def __init__(
+        self, settings: HttpSettings | None = None, *, max_error_body: int = DEFAULT_MAX_ERROR_BODY
+    ) -> None:
+        self.settings = settings if settings is not None else HttpSettings()
+        self._max_error_body = max_error_body
+        self._pool_timeout = self.settings.timeout_pool
+        self._gate = asyncio.Semaphore(self.settings.max_connections)
+        self._closed = False
+
+    async def _open(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``; return once the head arrived, with the body still to read.
+
+        The response's stream must raise httpx exceptions and free the backend's connection
+        when closed.
+        """
+        raise NotImplementedError
+
+    async def _close_backend(self) -> None:
+        """Close the backend's session and connections."""
+        raise NotImplementedError
+
+    async def _read(self, response: httpx.Response) -> None:
+        """Read the whole body of ``response`` and close it."""
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+
+    def map_error(self, exc: Exception, request: httpx.Request) -> RequestError:
+        """The error-tree value for ``exc``."""
+        return map_exception(exc, request)
+
+    async def send(self, request: httpx.Request) -> Outcome:
+        """Send ``request``; every backend exception comes back as a typed ``Failure``."""
+        if self._closed:
+            return Failure(InvalidRequestError("the terminal is closed", request=request))
+        ctx = request.extensions.get(EXTENSION_KEY)
+        stream = raw_status = False
+        if isinstance(ctx, RequestContext):
+            stream, raw_status = ctx.stream, ctx.raw_status
+        gate = self._gate
+        if gate.locked():
+            try:
+                async with asyncio.timeout(self._pool_timeout):
+                    await gate.acquire()
+            except TimeoutError:
+                return Failure(
+                    RequestTimeoutError(
+                        "no connection slot free within the pool timeout",
+                        phase="pool",
+                        request=request,
+                    )
+                )
+        else:
+            await gate.acquire()
+        handed_over = False
+        started = time.perf_counter()
+        try:
+            response = await self._open(request)
+            if response.status_code >= 400 and not raw_status:
+                return Failure(
+                    StatusError.from_response(await read_capped(response, self._max_error_body))
+                )
+            if stream and isinstance(response.stream, httpx.AsyncByteStream):
+                response.stream = _GatedStream(response.stream, gate, response, started)
+                handed_over = True
+                return Success(response)
+            await self._read(response)
+            response.elapsed = timedelta(seconds=time.perf_counter() - started)
+            return Success(response)
+        except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
+            return Failure(self.map_error(exc, request))
+        finally:
+            if not handed_over:
+                gate.release()
+
+    async def aclose(self) -> None:
+        """Close the backend's connections (a closed terminal answers ``InvalidRequestError``)."""
+        self._closed = True
+        await self._close_backend()
