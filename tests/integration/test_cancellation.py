@@ -82,3 +82,34 @@ async def test_cancelling_a_plain_httpx_request_for_comparison(chaos_server: Cha
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert len(raw._transport._pool.connections) == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("terminal", ["aiohttp", "httpx"])
+async def test_a_cancel_at_any_await_of_a_fresh_request_leaks_no_pool_slot(
+    chaos_server: ChaosServer, make_client: ClientFactory, terminal: str
+) -> None:
+    """Cancel a request after 0, 1, 2, … event-loop turns: each await it passes gets a cancel.
+
+    Two of those awaits, in httpcore 1.0.x, come after a new connection was assigned to the
+    request and before the request used it (encode/httpcore#1093): httpcore leaves that
+    connection in its pool for good, and once ``max_connections`` of them pile up every request
+    times out. With a pool of two, a leaked slot shows as a connection still in use.
+    """
+    client = make_client(terminal=terminal, max_connections=2, max_keepalive=0)
+    landed = 0
+    for turns in range(40):
+        task = asyncio.create_task(client.get("/ok", params={"turns": turns}))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if task.done():
+            assert isinstance(task.result(), Success), task.result()
+            continue
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        landed += 1
+        outcome = await client.get("/ok", params={"after": turns})
+        assert isinstance(outcome, Success), (turns, outcome)
+        in_use, _idle = pool_state(client.pipeline.terminal)
+        assert in_use == 0, (turns, client.pipeline.terminal)
+    assert landed >= 3  # the loop reached the request's awaits, not just its end

@@ -107,7 +107,9 @@ async def test_200_hedged_requests_leave_no_task_and_no_connection_behind(
     assert isinstance(terminal, HttpxTerminal)
     pool = terminal.client._transport._pool  # type: ignore[attr-defined]
     assert len(pool.connections) <= 10  # only idle keep-alive connections remain
-    assert all(connection.is_idle() for connection in pool.connections)
+    assert all(connection.is_idle() for connection in pool.connections), [
+        repr(connection) for connection in pool.connections
+    ]
 
     # The server drops a cancelled primary's connection once its 0.3 s reply finds it closed.
     deadline = time.monotonic() + 3.0

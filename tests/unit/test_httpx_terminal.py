@@ -183,3 +183,13 @@ async def test_a_borrowed_client_is_not_closed() -> None:
     await terminal.aclose()
     assert not client.is_closed
     await client.aclose()
+
+
+async def test_reclaiming_orphans_is_a_no_op_without_httpcores_pool() -> None:
+    from httprail.terminals._httpx import reclaim_orphaned_connections
+
+    mocked = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(204)))
+    async with mocked:
+        assert await reclaim_orphaned_connections(mocked) == 0
+    async with httpx.AsyncClient() as pooled:  # a fresh pool: nothing to reclaim
+        assert await reclaim_orphaned_connections(pooled) == 0

@@ -2,12 +2,81 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
 import httpx
 
 from .._settings import HttpSettings
 from ._gated import DEFAULT_MAX_ERROR_BODY, GatedTerminal, read_capped
 
-__all__ = ["DEFAULT_MAX_ERROR_BODY", "HttpxTerminal", "read_capped"]
+__all__ = ["DEFAULT_MAX_ERROR_BODY", "HttpxTerminal", "read_capped", "reclaim_orphaned_connections"]
+
+
+async def reclaim_orphaned_connections(client: httpx.AsyncClient) -> int:
+    """Close pool entries that no request owns and that are not idle; return how many.
+
+    httpcore 1.0.x (encode/httpcore#1093) assigns a connection to a waiting request before the
+    request uses it. A request cancelled in between (while its new connection is being opened,
+    or just after, before the first byte is written) leaves that connection in the pool for
+    good: not idle, not closed, not usable, holding a slot (and sometimes an open socket) until
+    the pool is full and every request times out. Hedging and deadlines cancel requests all the
+    time, so this terminal sweeps such entries after any send that did not return. Anything
+    unexpected in httpcore's internals (another version, a custom transport) makes this a no-op.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    connections = getattr(pool, "_connections", None)
+    waiting = getattr(pool, "_requests", None)
+    close = getattr(pool, "_close_connections", None)
+    if not isinstance(connections, list) or not isinstance(waiting, list) or close is None:
+        return 0
+    owned = {id(getattr(entry, "connection", None)) for entry in waiting}
+    orphans = [
+        connection
+        for connection in connections
+        if id(connection) not in owned and not connection.is_idle() and not connection.is_closed()
+    ]
+    for connection in orphans:
+        connections.remove(connection)
+    await close(orphans)  # httpcore shields this from cancellation
+    return len(orphans)
+
+
+async def close_uninterrupted(closing: Coroutine[Any, Any, None]) -> None:
+    """Run ``closing`` to its end even if the caller is cancelled meanwhile; then re-raise.
+
+    httpcore shields its clean-up with anyio cancel scopes, which a plain ``task.cancel()``
+    goes through: a cancel that lands while a response is being closed leaves the connection
+    marked busy and its pool request queued, for good (found by cancelling a request at every
+    await it passes). The close runs as its own task, so a cancel only waits for it to finish
+    (a lock and a socket close) and is then raised as usual.
+    """
+    task = asyncio.ensure_future(closing)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
+
+
+class _UninterruptedClose(httpx.AsyncByteStream):
+    """An httpx response stream whose ``aclose`` a cancel cannot cut short."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner.__aiter__()
+
+    async def aclose(self) -> None:
+        await close_uninterrupted(self._inner.aclose())
 
 
 class HttpxTerminal(GatedTerminal):
@@ -79,7 +148,15 @@ class HttpxTerminal(GatedTerminal):
         extensions = request.extensions
         if "timeout" not in extensions:
             extensions["timeout"] = self._timeout_ext
-        return await self._get_client().send(request, stream=True)
+        client = self._get_client()
+        try:
+            response = await client.send(request, stream=True)
+        except BaseException:
+            await reclaim_orphaned_connections(client)
+            raise
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _UninterruptedClose(response.stream)
+        return response
 
     async def _close_backend(self) -> None:
         """Close the connection pool (if this terminal created it)."""
