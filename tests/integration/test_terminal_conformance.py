@@ -348,6 +348,26 @@ async def test_content_encodings_are_undone_as_httpx_does(
     assert response.headers["content-encoding"] == "gzip"
 
 
+async def test_a_read_response_is_in_the_state_httpx_leaves_it(
+    chaos_server: ChaosServer, make_terminal: TerminalFactory
+) -> None:
+    """Read, closed, consumed, counted: the same attributes httpx's own ``read()`` leaves."""
+    body = '{"name": "zoë"}'.encode()
+    chaos_server.script("/r", Reply(headers=(("content-type", "application/json"),), body=body))
+    response = (await make_terminal().send(get(chaos_server.url_for("/r")))).unwrap()
+    assert (response.content, response.text, response.json()) == (
+        body,
+        '{"name": "zoë"}',
+        {"name": "zoë"},
+    )
+    assert (response.is_closed, response.is_stream_consumed) == (True, True)
+    assert response.num_bytes_downloaded == len(body)
+    assert response.read() == body
+    assert await response.aread() == body
+    assert list(response.iter_bytes()) == [body]  # a read body can be iterated again, as in httpx
+    assert response.elapsed.total_seconds() > 0
+
+
 async def test_a_bad_encoding_is_a_decode_error(
     chaos_server: ChaosServer, make_terminal: TerminalFactory
 ) -> None:

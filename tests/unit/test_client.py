@@ -277,3 +277,35 @@ def test_string_urls_are_merged_once_and_the_cache_stays_bounded() -> None:
     for n in range(3000):
         assert client.build_request("GET", f"/n/{n}").unwrap().url.path == f"/v1/n/{n}"
     assert len(client._url_cache) <= 1024
+
+
+@pytest.mark.parametrize("method", ["GET", "get", "HEAD", "OPTIONS", "DELETE", "POST", "PATCH"])
+@pytest.mark.parametrize(
+    ("url", "params", "headers"),
+    [
+        ("/a", None, None),
+        ("http://[::1]:8080/v?x=1", {"y": "2"}, None),
+        ("https://user:pw@example.com/p", None, [("X-A", "1"), ("x-a", "2")]),
+        ("/a", None, {"Host": "other.test", "Accept": "text/plain"}),
+        ("http://example.com:80/ä b", {"q": "é"}, {"User-Agent": "mine"}),
+    ],
+)
+async def test_requests_without_a_body_are_built_as_httpx_builds_them(
+    method: str, url: str, params: dict[str, str] | None, headers: Any
+) -> None:
+    """build_request skips httpx's body encoder when there is no body; the result is the same."""
+    client = AsyncClient(
+        "https://api.test/base/", headers={"X-Client": "c"}, terminal=echo_terminal()
+    )
+    built = client.build_request(method, url, params=params, headers=headers).unwrap()
+    merged = client._headers.copy()  # the client's headers, then the call's
+    if headers:
+        merged.update(httpx.Headers(headers))
+    full, _problem = client._url_for(url)  # (base-URL merging has its own test)
+    if params:
+        full = full.copy_merge_params(params)
+    reference = httpx.Request(method, full, headers=merged)
+    assert (built.method, built.url) == (reference.method, reference.url)
+    assert built.headers.raw == reference.headers.raw
+    assert built.content == reference.content == b""
+    await client.aclose()

@@ -31,6 +31,9 @@ _OS_ERROR_NAMED = re.compile(
 # Bigger request bodies are handed to aiohttp as a file (it warns about, and blocks on, raw bytes).
 _LARGE_BODY = 1024 * 1024
 
+# How many distinct URLs keep their parsed ``yarl.URL`` (the cache is emptied when full).
+_URL_CACHE_SIZE = 1024
+
 # Request headers aiohttp would otherwise add on its own; the httpx request says what to send.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
@@ -115,6 +118,7 @@ class AiohttpTerminal(LeanTerminal):
         super().__init__(settings, max_error_body=max_error_body)
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, Any] = {}
         settings = self.settings
         self._connect = settings.timeout_connect
         self._read_timeout = settings.timeout_read
@@ -139,6 +143,22 @@ class AiohttpTerminal(LeanTerminal):
             total=None, connect=backstop, sock_connect=connect, sock_read=read
         )
         return timeout
+
+    def _yarl_url(self, url: str) -> Any:
+        """``url`` as a ``yarl.URL``, built once per distinct URL (bounded cache).
+
+        aiohttp computes and keeps a dozen derived values on the URL object of each request
+        (host, port, origin...); a URL object shared by the requests that go to the same URL
+        saves all of that, ~25 µs per request.
+        """
+        cache = self._urls
+        parsed = cache.get(url)
+        if parsed is None:
+            parsed = self._url(url, encoded=True)
+            if len(cache) >= _URL_CACHE_SIZE:
+                cache.clear()
+            cache[url] = parsed
+        return parsed
 
     def _ssl(self) -> bool | ssl.SSLContext:
         verify = self._verify
@@ -198,7 +218,7 @@ class AiohttpTerminal(LeanTerminal):
         ]
         response = await self.session.request(
             request.method,
-            self._url(str(request.url), encoded=True),
+            self._yarl_url(str(request.url)),
             headers=headers,
             data=data,
             allow_redirects=False,
@@ -222,8 +242,17 @@ class AiohttpTerminal(LeanTerminal):
         if not isinstance(stream, _AiohttpBody):  # pragma: no cover - _open always sets it
             await super()._read(response)
             return
-        response.stream = httpx.ByteStream(await stream.read_all())
-        response.read()  # undoes content encodings, as httpx does
+        body = await stream.read_all()
+        response.stream = httpx.ByteStream(body)
+        if "Content-Encoding" in stream._response.headers:
+            response.read()  # undoes content encodings, as httpx does
+            return
+        # Nothing to decode: what ``read()`` would leave behind, without its chain of
+        # generators (20 µs of the ~25 µs it costs for a small body).
+        response._content = body
+        response._num_bytes_downloaded = len(body)
+        response.is_stream_consumed = True
+        response.is_closed = True
 
     def translate_or_wrap(self, exc: Exception) -> Exception:
         return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")
