@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
+from typing import Any
 
 import httpx
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from httprail import (
@@ -62,6 +66,45 @@ async def test_silent_logging_passes_through() -> None:
         outcome = await pipeline.send(httpx.Request("GET", SECRET_URL))
     assert isinstance(outcome.failure(), ServerStatusError)
     assert logs == []
+
+
+class _Recorder:
+    """A structlog wrapped logger that keeps what reaches it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+
+    def msg(self, event: str, **fields: object) -> None:
+        self.events.append((event, fields))
+
+    warning = info = error = debug = msg
+
+
+@pytest.mark.parametrize(("floor", "kept"), [(logging.WARNING, 1), (logging.ERROR, 0)])
+async def test_events_the_logger_drops_are_not_built(
+    floor: int, kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logger filtering at ERROR gets no warning: Logging asks ``is_enabled_for`` first."""
+    recorder = _Recorder()
+    logger = structlog.wrap_logger(
+        recorder,
+        wrapper_class=structlog.make_filtering_bound_logger(floor),
+        processors=[lambda _logger, _name, event: event],
+    )
+    described: list[object] = []
+    module = sys.modules[Logging.__module__]
+    original = module.describe_error  # type: ignore[attr-defined]
+
+    def counting(error: Any) -> dict[str, Any]:
+        described.append(error)
+        return original(error)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(module, "describe_error", counting)
+    await Pipeline([Logging(logger=logger)], MockTerminal(lambda r: httpx.Response(503))).send(
+        httpx.Request("GET", SECRET_URL)
+    )
+    assert len(recorder.events) == kept
+    assert len(described) == kept  # nothing is built for an event that would be dropped
 
 
 async def test_retries_and_breaker_transitions_are_logged_and_counted() -> None:
