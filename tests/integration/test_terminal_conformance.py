@@ -326,6 +326,25 @@ async def test_repeated_headers_are_kept_in_order(
     assert response.extensions["http_version"] == b"HTTP/1.1"
 
 
+async def test_request_headers_arrive_as_sent_request_after_request(
+    chaos_server: ChaosServer, make_terminal: TerminalFactory
+) -> None:
+    """Repeated request headers keep their order; each request sends its own set."""
+    terminal = make_terminal()
+    url = chaos_server.url_for("/seen")
+    first = httpx.Request("GET", url, headers=[("X-A", "1"), ("x-a", "2"), ("X-Id", "one")])
+    second = httpx.Request("GET", url, headers=[("X-A", "3"), ("X-Id", "two")])
+    for request in (first, second, first):
+        set_context(request, RequestContext())
+        assert isinstance(await terminal.send(request), Success)
+    seen = [
+        [(k, v) for k, v in r.headers if k in ("x-a", "x-id")]
+        for r in chaos_server.requests_for("/seen")
+    ]
+    one = [("x-a", "1"), ("x-a", "2"), ("x-id", "one")]
+    assert seen == [one, [("x-a", "3"), ("x-id", "two")], one]
+
+
 async def test_head_has_headers_and_no_body(
     chaos_server: ChaosServer, make_terminal: TerminalFactory
 ) -> None:

@@ -31,7 +31,7 @@ _OS_ERROR_NAMED = re.compile(
 # Bigger request bodies are handed to aiohttp as a file (it warns about, and blocks on, raw bytes).
 _LARGE_BODY = 1024 * 1024
 
-# How many distinct URLs keep their parsed ``yarl.URL`` (the cache is emptied when full).
+# How many distinct URLs (and header sets) keep their aiohttp form (emptied when full).
 _URL_CACHE_SIZE = 1024
 
 # Request headers aiohttp would otherwise add on its own; the httpx request says what to send.
@@ -119,6 +119,8 @@ class AiohttpTerminal(LeanTerminal):
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, Any] = {}
+        self._header_sets: dict[tuple[tuple[bytes, bytes], ...], Any] = {}
+        self._multidict = import_backend("multidict", "aiohttp")
         settings = self.settings
         self._connect = settings.timeout_connect
         self._read_timeout = settings.timeout_read
@@ -159,6 +161,32 @@ class AiohttpTerminal(LeanTerminal):
                 cache.clear()
             cache[url] = parsed
         return parsed
+
+    def _headers_for(self, raw: list[tuple[bytes, bytes]]) -> Any:
+        """The request headers as aiohttp takes them, converted once per distinct set.
+
+        Most requests of a client carry the same headers; an immutable ``CIMultiDictProxy``
+        saves decoding them and saves aiohttp building its own copy (bounded cache).
+        """
+        key = tuple(raw)
+        cache = self._header_sets
+        converted = cache.get(key)
+        if converted is None:
+            # One spelling per name: aiohttp keeps a repeated header only when every copy is
+            # spelled alike (``X-A`` then ``x-a`` would leave just the second).
+            spelling: dict[bytes, str] = {}
+            pairs = []
+            for name, value in raw:
+                folded = name.lower()
+                if folded != b"transfer-encoding":
+                    text = spelling.setdefault(folded, name.decode("latin-1"))
+                    pairs.append((text, value.decode("latin-1")))
+            multidict = self._multidict
+            converted = multidict.CIMultiDictProxy(multidict.CIMultiDict(pairs))
+            if len(cache) >= _URL_CACHE_SIZE:
+                cache.clear()
+            cache[key] = converted
+        return converted
 
     def _ssl(self) -> bool | ssl.SSLContext:
         verify = self._verify
@@ -211,11 +239,7 @@ class AiohttpTerminal(LeanTerminal):
                 data = io.BytesIO(data)  # aiohttp writes big bytes bodies in one go otherwise
         except httpx.RequestNotRead:
             data = _body(request.stream)  # type: ignore[arg-type]
-        headers = [
-            (key.decode("latin-1"), value.decode("latin-1"))
-            for key, value in request.headers.raw
-            if key.lower() != b"transfer-encoding"
-        ]
+        headers = self._headers_for(request.headers.raw)
         response = await self.session.request(
             request.method,
             self._yarl_url(str(request.url)),
