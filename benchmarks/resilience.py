@@ -11,7 +11,8 @@ Scenarios (issue 4) and their targets:
 
 1. ``outage``    every request gets 503 for the whole run: amplification <= 1.1x.
 2. ``onset``     healthy, then every request 503: first fast rejection within 2 s of the
-                 onset; open-circuit rejections <= 1 ms p99.
+                 onset; open-circuit rejections <= 1 ms p99 (calls the open circuit turned
+                 away on their first attempt; a retry rejected after a real attempt is not one).
 3. ``recovery``  healthy, outage, healed: at most one probe in flight per breaker key; >= 95% of
                  the healthy goodput again within 2x the break duration after the heal.
 4. ``flaky``     20% of requests get 503 at random: success >= 99.5%, amplification <= 1.3x.
@@ -57,6 +58,7 @@ from httprail import (
     Next,
     Outcome,
     Success,
+    get_context,
 )
 from httprail.cli._demo import NaiveClient, quiet_structlog
 from httprail.middleware import CircuitBreaker, Hedge, RateLimiter, default_plugins
@@ -146,7 +148,9 @@ class Call:
 
     arrived: float
     ended: float
-    kind: str  # "ok", a typed error's class name, or "untyped:<exception class>"
+    # "ok", a typed error's class name (``CircuitBreakerOpenError on attempt N`` when a retry
+    # was rejected after real attempts), or "untyped:<exception class>"
+    kind: str
 
     @property
     def ok(self) -> bool:
@@ -630,7 +634,17 @@ async def _rail_call(rail: AsyncClient) -> str:
         outcome = await rail.get("/httprail")
     except Exception as exc:
         return f"untyped:{type(exc).__name__}"
-    return "ok" if isinstance(outcome, Success) else type(outcome.failure()).__name__
+    if isinstance(outcome, Success):
+        return "ok"
+    error = outcome.failure()
+    kind = type(error).__name__
+    if isinstance(error, CircuitBreakerOpenError) and error.request is not None:
+        # Rejected on a retry, after a real attempt (a half-open probe that failed, say): its
+        # time is that attempt's and the backoff's, not the open circuit's.
+        attempt = get_context(error.request).attempt
+        if attempt > 1:
+            return f"{kind} on attempt {attempt}"
+    return kind
 
 
 async def _drive(

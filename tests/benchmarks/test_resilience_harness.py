@@ -10,7 +10,12 @@ import argparse
 import math
 from types import ModuleType
 
+import httpx
 import pytest
+
+from httprail import AsyncClient
+from httprail.middleware import CircuitBreaker, Retry
+from httprail.testing import MockTerminal
 
 from . import load_benchmark
 
@@ -76,3 +81,21 @@ async def test_a_short_outage_run_measures_both_clients(bench: ModuleType) -> No
     )
     assert "| amplification |" in report
     assert "naive httpx + tenacity | httprail" in report
+
+
+async def test_a_retry_rejected_after_a_real_attempt_is_not_an_open_circuit_rejection(
+    bench: ModuleType,
+) -> None:
+    """Only calls the open circuit turned away on their first attempt count as rejections."""
+
+    async def no_sleep(_seconds: float) -> None:
+        return None
+
+    plugins = [Retry(max_retries=1, sleep=no_sleep), CircuitBreaker(failure_threshold=1)]
+    terminal = MockTerminal(lambda _request: httpx.Response(503))
+    async with AsyncClient("http://upstream.test", plugins=plugins, terminal=terminal) as rail:
+        first = await bench._rail_call(rail)  # a 503 opens the circuit; the retry is refused
+        second = await bench._rail_call(rail)  # refused at once
+    assert first == "CircuitBreakerOpenError on attempt 2"
+    assert second == "CircuitBreakerOpenError"
+    assert len(terminal.requests) == 1

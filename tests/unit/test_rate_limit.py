@@ -24,7 +24,7 @@ from httprail import (
     set_context,
 )
 from httprail.middleware import CircuitBreaker, RateLimiter, RateLimitSnapshot, Retry
-from httprail.middleware._rate_control import CubicRate
+from httprail.middleware._rate_control import PLATEAU, PLATEAU_STEP, CubicRate
 from httprail.testing import FakeClock, MockTerminal
 
 from ._stepping import SteppingClock, settle
@@ -499,16 +499,17 @@ def test_with_a_known_ceiling_the_rate_climbs_to_a_plateau_holds_then_probes() -
     rate = CubicRate(10.0)
     assert rate.on_throttle(100.0, 0, 20.0, True, 1.0)  # paced at 20/s, Retry-After: 1
     assert rate.rate == pytest.approx(14.0)  # 0.7 x 20
-    k = (4.0 / 0.4) ** (1 / 3)  # from 14 to the plateau 18 on SCALE 0.4
+    plateau = PLATEAU * 20.0
+    k = ((plateau - 14.0) / 0.4) ** (1 / 3)  # from 14 to the plateau on SCALE 0.4
     assert rate.k == pytest.approx(k)
     assert rate.hold == pytest.approx(20.0)  # 20 s per second of pause
     assert rate.on_accept(100.5) == pytest.approx(14.0)  # paused: the curve has not started
-    assert rate.on_accept(101.0 + k / 2) == pytest.approx(18.0 - 0.4 * (k / 2) ** 3)
-    assert rate.on_accept(101.0 + k) == pytest.approx(18.0)
-    assert rate.on_accept(101.0 + k + 19.0) == pytest.approx(18.0)
+    assert rate.on_accept(101.0 + k / 2) == pytest.approx(plateau - 0.4 * (k / 2) ** 3)
+    assert rate.on_accept(101.0 + k) == pytest.approx(plateau)
+    assert rate.on_accept(101.0 + k + 19.0) == pytest.approx(plateau)
     for index in range(11):
         rate.on_send(101.0 + k + 20.0 + index * 0.1)  # demand of 10/s
-    assert rate.on_accept(101.0 + k + 21.0) == pytest.approx(18.4)  # probing past 18
+    assert rate.on_accept(101.0 + k + 21.0) == pytest.approx(plateau + 0.4)  # probing past it
     assert rate.on_accept(101.0 + k + 22.0) == pytest.approx(20.0)  # but not past 2x demand
     assert rate.on_accept(101.0 + k + 30.0) == pytest.approx(20.0)  # nothing sent: no growth
 
@@ -516,10 +517,11 @@ def test_with_a_known_ceiling_the_rate_climbs_to_a_plateau_holds_then_probes() -
 def test_a_throttle_while_holding_steps_down_a_little() -> None:
     rate = CubicRate(10.0)
     rate.on_throttle(100.0, 0, 20.0, True, 1.0)
-    rate.on_accept(110.0)  # on the plateau, 18/s
-    assert rate.on_throttle(110.0, 1, 18.0, True, 1.0)
-    assert rate.target == pytest.approx(0.95 * 18.0)
-    assert rate.rate == pytest.approx(0.7 * 18.0)
+    held = PLATEAU * 20.0
+    assert rate.on_accept(110.0) == pytest.approx(held)  # on the plateau
+    assert rate.on_throttle(110.0, 1, held, True, 1.0)
+    assert rate.target == pytest.approx(PLATEAU_STEP * held)
+    assert rate.rate == pytest.approx(0.7 * held)
 
 
 def test_a_throttle_before_the_rate_grew_halves_it() -> None:
@@ -527,7 +529,7 @@ def test_a_throttle_before_the_rate_grew_halves_it() -> None:
     rate.on_throttle(100.0, 0, 20.0, True, 0.0)
     assert rate.on_throttle(100.1, 1, 14.0, True, 0.0)  # still at the cut rate
     assert rate.rate == pytest.approx(7.0)
-    assert rate.target == pytest.approx(0.9 * 14.0)
+    assert rate.target == pytest.approx(PLATEAU * 14.0)
 
 
 def test_a_measured_ceiling_is_not_held_and_probing_follows_demand() -> None:
