@@ -251,12 +251,13 @@ def build_stack(
         )
     middleware: list[MiddlewarePlugin] = []
     generator_spec: PluginSpec | None = None
-    for spec in specs:
+    generator_listed = ""
+    for listed, spec in zip(names, specs, strict=True):
         if spec.group == "generators":
-            generator_spec = spec
+            generator_spec, generator_listed = spec, listed
             continue
-        options = options_of.get(normalize_name(spec.name), {})
-        built = _build(spec, options, own, api_key, f"{where}, plugin {spec.name!r}")
+        options = options_of.get(normalize_name(listed), {})
+        built = _build(spec, options, own, api_key, f"{where}, plugin {listed!r}")
         if not isinstance(built, MiddlewarePlugin):
             raise ConfigError(f"{where}, plugin {spec.name!r}: built {built!r}, not a middleware")
         middleware.append(built)
@@ -280,8 +281,8 @@ def build_stack(
         raise ConfigError(f"{where}: overrides {given} given, but a service has no generator")
     generator = None
     if generator_spec is not None:
-        options = {**options_of.get(normalize_name(generator_spec.name), {}), **(overrides or {})}
-        label = f"{where}, generator {generator_spec.name!r}"
+        options = {**options_of.get(normalize_name(generator_listed), {}), **(overrides or {})}
+        label = f"{where}, generator {generator_listed!r}"
         generator = _build(generator_spec, options, own, None, label, client=client)
         if not callable(getattr(generator, "generate", None)):
             raise ConfigError(f"{label}: built {generator!r}, which has no generate()")
@@ -356,8 +357,18 @@ def _resolve(
     registry: PluginRegistry, names: list[str], kind: Kind, where: str
 ) -> list[PluginSpec]:
     specs: list[PluginSpec] = []
-    for index, name in enumerate(names):
+    seen: set[str] = set()
+    for index, listed in enumerate(names):
         last = index == len(names) - 1
+        name, colon, label = listed.partition(":")
+        if colon and not (name.strip() and label.strip()):
+            raise ConfigError(f"{where}: {listed!r} in its stack: expected 'plugin:label'")
+        if normalize_name(listed) in seen:
+            raise ConfigError(
+                f"{where}: {listed!r} is listed twice in its stack; to use a plugin twice, "
+                f"label each use ('{name}:outer', '{name}:inner') and give options per label"
+            )
+        seen.add(normalize_name(listed))
         group = registry.find(name)
         if group is None:
             known = ", ".join([*registry.names("plugins"), *registry.names("generators")])

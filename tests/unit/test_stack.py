@@ -171,6 +171,24 @@ async def test_auth_options_choose_how_the_key_is_sent() -> None:
     await stack.aclose()
 
 
+async def test_a_plugin_used_twice_is_labelled_and_configured_per_label() -> None:
+    """The recommended pair of timeouts: a total deadline outside Retry, one per attempt inside."""
+    data = declared(
+        stack=["timeout:total", "retry", "timeout:attempt", "echo:main"],
+        options={
+            "timeout:total": {"seconds": 20},
+            "timeout:attempt": {"seconds": 4, "phase": "attempt"},
+            "echo:main": {"model": "acme-small"},
+        },
+    )
+    async with build_stack(data, "acme", registry=registry(), environ=ENV) as stack:
+        stages = [(p.name, getattr(p, "seconds", None)) for p in stack.pipeline.plugins]
+        assert stages == [("timeout_total", 20), ("retry", None), ("timeout_attempt", 4)]
+        assert isinstance(stack.generator, Echo)
+        assert stack.generator.model == "acme-small"
+        assert isinstance(await stack.generator.generate(None), Success)
+
+
 async def test_pipeline_from_config_gives_the_middleware_and_terminal() -> None:
     pipeline = Pipeline.from_config(DECLARATION, "acme", registry=registry(), environ=ENV)
     assert [p.name for p in pipeline.plugins][-1] == "mark"
@@ -316,6 +334,22 @@ def test_missing_and_unreadable_files_are_config_errors(tmp_path: Path) -> None:
             "HTTP_TIMEOUT_CONNECT (100.0) must be <= HTTP_TIMEOUT_TOTAL",
         ),
         ({"base_url": "not a url"}, "must be absolute"),
+        (
+            {"stack": ["timeout", "retry", "timeout", "echo"]},
+            "'timeout' is listed twice in its stack; to use a plugin twice, label each use",
+        ),
+        ({"stack": ["timeout:", "echo"]}, "'timeout:' in its stack: expected 'plugin:label'"),
+        (
+            {"stack": ["timeout:total", "echo"], "options": {"timeout:attempt": {}, "echo": {}}},
+            "options given for 'timeout:attempt', which is not in its stack",
+        ),
+        (
+            {
+                "stack": ["timeout:attempt", "echo"],
+                "options": {"timeout:attempt": {"phase": "attempt"}, "echo": {"model": "m"}},
+            },
+            "plugin 'timeout:attempt': Timeout(phase='attempt') needs seconds=",
+        ),
         (
             {"stack": ["junk", "echo"], "options": {"echo": {"model": "m"}}},
             "plugin 'junk': built 42, not a middleware",
