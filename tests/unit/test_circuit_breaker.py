@@ -367,3 +367,40 @@ async def test_a_success_resets_failures_counted_while_it_was_in_flight() -> Non
     await send(pipeline)
     await send(pipeline)  # two more: not three in a row, because the success reset the count
     assert await breaker.state(UPSTREAM) is CircuitState.CLOSED
+
+
+async def test_a_probe_slot_held_past_its_lease_goes_to_the_next_caller() -> None:
+    """Two processes share a store; one dies mid-probe. The other probes once the lease ends."""
+    clock, shared = FakeClock(), MemoryStore[BreakerRecord]()
+    dead_switch, live_switch = Switch(503), Switch(503)
+    options: dict[str, Any] = {"failure_threshold": 3, "cooldown": 10, "probe_lease": 30}
+    dead = Pipeline(
+        [CircuitBreaker(clock=clock, store=shared, **options)], MockTerminal(dead_switch)
+    )
+    live = Pipeline(
+        [CircuitBreaker(clock=clock, store=shared, **options)], MockTerminal(live_switch)
+    )
+    for _ in range(3):
+        await send(live)  # the shared circuit opens
+    clock.advance(10)
+    dead_switch.status, dead_switch.gate = 200, asyncio.Event()
+    stuck = asyncio.create_task(send(dead))  # takes the one probe slot and never answers
+    await asyncio.sleep(0)
+    assert dead_switch.calls == 1
+    live_switch.status = 200
+    clock.advance(29)
+    assert isinstance((await send(live)).failure(), CircuitBreakerOpenError)  # lease still on
+    clock.advance(1)
+    assert isinstance(await send(live), Success)  # the lease ran out: this caller probed
+    state = await shared.get(UPSTREAM)
+    assert state is not None
+    assert state.state is CircuitState.CLOSED
+    stuck.cancel()  # (the "dead" process's task, so the test leaves nothing behind)
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    assert (await shared.get(UPSTREAM)) == state  # its late end changes nothing
+
+
+def test_probe_lease_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="probe_lease"):
+        CircuitBreaker(probe_lease=0)

@@ -559,6 +559,8 @@ def test_from_settings_maps_every_breaker_setting() -> None:
     assert (breaker.failure_threshold, breaker.cooldown, breaker.cooldown_max) == (7, 5, 80)
     assert (breaker.failure_ratio, breaker.window, breaker.min_throughput) == (0.1, 20, 60)
     assert (breaker.slow_call, breaker.half_open_probes) == (2.5, 4)
+    assert breaker.probe_lease == 120  # twice timeout_total (60), at least 120
+    assert CircuitBreaker.from_settings(HttpSettings(timeout_total=90)).probe_lease == 180
     assert repr(breaker) == (
         "CircuitBreaker(failure_threshold=7, cooldown=5.0, cooldown_max=80.0, failure_ratio=0.1,"
         " window=20.0, min_throughput=60, slow_call=2.5, half_open_probes=4)"

@@ -79,6 +79,7 @@ class BreakerRecord(NamedTuple):
             ``cooldown * 2**streak`` (capped).
         probes: half-open probes in flight.
         passed: half-open probes that succeeded.
+        lease_until: clock value after which probe slots still taken count as abandoned.
         epoch: the newest window bucket (``int(clock * _BUCKETS / window)``).
         calls: calls per window bucket, a ring indexed by ``epoch % _BUCKETS``.
         fails: failures per window bucket.
@@ -93,6 +94,7 @@ class BreakerRecord(NamedTuple):
     streak: int = 0
     probes: int = 0
     passed: int = 0
+    lease_until: float = 0.0
     epoch: int = 0
     calls: tuple[int, ...] = _EMPTY
     fails: tuple[int, ...] = _EMPTY
@@ -159,6 +161,11 @@ class CircuitBreaker:
         min_throughput: calls the window must hold before the ratio can open the circuit.
         slow_call: calls taking longer than this many seconds count as failures (``None``: off).
         half_open_probes: probes let through per half-open period, and successes needed to close.
+        probe_lease: seconds a probe may hold its half-open slot. A probe always gives its slot
+            back, even when cancelled; but with a store shared by several processes, a process
+            that dies mid-probe cannot, and every caller would be turned away for good. A slot
+            held longer than this goes to the next caller. Keep it above the longest a call can
+            take (``from_settings``: twice ``timeout_total``, at least 120 s).
         key: the per-request key the state is kept under (default: the URL origin, or the
             context's ``upstream``).
         count_429: count 429 Too Many Requests as a failure.
@@ -184,6 +191,7 @@ class CircuitBreaker:
         min_throughput: int = 100,
         slow_call: float | None = None,
         half_open_probes: int = 1,
+        probe_lease: float = 120.0,
         key: Callable[[httpx.Request], str] | None = None,
         count_429: bool = False,
         is_failure: Callable[[RequestError], bool] | None = None,
@@ -195,6 +203,7 @@ class CircuitBreaker:
         _check_int("half_open_probes", half_open_probes)
         _check_positive("cooldown", cooldown)
         _check_positive("window", window)
+        _check_positive("probe_lease", probe_lease)
         if slow_call is not None:
             _check_positive("slow_call", slow_call)
         if failure_ratio is not None and not (
@@ -233,6 +242,7 @@ class CircuitBreaker:
         self.min_throughput = min_throughput
         self.slow_call = None if slow_call is None else float(slow_call)
         self.half_open_probes = half_open_probes
+        self.probe_lease = float(probe_lease)
         self.count_429 = bool(count_429)
         self.store: StateStore[BreakerRecord] = store if store is not None else MemoryStore()
         self._key = key or upstream_of
@@ -253,6 +263,7 @@ class CircuitBreaker:
             "min_throughput": settings.circuit_breaker_min_throughput,
             "slow_call": settings.circuit_breaker_slow_call,
             "half_open_probes": settings.circuit_breaker_half_open_probes,
+            "probe_lease": max(120.0, 2 * settings.timeout_total),
         }
         options.update(overrides)
         return cls(**options)
@@ -372,7 +383,7 @@ class CircuitBreaker:
     ) -> tuple[BreakerRecord, BreakerEvent | None]:
         """The record after one counted outcome of a call admitted while CLOSED."""
         current = record or _CLOSED
-        state, failures, _, was, _, _, _, epoch, calls, fails, n_calls, n_fails = current
+        state, failures, _, was, _, _, _, _, epoch, calls, fails, n_calls, n_fails = current
         if state is not _CLOSED_STATE or was != trips:
             return current, None  # a late outcome from before the circuit last opened
         failures = failures + 1 if failed else 0
@@ -412,7 +423,7 @@ class CircuitBreaker:
             )
         else:
             # tuple.__new__ skips the named tuple's keyword-handling __new__ (hot path).
-            fields = (_CLOSED_STATE, failures, 0.0, trips, 0, 0, 0, epoch, calls, fails, n_calls, n_fails)  # fmt: skip  # noqa: E501
+            fields = (_CLOSED_STATE, failures, 0.0, trips, 0, 0, 0, 0.0, epoch, calls, fails, n_calls, n_fails)  # fmt: skip  # noqa: E501
             return _new_tuple(BreakerRecord, fields), None
         return self._trip(current, now, reason, n_fails / n_calls, n_calls)
 
@@ -448,12 +459,23 @@ class CircuitBreaker:
             if remaining > 0:
                 return current, remaining
             event = BreakerEvent("", _OPEN, _HALF_OPEN, f"cooldown of {pause:g}s elapsed")
-            probing = current._replace(state=_HALF_OPEN, probes=1, passed=0)
+            lease = now + self.probe_lease
+            probing = current._replace(state=_HALF_OPEN, probes=1, passed=0, lease_until=lease)
             return probing, _Ticket(True, current.trips, event)
         if current.probes + current.passed >= self.half_open_probes:
+            if current.probes > 0 and now >= current.lease_until:
+                # The probes in flight outlived their lease: whoever took them is gone (a
+                # process that died mid-probe, with a shared store). This caller probes.
+                lease = now + self.probe_lease
+                return current._replace(probes=1, lease_until=lease), _Ticket(
+                    True, current.trips, None
+                )
             # The probes are taken; if one fails, the next break is this long.
             return current, self.break_for(current.streak + 1)
-        return current._replace(probes=current.probes + 1), _Ticket(True, current.trips, None)
+        lease = max(current.lease_until, now + self.probe_lease)
+        return current._replace(probes=current.probes + 1, lease_until=lease), _Ticket(
+            True, current.trips, None
+        )
 
     async def _probe(
         self, request: httpx.Request, call_next: Next, key: str, trips: int
