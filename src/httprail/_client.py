@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 import httpx
 from returns.result import Failure, Result, Success
 
+from ._cache import remember
 from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
 from ._decode import decode_json
@@ -54,9 +55,6 @@ def _merge_url(base: httpx.URL | None, url: httpx.URL | str) -> httpx.URL:
     if not base_path.endswith(b"/"):
         base_path += b"/"
     return base.copy_with(raw_path=base_path + target.raw_path.lstrip(b"/"))
-
-
-_URL_CACHE_SIZE = 1024
 
 
 class AsyncClient(ClosesOnExit):
@@ -139,21 +137,15 @@ class AsyncClient(ClosesOnExit):
 
         String URLs are parsed and checked once and kept: parsing and joining cost ~110 µs per
         call in httpx, more than the whole middleware stack, and an ``httpx.URL`` is immutable,
-        so the merged value is safe to share. The cache is bounded (``_URL_CACHE_SIZE``,
-        emptied when full) so unbounded distinct URLs cannot grow it.
+        so the merged value is safe to share (the cache is bounded: :func:`remember`).
         """
         if not isinstance(url, str):
-            merged = _merge_url(self._base_url, url)
-            return merged, _url_problem(merged)
-        cache = self._url_cache
-        known = cache.get(url)
-        if known is None:
-            merged = _merge_url(self._base_url, url)
-            known = merged, _url_problem(merged)
-            if len(cache) >= _URL_CACHE_SIZE:
-                cache.clear()
-            cache[url] = known
-        return known
+            return self._checked_url(url)
+        return remember(self._url_cache, url, self._checked_url)
+
+    def _checked_url(self, url: httpx.URL | str) -> tuple[httpx.URL, str | None]:
+        merged = _merge_url(self._base_url, url)
+        return merged, _url_problem(merged)
 
     def build_request(
         self,

@@ -259,7 +259,7 @@ def build_stack(
         options = options_of.get(normalize_name(listed), {})
         built = _build(spec, options, own, api_key, f"{where}, plugin {listed!r}")
         if not isinstance(built, MiddlewarePlugin):
-            raise ConfigError(f"{where}, plugin {spec.name!r}: built {built!r}, not a middleware")
+            raise ConfigError(f"{where}, plugin {listed!r}: built {built!r}, not a middleware")
         middleware.append(built)
     terminal_spec = _lookup(plugins, "transports", entry.terminal, f"{where}, terminal")
     terminal = _build(terminal_spec, {}, own, None, f"{where}, terminal {entry.terminal!r}")
@@ -363,12 +363,13 @@ def _resolve(
         name, colon, label = listed.partition(":")
         if colon and not (name.strip() and label.strip()):
             raise ConfigError(f"{where}: {listed!r} in its stack: expected 'plugin:label'")
-        if normalize_name(listed) in seen:
+        key = normalize_name(listed)
+        if key in seen:
             raise ConfigError(
                 f"{where}: {listed!r} is listed twice in its stack; to use a plugin twice, "
                 f"label each use ('{name}:outer', '{name}:inner') and give options per label"
             )
-        seen.add(normalize_name(listed))
+        seen.add(key)
         group = registry.find(name)
         if group is None:
             known = ", ".join([*registry.names("plugins"), *registry.names("generators")])

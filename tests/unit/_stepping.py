@@ -1,10 +1,16 @@
-"""A test clock whose sleepers wait until the test moves time past their wake-up."""
+"""A test clock whose sleepers wait until the test moves time past their wake-up, and the
+requests the queueing tests (bulkhead, rate limiter) send through it."""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+from typing import Any
+
+import httpx
+
+from httprail import Outcome, Pipeline, RequestContext, set_context
 
 
 async def settle(rounds: int = 30) -> None:
@@ -52,3 +58,16 @@ class SteppingClock:
                 await settle()
         self.now = target
         await settle()
+
+
+def request(path: str = "/a", *, host: str = "api.test", deadline: float | None = None) -> Any:
+    """A GET to ``https://host/path``, with a total deadline in its context if given."""
+    req = httpx.Request("GET", f"https://{host}{path}")
+    if deadline is not None:
+        set_context(req, RequestContext(deadline=deadline))
+    return req
+
+
+def start(pipeline: Pipeline, *paths: str, **options: Any) -> list[asyncio.Task[Outcome]]:
+    """One task per path, each sending :func:`request` through ``pipeline``."""
+    return [asyncio.create_task(pipeline.send(request(p, **options))) for p in paths]

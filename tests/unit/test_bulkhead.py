@@ -15,15 +15,13 @@ from httprail import (
     Next,
     Outcome,
     Pipeline,
-    RequestContext,
     ServerStatusError,
     Success,
-    set_context,
 )
 from httprail.middleware import Bulkhead, CircuitBreaker, Retry
 from httprail.testing import FakeClock, MockTerminal
 
-from ._stepping import SteppingClock, settle
+from ._stepping import SteppingClock, request, settle, start
 
 UPSTREAM = "https://api.test"
 
@@ -50,17 +48,6 @@ class Gate:
 
 def build(bulkhead: Bulkhead, handler: Any, *outer: Any) -> Pipeline:
     return Pipeline([*outer, bulkhead], MockTerminal(handler))
-
-
-def request(path: str = "/a", *, host: str = "api.test", deadline: float | None = None) -> Any:
-    req = httpx.Request("GET", f"https://{host}{path}")
-    if deadline is not None:
-        set_context(req, RequestContext(deadline=deadline))
-    return req
-
-
-def start(pipeline: Pipeline, *paths: str, **options: Any) -> list[asyncio.Task[Outcome]]:
-    return [asyncio.create_task(pipeline.send(request(p, **options))) for p in paths]
 
 
 async def test_calls_beyond_the_limit_are_refused_at_once_without_a_queue() -> None:

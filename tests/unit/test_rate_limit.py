@@ -27,7 +27,7 @@ from httprail.middleware import CircuitBreaker, RateLimiter, RateLimitSnapshot, 
 from httprail.middleware._rate_control import PLATEAU, PLATEAU_STEP, CubicRate
 from httprail.testing import FakeClock, MockTerminal
 
-from ._stepping import SteppingClock, settle
+from ._stepping import SteppingClock, request, settle, start
 
 UPSTREAM = "https://api.test"
 
@@ -60,17 +60,6 @@ def too_many(retry_after: str | None = None, **headers: str) -> httpx.Response:
     if retry_after is not None:
         headers["Retry-After"] = retry_after
     return httpx.Response(429, headers=headers)
-
-
-def request(path: str = "/a", *, host: str = "api.test", deadline: float | None = None) -> Any:
-    req = httpx.Request("GET", f"https://{host}{path}")
-    if deadline is not None:
-        set_context(req, RequestContext(deadline=deadline))
-    return req
-
-
-def start(pipeline: Pipeline, *paths: str, **options: Any) -> list[asyncio.Task[Outcome]]:
-    return [asyncio.create_task(pipeline.send(request(p, **options))) for p in paths]
 
 
 def limiter(clock: Any, **options: Any) -> RateLimiter:

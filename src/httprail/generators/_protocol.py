@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 from typing import Protocol, Self, TypeAlias, cast, runtime_checkable
 
 from returns.result import Failure, Result
 
+from .._closing import ClosesOnExit
 from .._errors import RequestError
 from ._types import GenerationRequest, GenerationResult, Usage
 
@@ -54,7 +54,7 @@ class Generator(Protocol):
         ...
 
 
-class GenerationStream(AsyncIterator[StreamItem]):
+class GenerationStream(ClosesOnExit, AsyncIterator[StreamItem]):
     """A stream of ``Success(text)`` pieces that ends with at most one ``Failure``.
 
     The producer is started on the first ``__anext__`` (never, if the stream is closed first).
@@ -141,17 +141,6 @@ class GenerationStream(AsyncIterator[StreamItem]):
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _start(source: StreamSource, stream: GenerationStream) -> AsyncIterator[StreamItem]:

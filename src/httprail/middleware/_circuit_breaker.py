@@ -462,18 +462,16 @@ class CircuitBreaker:
             lease = now + self.probe_lease
             probing = current._replace(state=_HALF_OPEN, probes=1, passed=0, lease_until=lease)
             return probing, _Ticket(True, current.trips, event)
+        probes = current.probes + 1
         if current.probes + current.passed >= self.half_open_probes:
-            if current.probes > 0 and now >= current.lease_until:
-                # The probes in flight outlived their lease: whoever took them is gone (a
-                # process that died mid-probe, with a shared store). This caller probes.
-                lease = now + self.probe_lease
-                return current._replace(probes=1, lease_until=lease), _Ticket(
-                    True, current.trips, None
-                )
-            # The probes are taken; if one fails, the next break is this long.
-            return current, self.break_for(current.streak + 1)
+            if current.probes == 0 or now < current.lease_until:
+                # The probes are taken; if one fails, the next break is this long.
+                return current, self.break_for(current.streak + 1)
+            # The probes in flight outlived their lease: whoever took them is gone (a process
+            # that died mid-probe, with a shared store). This caller probes instead.
+            probes = 1
         lease = max(current.lease_until, now + self.probe_lease)
-        return current._replace(probes=current.probes + 1, lease_until=lease), _Ticket(
+        return current._replace(probes=probes, lease_until=lease), _Ticket(
             True, current.trips, None
         )
 

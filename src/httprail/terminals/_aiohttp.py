@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._cache import remember
 from .._settings import HttpSettings
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
@@ -30,9 +31,6 @@ _OS_ERROR_NAMED = re.compile(
 
 # Bigger request bodies are handed to aiohttp as a file (it warns about, and blocks on, raw bytes).
 _LARGE_BODY = 1024 * 1024
-
-# How many distinct URLs (and header sets) keep their aiohttp form (emptied when full).
-_URL_CACHE_SIZE = 1024
 
 # Request headers aiohttp would otherwise add on its own; the httpx request says what to send.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -153,14 +151,10 @@ class AiohttpTerminal(LeanTerminal):
         (host, port, origin...); a URL object shared by the requests that go to the same URL
         saves all of that, ~25 µs per request.
         """
-        cache = self._urls
-        parsed = cache.get(url)
-        if parsed is None:
-            parsed = self._url(url, encoded=True)
-            if len(cache) >= _URL_CACHE_SIZE:
-                cache.clear()
-            cache[url] = parsed
-        return parsed
+        return remember(self._urls, url, self._parse_url)
+
+    def _parse_url(self, url: str) -> Any:
+        return self._url(url, encoded=True)
 
     def _headers_for(self, raw: list[tuple[bytes, bytes]]) -> Any:
         """The request headers as aiohttp takes them, converted once per distinct set.
@@ -168,25 +162,20 @@ class AiohttpTerminal(LeanTerminal):
         Most requests of a client carry the same headers; an immutable ``CIMultiDictProxy``
         saves decoding them and saves aiohttp building its own copy (bounded cache).
         """
-        key = tuple(raw)
-        cache = self._header_sets
-        converted = cache.get(key)
-        if converted is None:
-            # One spelling per name: aiohttp keeps a repeated header only when every copy is
-            # spelled alike (``X-A`` then ``x-a`` would leave just the second).
-            spelling: dict[bytes, str] = {}
-            pairs = []
-            for name, value in raw:
-                folded = name.lower()
-                if folded != b"transfer-encoding":
-                    text = spelling.setdefault(folded, name.decode("latin-1"))
-                    pairs.append((text, value.decode("latin-1")))
-            multidict = self._multidict
-            converted = multidict.CIMultiDictProxy(multidict.CIMultiDict(pairs))
-            if len(cache) >= _URL_CACHE_SIZE:
-                cache.clear()
-            cache[key] = converted
-        return converted
+        return remember(self._header_sets, tuple(raw), self._convert_headers)
+
+    def _convert_headers(self, raw: tuple[tuple[bytes, bytes], ...]) -> Any:
+        # One spelling per name: aiohttp keeps a repeated header only when every copy is
+        # spelled alike (``X-A`` then ``x-a`` would leave just the second).
+        spelling: dict[bytes, str] = {}
+        pairs = []
+        for name, value in raw:
+            folded = name.lower()
+            if folded != b"transfer-encoding":
+                text = spelling.setdefault(folded, name.decode("latin-1"))
+                pairs.append((text, value.decode("latin-1")))
+        multidict = self._multidict
+        return multidict.CIMultiDictProxy(multidict.CIMultiDict(pairs))
 
     def _ssl(self) -> bool | ssl.SSLContext:
         verify = self._verify

@@ -82,9 +82,8 @@ class _GatedStream(httpx.AsyncByteStream):
         self._response = response
         self._started = started
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner.__aiter__()  # no generator of our own in between, chunk by chunk
 
     async def aclose(self) -> None:
         try:
