@@ -513,6 +513,16 @@ def test_a_throttle_while_holding_steps_down_a_little() -> None:
     assert rate.rate == pytest.approx(0.7 * held)
 
 
+def test_a_throttle_on_reaching_the_plateau_cuts_it_as_a_climb_does() -> None:
+    rate = CubicRate(10.0)
+    rate.on_throttle(100.0, 0, 20.0, True, 1.0)
+    plateau = PLATEAU * 20.0
+    reached = 101.0 + rate.k
+    assert rate.on_accept(reached + 0.5) == pytest.approx(plateau)  # on it, only just
+    assert rate.on_throttle(reached + 0.5, 1, plateau, True, 1.0)
+    assert rate.target == pytest.approx(PLATEAU * plateau)  # the plateau was too high
+
+
 def test_a_throttle_before_the_rate_grew_halves_it() -> None:
     rate = CubicRate(10.0)
     rate.on_throttle(100.0, 0, 20.0, True, 0.0)

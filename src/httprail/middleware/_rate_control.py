@@ -16,10 +16,11 @@ at once: each throttle here can cost a ``Retry-After`` pause of the whole key, s
 settles below the point where the upstream pushed back (an upstream's burst allowance hides
 the excess until it runs dry, so that point overshoots its capacity) and holds for
 ``HOLD_PER_PAUSE`` seconds per second of pause before probing: probing then costs about
-1/``HOLD_PER_PAUSE`` of the time. A throttle while holding the plateau steps down by
-``PLATEAU_STEP`` only. And a ceiling is *known* only when the limiter itself was pacing the
-throttled request; until then (no limit yet, or fewer requests than allowed) the rate grows
-by slow start, doubling every ``DOUBLING_SECONDS``, as TCP does without a known threshold.
+1/``HOLD_PER_PAUSE`` of the time. A throttle after holding the plateau ``_HELD_SECONDS``
+steps down by ``PLATEAU_STEP`` only; one on reaching it cuts as a climb's does. And a
+ceiling is *known* only when the limiter itself was pacing the throttled request; until then
+(no limit yet, or fewer requests than allowed) the rate grows by slow start, doubling every
+``DOUBLING_SECONDS``, as TCP does without a known threshold.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ DOUBLING_SECONDS = 0.5  # slow start while no ceiling is known: the rate doubles
 _METER_SIZE = 64  # send times kept to measure the send rate
 _METER_SECONDS = 2.0  # ... over at most this long
 _METER_MIN = 3  # fewer sends than this since the last cut or pause: no measure
-_AT_PLATEAU = 0.98  # within 2% below the plateau counts as holding it (the curve is flat there)
+_AT_PLATEAU = 0.98  # within 2% below the plateau counts as on it (the curve is flat there)
+_HELD_SECONDS = 2.0  # ... and holding it once it has been on it this long: a throttle on
+# arrival says the plateau itself was too high (the climb ran past the edge)
 _SEARCH_GROWTH = 1.05  # throttled before the rate grew this much since the cut: searching
 
 
@@ -133,14 +136,16 @@ class CubicRate:
         base = max(base, MIN_RATE)
         # Throttled before the rate grew past the cut: the cut was not deep enough.
         searching = rate_at_send is None or rate_at_send <= self.start * _SEARCH_GROWTH
-        # Throttled while holding a plateau it had kept: it was only just too high. A rate
-        # that was still climbing ran past the edge by an unknown margin (the upstream's
-        # burst hides the excess until it runs dry).
+        # Throttled while holding a plateau it had kept for a while: it was only just too
+        # high. A rate that was still climbing, or had only just reached the plateau, ran
+        # past the edge by an unknown margin (the upstream's burst hides the excess until it
+        # runs dry).
         held = (
             known
             and self.known
             and rate_at_send is not None
             and _AT_PLATEAU * self.target <= rate_at_send <= self.target
+            and now - self.measure_from >= self.k + _HELD_SECONDS
         )
         self.w_max = base
         self.target = max(MIN_RATE, (PLATEAU_STEP if held else PLATEAU) * base)
