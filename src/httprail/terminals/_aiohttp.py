@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._cache import remember
+from .._fast import response as new_response
 from .._settings import HttpSettings
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
@@ -242,12 +243,8 @@ class AiohttpTerminal(LeanTerminal):
             "http_version": http_version(version.major, version.minor) if version else b"HTTP/1.1",
             "reason_phrase": (response.reason or "").encode("latin-1"),
         }
-        return httpx.Response(
-            response.status,
-            headers=response.raw_headers,
-            stream=_AiohttpBody(response, self),
-            request=request,
-            extensions=extensions,
+        return new_response(
+            response.status, response.raw_headers, _AiohttpBody(response, self), request, extensions
         )
 
     async def _read(self, response: httpx.Response) -> None:

@@ -1,0 +1,90 @@
+"""The default path's httpx objects, built directly, are the ones httpx's constructors build."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from httprail import _fast
+
+names = st.sampled_from(["Accept", "accept", "X-A", "x-a", "Content-Type", "Set-Cookie", "Host"])
+values = st.binary(max_size=12).filter(lambda v: b"\r" not in v and b"\n" not in v)
+raw_headers = st.lists(st.tuples(names.map(str.encode), values), max_size=6)
+
+
+def test_the_installed_httpx_gets_the_fast_constructors() -> None:
+    assert _fast.FAST
+    assert _fast.bodiless_request is _fast._fast_request
+    assert _fast.response is _fast._fast_response
+
+
+@pytest.mark.parametrize("method", ["GET", "get", "HEAD", "OPTIONS", "DELETE"])
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("http://example.test/a", []),
+        ("https://user:pw@example.test:8443/p?q=1#f", [("Accept", "*/*")]),
+        ("http://[::1]:8080/v", [("X-A", "1"), ("x-a", "2")]),
+        ("http://example.test/ä b", [("Host", "other.test"), ("User-Agent", "mine")]),
+    ],
+)
+def test_a_bodiless_request_is_the_one_httpx_builds(
+    method: str, url: str, headers: list[tuple[str, str]]
+) -> None:
+    target, given_headers = httpx.URL(url), httpx.Headers(headers)
+    fast = _fast._fast_request(method, target, given_headers)
+    assert _fast._state(fast) == _fast._state(_fast._slow_request(method, target, given_headers))
+    reference = httpx.Request(method, target, headers=given_headers)
+    assert (fast.method, fast.url, fast.headers.raw) == (
+        reference.method,
+        reference.url,
+        reference.headers.raw,
+    )
+    assert fast.content == reference.content == b""
+    fast.headers["Authorization"] = "Bearer x"  # each request has headers of its own
+    assert "authorization" not in given_headers
+
+
+@given(raw=raw_headers, status=st.sampled_from([200, 204, 301, 404, 503]))
+def test_a_response_is_the_one_httpx_builds(raw: list[tuple[bytes, bytes]], status: int) -> None:
+    request = httpx.Request("GET", "http://example.test/")
+    stream = httpx.ByteStream(b'{"a": 1}')
+    fast = _fast._fast_response(status, raw, stream, request, {"k": 1})
+    slow = _fast._slow_response(status, raw, stream, request, {"k": 1})
+    assert _fast._state(fast) == _fast._state(slow)
+    assert fast.headers.multi_items() == slow.headers.multi_items()
+    assert fast.headers.encoding == slow.headers.encoding
+
+
+async def test_a_fast_response_reads_decodes_and_closes_as_httpx_does() -> None:
+    request = httpx.Request("GET", "http://example.test/")
+    raw = [(b"Content-Type", b"application/json; charset=utf-8"), (b"Content-Length", b"8")]
+    response = _fast.response(200, raw, httpx.ByteStream(b'{"a": 1}'), request, {})
+    assert await response.aread() == b'{"a": 1}'
+    assert response.json() == {"a": 1}
+    assert response.charset_encoding == "utf-8"
+    assert response.request is request
+    assert response.is_closed
+    assert response.is_stream_consumed
+
+
+def test_a_future_httpx_with_other_attributes_falls_back_to_its_constructors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def missing_history(*args: object) -> httpx.Response:
+        response = _fast_response(*args)  # type: ignore[arg-type]
+        del response.history
+        return response
+
+    _fast_response = _fast._fast_response
+    monkeypatch.setattr(_fast, "_fast_response", missing_history)
+    assert _fast._agrees() is False
+
+    def boom(*_args: object) -> httpx.Request:
+        raise AttributeError("no _list here")
+
+    monkeypatch.setattr(_fast, "_fast_response", _fast_response)
+    monkeypatch.setattr(_fast, "_fast_request", boom)
+    assert _fast._agrees() is False
