@@ -14,6 +14,8 @@ __all__ = ["EXTENSION_KEY", "RequestContext", "get_context", "set_context", "ups
 
 EXTENSION_KEY = "httprail"
 _ORIGIN_KEY = "httprail.origin"
+# The URL whose origin was computed last, and that origin: most calls go to one URL object.
+_last_origin: list[tuple[httpx.URL | None, str]] = [(None, "")]
 
 _EMPTY_TAGS: Mapping[str, str] = MappingProxyType({})
 
@@ -87,6 +89,9 @@ def upstream_of(request: httpx.Request) -> str:
     if isinstance(ctx, RequestContext) and ctx.upstream is not None:
         return ctx.upstream
     url = request.url
+    last = _last_origin[0]
+    if last[0] is url:  # the client hands out one URL object per distinct URL
+        return last[1]
     cached = extensions.get(_ORIGIN_KEY)
     if cached is not None and cached[0] is url:
         origin: str = cached[1]
@@ -95,5 +100,5 @@ def upstream_of(request: httpx.Request) -> str:
     origin = (
         f"{url.scheme}://{url.host}:{port}" if port is not None else f"{url.scheme}://{url.host}"
     )
-    extensions[_ORIGIN_KEY] = (url, origin)
+    extensions[_ORIGIN_KEY] = _last_origin[0] = (url, origin)
     return origin

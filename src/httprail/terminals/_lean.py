@@ -39,8 +39,14 @@ def timeout_of(request: httpx.Request, phase: str, default: float) -> float | No
     return default
 
 
+_VERSIONS = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+
+
 def http_version(major: int, minor: int) -> bytes:
     """``b"HTTP/1.1"`` and friends, as httpx stores them in ``response.extensions``."""
+    known = _VERSIONS.get((major, minor))
+    if known is not None:
+        return known
     if major == 2:
         return b"HTTP/2"
     return f"HTTP/{major}.{minor}".encode("ascii")
