@@ -18,6 +18,7 @@ def test_the_installed_httpx_gets_the_fast_constructors() -> None:
     assert _fast.FAST
     assert _fast.bodiless_request is _fast._fast_request
     assert _fast.response is _fast._fast_response
+    assert _fast.read_plain is _fast._fast_read_plain
 
 
 @pytest.mark.parametrize("method", ["GET", "get", "HEAD", "OPTIONS", "DELETE"])
@@ -70,6 +71,22 @@ async def test_a_fast_response_reads_decodes_and_closes_as_httpx_does() -> None:
     assert response.is_stream_consumed
 
 
+@given(body=st.binary(max_size=64), raw=raw_headers)
+def test_a_plain_body_is_left_as_read_leaves_it(
+    body: bytes, raw: list[tuple[bytes, bytes]]
+) -> None:
+    request = httpx.Request("GET", "http://example.test/")
+    plain = [(name, value) for name, value in raw if name.lower() != b"content-encoding"]
+    fast = _fast._fast_response(200, plain, httpx.ByteStream(b""), request, {})
+    slow = _fast._fast_response(200, plain, httpx.ByteStream(b""), request, {})
+    _fast._fast_read_plain(fast, body)
+    _fast._slow_read_plain(slow, body)
+    assert _fast._state(fast) == _fast._state(slow)
+    assert (fast.content, fast.num_bytes_downloaded) == (body, len(body))
+    assert list(fast.iter_bytes()) == list(slow.iter_bytes())
+    assert fast.text == slow.text
+
+
 def test_a_future_httpx_with_other_attributes_falls_back_to_its_constructors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -85,6 +102,18 @@ def test_a_future_httpx_with_other_attributes_falls_back_to_its_constructors(
     def boom(*_args: object) -> httpx.Request:
         raise AttributeError("no _list here")
 
+    _fast_request = _fast._fast_request
     monkeypatch.setattr(_fast, "_fast_response", _fast_response)
     monkeypatch.setattr(_fast, "_fast_request", boom)
     assert _fast._agrees() is False
+
+    def unclosed(response: httpx.Response, body: bytes) -> None:
+        _fast_read_plain(response, body)
+        response.is_closed = False
+
+    _fast_read_plain = _fast._fast_read_plain
+    monkeypatch.setattr(_fast, "_fast_request", _fast_request)
+    monkeypatch.setattr(_fast, "_fast_read_plain", unclosed)
+    assert _fast._agrees() is False
+    monkeypatch.setattr(_fast, "_fast_read_plain", _fast_read_plain)
+    assert _fast._agrees() is True  # every piece back: they agree again
