@@ -472,6 +472,41 @@ async def test_request_bodies_headers_and_query_arrive_as_sent(
     assert seen.header("accept") is None  # no header the request did not have
 
 
+# Headers a terminal may add because framing needs them; nothing else the request lacks.
+_FRAMING = {"host", "content-length", "transfer-encoding"}
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "headers"),
+    [
+        ("GET", None, []),
+        ("GET", None, [("accept", "text/plain")]),
+        ("POST", None, []),
+        ("PUT", b"payload", []),
+        ("PATCH", b"payload", [("user-agent", "mine"), ("accept-encoding", "identity")]),
+        ("DELETE", b"payload", [("content-type", "text/plain")]),
+        ("PURGE", None, []),
+    ],
+)
+async def test_no_header_the_request_lacks_is_added(
+    chaos_server: ChaosServer,
+    make_terminal: TerminalFactory,
+    method: str,
+    body: bytes | None,
+    headers: list[tuple[str, str]],
+) -> None:
+    terminal = make_terminal()
+    request = httpx.Request(method, chaos_server.url_for("/bare"), content=body)
+    framing = [(k, v) for k, v in request.headers.multi_items() if k in _FRAMING]
+    request.headers = httpx.Headers([*framing, *headers])  # none of httpx's defaults either
+    for _ in range(2):  # the second time from the terminal's caches
+        assert isinstance(await terminal.send(request), Success)
+    for seen in chaos_server.requests_for("/bare"):
+        names = {k.lower() for k, _ in seen.headers}
+        assert names - _FRAMING == {k for k, _ in headers}, (method, seen.headers)
+        assert seen.body == (body or b"")
+
+
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "OPTIONS"])
 async def test_other_methods_carry_their_body(
     chaos_server: ChaosServer, make_terminal: TerminalFactory, method: str

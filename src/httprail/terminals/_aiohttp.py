@@ -11,7 +11,7 @@ import io
 import re
 import ssl
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
@@ -34,8 +34,21 @@ _OS_ERROR_NAMED = re.compile(
 # Bigger request bodies are handed to aiohttp as a file (it warns about, and blocks on, raw bytes).
 _LARGE_BODY = 1024 * 1024
 
-# Request headers aiohttp would otherwise add on its own; the httpx request says what to send.
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# Request headers aiohttp adds on its own when a request lacks them; the httpx request says what
+# to send, so the missing ones are named to aiohttp as "skip". Only then: aiohttp builds two extra
+# header dicts per request when given a skip list (~17 µs per request in the throughput loop).
+_AUTO_HEADERS = (b"accept", b"accept-encoding", b"user-agent")
+_CONTENT_TYPE_SKIPPED = ("Content-Type",)
+# Methods for which aiohttp adds a Content-Type even without a body.
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "CONNECT", "TRACE"})
+
+
+class _HeaderSet(NamedTuple):
+    """A request's headers for aiohttp, and the automatic headers aiohttp must not add."""
+
+    headers: Any  # multidict.CIMultiDictProxy[str]
+    skip: tuple[str, ...] | None  # without a body
+    skip_with_body: tuple[str, ...] | None  # also Content-Type, unless the request has one
 
 
 class _AiohttpBody(httpx.AsyncByteStream):
@@ -120,7 +133,7 @@ class AiohttpTerminal(LeanTerminal):
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, Any] = {}
         self._last_url: tuple[httpx.URL | None, Any] = (None, None)
-        self._header_sets: dict[tuple[tuple[bytes, bytes], ...], Any] = {}
+        self._header_sets: dict[tuple[tuple[bytes, bytes], ...], _HeaderSet] = {}
         self._multidict = import_backend("multidict", "aiohttp")
         settings = self.settings
         self._connect = settings.timeout_connect
@@ -165,15 +178,15 @@ class AiohttpTerminal(LeanTerminal):
     def _parse_url(self, url: str) -> Any:
         return self._url(url, encoded=True)
 
-    def _headers_for(self, raw: list[tuple[bytes, bytes]]) -> Any:
+    def _headers_for(self, raw: list[tuple[bytes, bytes]]) -> _HeaderSet:
         """The request headers as aiohttp takes them, converted once per distinct set.
 
         Most requests of a client carry the same headers; an immutable ``CIMultiDictProxy``
-        saves decoding them and saves aiohttp building its own copy (bounded cache).
+        saves decoding them on every request (bounded cache).
         """
         return remember(self._header_sets, tuple(raw), self._convert_headers)
 
-    def _convert_headers(self, raw: tuple[tuple[bytes, bytes], ...]) -> Any:
+    def _convert_headers(self, raw: tuple[tuple[bytes, bytes], ...]) -> _HeaderSet:
         # One spelling per name: aiohttp keeps a repeated header only when every copy is
         # spelled alike (``X-A`` then ``x-a`` would leave just the second).
         spelling: dict[bytes, str] = {}
@@ -184,7 +197,12 @@ class AiohttpTerminal(LeanTerminal):
                 text = spelling.setdefault(folded, name.decode("latin-1"))
                 pairs.append((text, value.decode("latin-1")))
         multidict = self._multidict
-        return multidict.CIMultiDictProxy(multidict.CIMultiDict(pairs))
+        skip = tuple(name.decode() for name in _AUTO_HEADERS if name not in spelling)
+        return _HeaderSet(
+            multidict.CIMultiDictProxy(multidict.CIMultiDict(pairs)),
+            skip or None,
+            (*skip, *_CONTENT_TYPE_SKIPPED) if b"content-type" not in spelling else skip or None,
+        )
 
     def _ssl(self) -> bool | ssl.SSLContext:
         verify = self._verify
@@ -211,7 +229,6 @@ class AiohttpTerminal(LeanTerminal):
                 connector=connector,
                 timeout=self._default_timeout,
                 auto_decompress=False,
-                skip_auto_headers=_SKIP_AUTO_HEADERS,
                 cookie_jar=a.DummyCookieJar(),
                 trust_env=False,
             )
@@ -238,10 +255,16 @@ class AiohttpTerminal(LeanTerminal):
         except httpx.RequestNotRead:
             data = _body(request.stream)  # type: ignore[arg-type]
         headers = self._headers_for(request.headers.raw)
+        method = request.method
         response = await self.session.request(
-            request.method,
+            method,
             self._yarl_url(request.url),
-            headers=headers,
+            headers=headers.headers,
+            skip_auto_headers=(
+                headers.skip
+                if data is None and method in _BODYLESS_METHODS
+                else headers.skip_with_body
+            ),
             data=data,
             allow_redirects=False,
             timeout=timeout,
