@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from types import MappingProxyType
+from types import CoroutineType, MappingProxyType
 from typing import Any, TypeVar, overload
 
 import httpx
@@ -122,6 +122,7 @@ class AsyncClient(ClosesOnExit):
         stack = default_plugins(self.settings) if plugins is None else list(plugins)
         self._terminal = terminal if terminal is not None else AiohttpTerminal(self.settings)
         self._pipeline = Pipeline(stack, self._terminal, observers=observers)
+        self._dispatch = self._pipeline._handler
         self._context = self._pipeline.new_context(raw_status=raw_status, provider=provider)
         self._stream_context = self._context.replace(stream=True)
 
@@ -234,40 +235,48 @@ class AsyncClient(ClosesOnExit):
             request.extensions[EXTENSION_KEY] = self._context
         return await self._pipeline.send(request)
 
-    async def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send one request; arguments as :meth:`build_request` (httpx's names)."""
+    def request(
+        self, method: str, url: httpx.URL | str, **kwargs: Any
+    ) -> Coroutine[Any, Any, Outcome]:
+        """Send one request; arguments as :meth:`build_request` (httpx's names).
+
+        Awaiting the returned coroutine sends the request. The request is built when this is
+        called, and the coroutine returned is the first stage's own: no frame of ours sits
+        between the caller and the chain (each costs on every suspension and resumption).
+        """
         built = self.build_request(method, url, **kwargs)
         if type(built) is Failure:
-            return built
-        return await self._pipeline.send(built.unwrap())
+            return _resolved(built)
+        sent = self._dispatch(built.unwrap())  # the context is set: no Pipeline.send check
+        return sent if type(sent) is CoroutineType else _awaited(sent)
 
-    async def get(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send a GET request."""
-        return await self.request("GET", url, **kwargs)
+    def get(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """Send a GET request (a coroutine to await, as :meth:`request`)."""
+        return self.request("GET", url, **kwargs)
 
-    async def head(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send a HEAD request."""
-        return await self.request("HEAD", url, **kwargs)
+    def head(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """Send a HEAD request (a coroutine to await, as :meth:`request`)."""
+        return self.request("HEAD", url, **kwargs)
 
-    async def options(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send an OPTIONS request."""
-        return await self.request("OPTIONS", url, **kwargs)
+    def options(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """Send an OPTIONS request (a coroutine to await, as :meth:`request`)."""
+        return self.request("OPTIONS", url, **kwargs)
 
-    async def post(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send a POST request."""
-        return await self.request("POST", url, **kwargs)
+    def post(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """Send a POST request (a coroutine to await, as :meth:`request`)."""
+        return self.request("POST", url, **kwargs)
 
-    async def put(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send a PUT request."""
-        return await self.request("PUT", url, **kwargs)
+    def put(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """Send a PUT request (a coroutine to await, as :meth:`request`)."""
+        return self.request("PUT", url, **kwargs)
 
-    async def patch(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send a PATCH request."""
-        return await self.request("PATCH", url, **kwargs)
+    def patch(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """Send a PATCH request (a coroutine to await, as :meth:`request`)."""
+        return self.request("PATCH", url, **kwargs)
 
-    async def delete(self, url: httpx.URL | str, **kwargs: Any) -> Outcome:
-        """Send a DELETE request."""
-        return await self.request("DELETE", url, **kwargs)
+    def delete(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """Send a DELETE request (a coroutine to await, as :meth:`request`)."""
+        return self.request("DELETE", url, **kwargs)
 
     @asynccontextmanager
     async def stream(
@@ -339,6 +348,16 @@ class AsyncClient(ClosesOnExit):
 # POST, PUT and PATCH requests), which build_request builds without httpx's body encoding
 # (``_fast.bodiless_request``; ``tests/unit/test_client.py`` checks it against httpx's).
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+async def _resolved(outcome: Outcome) -> Outcome:
+    return outcome
+
+
+async def _awaited(outcome: Awaitable[Outcome]) -> Outcome:
+    # A stage whose ``__call__`` returns another awaitable: callers get a coroutine regardless
+    # (``asyncio.create_task`` takes only coroutines).
+    return await outcome
 
 
 def _url_problem(url: httpx.URL) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from typing import Any
 
 import httpx
@@ -150,6 +152,36 @@ async def test_unbuildable_requests_are_invalid_request_failures(url: str) -> No
         outcome = await client.get(url)
     assert isinstance(outcome, Failure)
     assert isinstance(outcome.failure(), InvalidRequestError)
+
+
+class _FutureStage:
+    """A stage whose ``__call__`` returns a Future, not a coroutine (allowed: it is awaitable)."""
+
+    name = "future_stage"
+
+    def __call__(self, request: httpx.Request, call_next: Any) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(call_next(request))
+
+
+@pytest.mark.parametrize(
+    ("plugins", "url"),
+    [
+        ([], "/ok"),  # the terminal's coroutine
+        ([Logging(), Retry()], "/ok"),  # the first stage's coroutine
+        ([_FutureStage()], "/ok"),  # a stage returning another awaitable, wrapped
+        ([], "ftp://x.test/file"),  # a request that cannot be built
+    ],
+)
+async def test_every_call_returns_a_coroutine_tasks_can_run(plugins: list[Any], url: str) -> None:
+    async with AsyncClient("https://api.test", plugins=plugins, terminal=echo_terminal()) as client:
+        for call_one in (client.get, client.post, client.delete):
+            pending = call_one(url)
+            assert inspect.iscoroutine(pending)
+            outcome = await asyncio.create_task(pending)
+            if url == "/ok":
+                assert outcome.unwrap().status_code == 200
+            else:
+                assert isinstance(outcome.failure(), InvalidRequestError)
 
 
 async def test_bad_timeout_argument_is_an_invalid_request_failure() -> None:
