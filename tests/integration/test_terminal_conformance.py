@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -119,9 +121,9 @@ async def test_connection_refused_is_a_connect_error(make_terminal: TerminalFact
     assert type(outcome.failure()) is ConnectError
 
 
-@pytest.fixture
-def unanswered_port() -> Iterator[int]:
-    """A port whose listen backlog is full, so a connect there hangs until it times out."""
+@contextlib.contextmanager
+def full_backlog() -> Iterator[socket.socket]:
+    """A listener whose backlog is full, so a connect there hangs until it is accepted from."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
@@ -134,10 +136,20 @@ def unanswered_port() -> Iterator[int]:
             filler.connect(("127.0.0.1", port))
         fillers.append(filler)
     time.sleep(0.05)
-    yield port
-    for filler in fillers:
-        filler.close()
-    listener.close()
+    try:
+        yield listener
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listen backlog is full, so a connect there hangs until it times out."""
+    with full_backlog() as listener:
+        port: int = listener.getsockname()[1]
+        yield port
 
 
 async def test_connect_timeout_has_the_connect_phase(
@@ -151,6 +163,41 @@ async def test_connect_timeout_has_the_connect_phase(
     assert isinstance(error, RequestTimeoutError)
     assert error.phase == "connect"
     assert 0.14 <= elapsed < 0.5
+
+
+async def test_a_slow_connect_does_not_count_against_the_read_timeout(
+    make_terminal: TerminalFactory,
+) -> None:
+    # The backlog is full, so the client's SYN is dropped; 0.2 s later the listener starts
+    # accepting, and the connection is made when the client resends its SYN (~1 s later). The
+    # answer then comes at once: a read timeout counted from before the connect would expire.
+    def serve(listener: socket.socket) -> None:
+        time.sleep(0.2)
+        accepted: list[socket.socket] = []
+        deadline = time.monotonic() + 5
+        try:
+            while time.monotonic() < deadline:  # the fillers first, then the client
+                readable, _, _ = select.select([listener, *accepted], [], [], 0.05)
+                for ready in readable:
+                    if ready is listener:
+                        accepted.append(listener.accept()[0])
+                    elif ready.recv(65536).startswith(b"GET"):
+                        ready.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        return
+        finally:
+            for conn in accepted:
+                conn.close()
+
+    with full_backlog() as listener:
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        terminal = make_terminal(timeout_connect=3.0, timeout_read=0.4)
+        start = time.monotonic()
+        outcome = await terminal.send(get(f"http://127.0.0.1:{listener.getsockname()[1]}/"))
+        elapsed = time.monotonic() - start
+        server.join(5)
+    assert outcome.unwrap().content == b"ok"
+    assert elapsed > 0.4  # the connect alone took longer than the read timeout
 
 
 @pytest.mark.parametrize("reply", [Reply.fail(Fault.HANG), Reply.slow(2.0)])
@@ -175,6 +222,35 @@ async def test_a_body_that_stops_is_a_read_timeout(
     error = outcome.failure()
     assert isinstance(error, RequestTimeoutError)
     assert error.phase == "read"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_read_timeout_is_between_reads_not_for_the_whole_body(
+    chaos_server: ChaosServer, make_terminal: TerminalFactory, stream: bool
+) -> None:
+    # Six chunks 0.1 s apart: 0.5 s in all, each within the 0.3 s read timeout.
+    chaos_server.script("/trickle", Reply.sse([str(n) for n in range(6)], event_delay=0.1))
+    terminal = make_terminal(timeout_read=0.3)
+    outcome = await terminal.send(get(chaos_server.url_for("/trickle"), stream=stream))
+    response = outcome.unwrap()
+    body = (
+        b"".join([chunk async for chunk in response.aiter_bytes()]) if stream else response.content
+    )
+    assert body.count(b"data:") == 6
+    await response.aclose()
+
+
+async def test_an_upload_answered_too_late_is_a_read_timeout(
+    chaos_server: ChaosServer, make_terminal: TerminalFactory
+) -> None:
+    chaos_server.script("/slow-upload", Reply.slow(2.0))
+    request = httpx.Request("POST", chaos_server.url_for("/slow-upload"), content=b"x" * 1000)
+    start = time.monotonic()
+    outcome = await make_terminal(timeout_read=0.15).send(request)
+    error = outcome.failure()
+    assert isinstance(error, RequestTimeoutError)
+    assert error.phase == "read"
+    assert 0.14 <= time.monotonic() - start < 0.6
 
 
 async def test_the_request_timeout_extension_wins_over_the_settings(

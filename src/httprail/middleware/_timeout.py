@@ -1,10 +1,9 @@
 """``Timeout``: a deadline for the whole call (across retries) or for each attempt.
 
-Arming an ``asyncio.timeout`` per request costs ~10 µs here (a timer handle pushed on the loop's
-heap, then cancelled). A ``Timeout`` stage gives every request the same budget, so deadlines
-arrive in increasing order: they go in a FIFO queue watched by a single loop timer, armed for
-the oldest live deadline. Adding and finishing a request are O(1); expiry cancels the task the
-way ``asyncio.timeout`` does and turns the cancellation into a ``RequestTimeoutError``.
+A ``Timeout`` stage gives every request the same budget, so its deadlines arrive in increasing
+order and go in one :class:`~httprail._deadlines.DeadlineQueue` (one loop timer for all of them,
+not one per request); expiry cancels the task the way ``asyncio.timeout`` does and turns the
+cancellation into a ``RequestTimeoutError``.
 """
 
 from __future__ import annotations
@@ -12,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import Callable
+from time import monotonic as _monotonic
 from typing import Any, Literal
 
 import httpx
 from returns.result import Failure
 
 from .._context import EXTENSION_KEY, RequestContext, get_context
+from .._deadlines import DeadlineQueue
 from .._errors import ConfigError, RequestTimeoutError
 from .._result import Next, Outcome
 from .._settings import HttpSettings
@@ -64,7 +64,7 @@ class Timeout:
         self.phase: Literal["total", "attempt"] = phase
         self.name = f"timeout_{phase}"
         self._clock = clock
-        self._queue: _DeadlineQueue | None = None
+        self._queue: DeadlineQueue | None = None
 
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> Timeout:
@@ -94,24 +94,27 @@ class Timeout:
             request.extensions[EXTENSION_KEY] = _with_deadline(ctx, now + budget)
         if budget <= 0:
             return Failure(_expired(request, phase, self.seconds))
-        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - a coroutine awaited outside any task
+            return await _guarded(request, call_next, budget, phase, self.seconds)
+        loop = task.get_loop()
         queue = self._queue
         if queue is None or queue.loop is not loop:
-            queue = self._queue = _DeadlineQueue(loop)
-        task = asyncio.current_task()
-        watch = None if task is None else queue.add(loop.time() + budget, task)
-        if task is None or watch is None:  # out of order (a clamped budget): its own timer
+            queue = self._queue = DeadlineQueue(loop)
+        if not queue.add(task, _monotonic() + budget):
+            # Out of order (a clamped budget) or watched already (the stage twice in a chain).
             return await _guarded(request, call_next, budget, phase, self.seconds)
         cancelling = task.cancelling()
         try:
             outcome = await call_next(request)
         except asyncio.CancelledError:
-            if watch.expired and task.uncancel() <= cancelling:
+            if queue.finish(task) and task.uncancel() <= cancelling:
                 return Failure(_expired(request, phase, self.seconds))
             raise
-        finally:
-            queue.finish(watch)
-        if watch.expired:  # the timer fired as the answer arrived: the answer wins
+        except BaseException:
+            queue.finish(task)
+            raise
+        if queue.finish(task):  # pragma: no cover - the timer fired as the answer arrived
             task.uncancel()
         return outcome
 
@@ -131,61 +134,6 @@ async def _guarded(
         if not scope.expired():
             raise
         return Failure(_expired(request, phase, seconds))
-
-
-class _Watch:
-    __slots__ = ("deadline", "done", "expired", "task")
-
-    def __init__(self, deadline: float, task: asyncio.Task[object]) -> None:
-        self.deadline = deadline
-        self.task = task
-        self.done = False
-        self.expired = False
-
-
-class _DeadlineQueue:
-    """Deadlines in non-decreasing order, watched by one timer on ``loop``."""
-
-    __slots__ = ("_entries", "_handle", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._entries: deque[_Watch] = deque()
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, deadline: float, task: asyncio.Task[object]) -> _Watch | None:
-        """Watch ``task`` until ``deadline``; ``None`` if it is earlier than the newest one."""
-        entries = self._entries
-        if entries and deadline < entries[-1].deadline:
-            return None
-        watch = _Watch(deadline, task)
-        entries.append(watch)
-        if self._handle is None:
-            self._handle = self.loop.call_at(deadline, self._fire)
-        return watch
-
-    def finish(self, watch: _Watch) -> None:
-        """Stop watching; drop finished entries from the front."""
-        watch.done = True
-        entries = self._entries
-        while entries and entries[0].done:
-            entries.popleft()
-
-    def _fire(self) -> None:
-        self._handle = None
-        now = self.loop.time()
-        entries = self._entries
-        while entries:
-            head = entries[0]
-            if head.done:
-                entries.popleft()
-            elif head.deadline > now:
-                self._handle = self.loop.call_at(head.deadline, self._fire)
-                return
-            else:
-                entries.popleft()
-                head.done = head.expired = True
-                head.task.cancel()
 
 
 def _with_deadline(ctx: RequestContext, deadline: float) -> RequestContext:
