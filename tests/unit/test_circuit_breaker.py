@@ -92,6 +92,37 @@ async def test_a_success_resets_the_consecutive_count() -> None:
     assert isinstance((await send(pipeline)).failure(), CircuitBreakerOpenError)
 
 
+class CountingStore(MemoryStore[BreakerRecord]):
+    """A MemoryStore subclass overriding ``get``: the breaker must read through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, key: str) -> BreakerRecord | None:
+        self.reads += 1
+        return await super().get(key)
+
+
+@pytest.mark.parametrize("store_kind", [MemoryStore, CountingStore])
+async def test_a_success_resets_the_count_whichever_way_the_store_is_read(
+    store_kind: type[MemoryStore[BreakerRecord]],
+) -> None:
+    # A plain MemoryStore is read without an await (``peek``); a subclass through its ``get``.
+    clock, switch, store = FakeClock(), Switch(503), store_kind()
+    pipeline = build(switch, clock, store=store)
+    for status in (503, 503, 200, 503, 503):
+        switch.status = status
+        await send(pipeline)
+    switch.status = 503
+    assert isinstance((await send(pipeline)).failure(), ServerStatusError)  # third in a row
+    assert isinstance((await send(pipeline)).failure(), CircuitBreakerOpenError)
+    if isinstance(store, CountingStore):
+        assert store.reads >= 7  # one read per call and one more after each success
+    else:
+        assert store.peek(UPSTREAM) is not None
+
+
 async def test_client_errors_prove_the_upstream_alive() -> None:
     clock, switch = FakeClock(), Switch(404)
     pipeline = build(switch, clock, failure_threshold=1)

@@ -250,6 +250,12 @@ class CircuitBreaker:
         self._clock = clock
         self._per_second = _BUCKETS / self.window  # window buckets per second
         self._plain = self.failure_ratio is None and self.slow_call is None
+        # An in-process store is read without an await (no coroutine per read).
+        # (Not a subclass: one may override ``get``.)
+        chosen = self.store
+        self._peek = (
+            chosen.peek if isinstance(chosen, MemoryStore) and type(chosen) is MemoryStore else None
+        )
 
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> CircuitBreaker:
@@ -314,7 +320,8 @@ class CircuitBreaker:
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         key = self._key(request)
-        record = await self.store.get(key)
+        peek = self._peek
+        record = peek(key) if peek is not None else await self.store.get(key)
         if record is None:
             trips = 0
         elif record.state is _CLOSED_STATE:
@@ -339,7 +346,7 @@ class CircuitBreaker:
                 await self._count(request, key, trips, failed=True)
             elif verdict == "success":
                 # Read again: other calls may have failed while this one was in flight.
-                current = await self.store.get(key)
+                current = peek(key) if peek is not None else await self.store.get(key)
                 if current is not None and current.failures and current.trips == trips:
                     await self._count(request, key, trips, failed=False)
             return outcome

@@ -35,10 +35,13 @@ class StateStore(Protocol[V]):
 class MemoryStore(Generic[V]):
     """A process-local store: a dict, updated without any await in between (so atomically)."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_values", "peek")
 
     def __init__(self) -> None:
         self._values: dict[str, V] = {}
+        # The value under a key now, without an await (the dict's own ``get``): a stage that
+        # knows its store is a MemoryStore reads through it on the hot path.
+        self.peek: Callable[[str], V | None] = self._values.get
 
     async def get(self, key: str) -> V | None:
         """The value stored under ``key``, or ``None``."""

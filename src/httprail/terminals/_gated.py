@@ -20,6 +20,7 @@ from .._context import EXTENSION_KEY, RequestContext
 from .._errors import InvalidRequestError, RequestError, RequestTimeoutError, StatusError
 from .._result import Outcome
 from .._settings import HttpSettings
+from .._slots import Slots
 from ._mapping import map_exception
 
 __all__ = ["DEFAULT_MAX_ERROR_BODY", "GatedTerminal", "read_capped"]
@@ -73,12 +74,12 @@ class _GatedStream(httpx.AsyncByteStream):
     def __init__(
         self,
         inner: httpx.AsyncByteStream,
-        gate: asyncio.Semaphore,
+        gate: Slots,
         response: httpx.Response,
         started: float,
     ) -> None:
         self._inner = inner
-        self._gate: asyncio.Semaphore | None = gate
+        self._gate: Slots | None = gate
         self._response = response
         self._started = started
 
@@ -92,7 +93,7 @@ class _GatedStream(httpx.AsyncByteStream):
             gate, self._gate = self._gate, None
             if gate is not None:
                 self._response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
-                gate.release()
+                gate.give()
 
 
 class GatedTerminal:
@@ -114,7 +115,7 @@ class GatedTerminal:
         self.settings = settings if settings is not None else HttpSettings()
         self._max_error_body = max_error_body
         self._pool_timeout = self.settings.timeout_pool
-        self._gate = asyncio.Semaphore(self.settings.max_connections)
+        self._gate = Slots(self.settings.max_connections)
         self._closed = False
 
     async def _open(self, request: httpx.Request) -> httpx.Response:
@@ -149,10 +150,12 @@ class GatedTerminal:
         if isinstance(ctx, RequestContext):
             stream, raw_status = ctx.stream, ctx.raw_status
         gate = self._gate
-        if gate.locked():
+        if gate.active < gate.limit and not gate.waiters:  # Slots.try_take, inlined
+            gate.active += 1
+        else:
             try:
                 async with asyncio.timeout(self._pool_timeout):
-                    await gate.acquire()
+                    await gate.take()
             except TimeoutError:
                 return Failure(
                     RequestTimeoutError(
@@ -161,8 +164,6 @@ class GatedTerminal:
                         request=request,
                     )
                 )
-        else:
-            await gate.acquire()
         handed_over = False
         started = time.perf_counter()
         try:
@@ -182,7 +183,7 @@ class GatedTerminal:
             return Failure(self.map_error(exc, request))
         finally:
             if not handed_over:
-                gate.release()
+                gate.give()
 
     async def aclose(self) -> None:
         """Close the backend's connections (a closed terminal answers ``InvalidRequestError``)."""
