@@ -172,6 +172,43 @@ class AsyncClient(ClosesOnExit):
         ``extensions`` are added to the request's extensions (e.g.
         ``{httprail.middleware.NO_RETRY_EXTENSION: veto}``); the request context is httprail's.
         """
+        built = self._build(
+            method,
+            url,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            content=content,
+            data=data,
+            files=files,
+            json=json,
+            timeout=timeout,
+            tags=tags,
+            raw_status=raw_status,
+            stream=stream,
+            extensions=extensions,
+        )
+        return built if type(built) is Failure else Success(built)
+
+    def _build(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        cookies: dict[str, str] | None = None,
+        content: Any = None,
+        data: Mapping[str, Any] | None = None,
+        files: Any = None,
+        json: Any = None,
+        timeout: float | httpx.Timeout | None = UNSET,
+        tags: Mapping[str, str] | None = None,
+        raw_status: bool | None = None,
+        stream: bool = False,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> httpx.Request | Failure[RequestError]:
+        """:meth:`build_request`'s request, unwrapped (no ``Success`` to build and unwrap)."""
         try:
             full_url, problem = self._url_for(url)
             if self._params or params:
@@ -227,7 +264,7 @@ class AsyncClient(ClosesOnExit):
                     )
                 )
             request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
-        return Success(request)
+        return request
 
     async def send(self, request: httpx.Request) -> Outcome:
         """Send an already built request through the pipeline."""
@@ -244,10 +281,10 @@ class AsyncClient(ClosesOnExit):
         called, and the coroutine returned is the first stage's own: no frame of ours sits
         between the caller and the chain (each costs on every suspension and resumption).
         """
-        built = self.build_request(method, url, **kwargs)
+        built = self._build(method, url, **kwargs)
         if type(built) is Failure:
             return _resolved(built)
-        sent = self._dispatch(built.unwrap())  # the context is set: no Pipeline.send check
+        sent = self._dispatch(built)  # the context is set: no Pipeline.send check
         return sent if type(sent) is CoroutineType else _awaited(sent)
 
     def get(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:

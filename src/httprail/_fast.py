@@ -42,10 +42,24 @@ def _headers(items: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
     return headers
 
 
+# The last URL whose ``netloc`` was computed, and that netloc: most calls go to one URL object
+# (the client hands out one ``httpx.URL`` per distinct URL string).
+_last_netloc: list[tuple[httpx.URL | None, bytes]] = [(None, b"")]
+
+
 def _fast_request(method: str, url: httpx.URL, headers: httpx.Headers) -> httpx.Request:
     items = headers._list
-    if "host" not in headers:
-        items = [(b"Host", b"host", url.netloc), *items]
+    for _, lowered, _ in items:  # ``"host" in headers`` re-encodes every name to compare
+        if lowered == b"host":
+            break
+    else:
+        last = _last_netloc[0]
+        if last[0] is url:
+            netloc = last[1]
+        else:
+            netloc = url.netloc
+            _last_netloc[0] = (url, netloc)
+        items = [(b"Host", b"host", netloc), *items]
     request = object.__new__(httpx.Request)
     request.method = method.upper()
     request.url = url
