@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["FAST", "bodiless_request", "read_plain", "response"]
+__all__ = ["FAST", "bodiless_request", "header_items", "read_plain", "response"]
 
 _NO_BODY = httpx.ByteStream(b"")
 
@@ -104,6 +104,15 @@ def _fast_response(
     return response
 
 
+def _slow_header_items(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:
+    return [(name, name.lower(), value) for name, value in headers.raw]
+
+
+def _fast_header_items(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:
+    items: list[tuple[bytes, bytes, bytes]] = headers._list
+    return items
+
+
 def _slow_read_plain(response: httpx.Response, body: bytes) -> None:
     response.stream = httpx.ByteStream(body)
     response.read()
@@ -145,6 +154,8 @@ def _agrees() -> bool:
         fast_req = _fast_request("get", url, headers)
         if _state(slow_req) != _state(fast_req):
             return False
+        if _slow_header_items(headers) != _fast_header_items(headers):
+            return False
         raw = [(b"Content-Type", b"application/json"), (b"X-B", b"\xe9")]
         stream = httpx.ByteStream(b"{}")
         slow = _slow_response(200, raw, stream, slow_req, {"k": 1})
@@ -167,6 +178,10 @@ bodiless_request = _fast_request if FAST else _slow_request
 response = _fast_response if FAST else _slow_response
 """``httpx.Response(status, headers=raw, stream=..., request=..., extensions=...)``, with
 ``raw`` as byte pairs; ``extensions`` is kept, not copied."""
+
+header_items = _fast_header_items if FAST else _slow_header_items
+"""The headers as (raw name, lowered name, value) byte triples, in order: the list the headers
+hold (not a copy: read it, do not change it)."""
 
 read_plain = _fast_read_plain if FAST else _slow_read_plain
 """Leave ``response`` as ``response.read()`` leaves it after its stream gave ``body``; for a

@@ -19,6 +19,17 @@ def test_the_installed_httpx_gets_the_fast_constructors() -> None:
     assert _fast.bodiless_request is _fast._fast_request
     assert _fast.response is _fast._fast_response
     assert _fast.read_plain is _fast._fast_read_plain
+    assert _fast.header_items is _fast._fast_header_items
+
+
+@given(raw=raw_headers)
+def test_header_items_are_the_raw_headers_with_their_lowered_names(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    headers = httpx.Headers(raw)
+    items = _fast._fast_header_items(headers)
+    assert items == _fast._slow_header_items(headers)
+    assert [(name, value) for name, _, value in items] == headers.raw
 
 
 @pytest.mark.parametrize("method", ["GET", "get", "HEAD", "OPTIONS", "DELETE"])
@@ -116,4 +127,12 @@ def test_a_future_httpx_with_other_attributes_falls_back_to_its_constructors(
     monkeypatch.setattr(_fast, "_fast_read_plain", unclosed)
     assert _fast._agrees() is False
     monkeypatch.setattr(_fast, "_fast_read_plain", _fast_read_plain)
+
+    def names_as_given(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:
+        return [(k, k, v) for k, _, v in headers._list]  # names not lowered
+
+    _fast_header_items = _fast._fast_header_items
+    monkeypatch.setattr(_fast, "_fast_header_items", names_as_given)
+    assert _fast._agrees() is False
+    monkeypatch.setattr(_fast, "_fast_header_items", _fast_header_items)
     assert _fast._agrees() is True  # every piece back: they agree again

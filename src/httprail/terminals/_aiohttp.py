@@ -20,7 +20,7 @@ import httpx
 
 from .._cache import remember
 from .._deadlines import DeadlineQueue
-from .._fast import read_plain
+from .._fast import header_items, read_plain
 from .._fast import response as new_response
 from .._settings import HttpSettings
 from ._gated import DEFAULT_MAX_ERROR_BODY
@@ -90,28 +90,16 @@ class _AiohttpBody(httpx.AsyncByteStream):
                 return
             yield chunk
 
-    async def read_all(self) -> bytes:
-        """The whole body in one call (aiohttp reads it faster than chunk by chunk).
-
-        A body that had all arrived with the head is read without arming any timer.
-        """
-        response = self._response
-        try:
-            if self._read_timeout is None or response.content.is_eof():
-                try:
-                    return await response.read()
-                except self._terminal._errors as exc:
-                    raise self._terminal.translate_or_wrap(exc) from exc
-            return b"".join([chunk async for chunk in self])
-        finally:
-            await self.aclose()
-
-    async def aclose(self) -> None:
+    def release(self) -> None:
+        """Give the connection back to the pool (body read to the end) or close it."""
         response = self._response
         if response.content.at_eof():
             response.release()  # the connection goes back to the pool
         else:
             response.close()  # a half-read body: the connection cannot be reused
+
+    async def aclose(self) -> None:
+        self.release()
 
 
 class AiohttpTerminal(LeanTerminal):
@@ -159,7 +147,8 @@ class AiohttpTerminal(LeanTerminal):
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, Any] = {}
         self._last_url: tuple[httpx.URL | None, Any] = (None, None)
-        self._header_sets: dict[tuple[tuple[bytes, bytes], ...], _HeaderSet] = {}
+        self._header_sets: dict[tuple[tuple[bytes, bytes, bytes], ...], _HeaderSet] = {}
+        self._last_headers: tuple[list[tuple[bytes, bytes, bytes]], _HeaderSet | None] = ([], None)
         self._multidict = import_backend("multidict", "aiohttp")
         settings = self.settings
         self._connect = settings.timeout_connect
@@ -209,21 +198,26 @@ class AiohttpTerminal(LeanTerminal):
     def _parse_url(self, url: str) -> Any:
         return self._url(url, encoded=True)
 
-    def _headers_for(self, raw: list[tuple[bytes, bytes]]) -> _HeaderSet:
+    def _headers_for(self, request: httpx.Request) -> _HeaderSet:
         """The request headers as aiohttp takes them, converted once per distinct set.
 
-        Most requests of a client carry the same headers; an immutable ``CIMultiDictProxy``
-        saves decoding them on every request (bounded cache).
+        Most requests of a client carry the same headers: the last set is compared as it is
+        (a list compare, ~0.1 µs), others are looked up in a bounded cache; an immutable
+        ``CIMultiDictProxy`` saves decoding them on every request.
         """
-        return remember(self._header_sets, tuple(raw), self._convert_headers)
+        items = header_items(request.headers)
+        last, converted = self._last_headers
+        if converted is None or items != last:
+            converted = remember(self._header_sets, tuple(items), self._convert_headers)
+            self._last_headers = (list(items), converted)
+        return converted
 
-    def _convert_headers(self, raw: tuple[tuple[bytes, bytes], ...]) -> _HeaderSet:
+    def _convert_headers(self, items: tuple[tuple[bytes, bytes, bytes], ...]) -> _HeaderSet:
         # One spelling per name: aiohttp keeps a repeated header only when every copy is
         # spelled alike (``X-A`` then ``x-a`` would leave just the second).
         spelling: dict[bytes, str] = {}
         pairs = []
-        for name, value in raw:
-            folded = name.lower()
+        for name, folded, value in items:
             if folded != b"transfer-encoding":
                 text = spelling.setdefault(folded, name.decode("latin-1"))
                 pairs.append((text, value.decode("latin-1")))
@@ -302,7 +296,7 @@ class AiohttpTerminal(LeanTerminal):
             timeout = self._watched_timeout
         else:
             timeout = self._default_timeout
-        headers = self._headers_for(request.headers.raw)
+        headers = self._headers_for(request)
         method = request.method
         sending = self.session.request(
             method,
@@ -356,8 +350,20 @@ class AiohttpTerminal(LeanTerminal):
         if not isinstance(stream, _AiohttpBody):  # pragma: no cover - _open always sets it
             await super()._read(response)
             return
-        body = await stream.read_all()
-        if "Content-Encoding" in stream._response.headers:
+        # The whole body in one call (aiohttp reads it faster than chunk by chunk); a body that
+        # had all arrived with the head is read without arming any timer.
+        raw = stream._response
+        try:
+            if stream._read_timeout is None or raw.content.is_eof():
+                try:
+                    body = await raw.read()
+                except self._errors as exc:
+                    raise self.translate_or_wrap(exc) from exc
+            else:
+                body = b"".join([chunk async for chunk in stream])
+        finally:
+            stream.release()
+        if "Content-Encoding" in raw.headers:
             response.stream = httpx.ByteStream(body)
             response.read()  # undoes content encodings, as httpx does
         else:
