@@ -1,0 +1,54 @@
+"""The instruction-count benchmark's harness: how it reads valgrind and drives a client.
+
+The figures come from ``python benchmarks/instructions.py`` (it needs valgrind); these tests
+check what it computes from valgrind's report, and that its driver sends what it is asked to.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from httprail.testing import ChaosServer
+
+from . import ROOT, load_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports throughput.py
+        return load_benchmark("instructions")
+
+
+def test_the_count_is_valgrinds_collected_total(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+
+    def fake_run(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        seen.append(command)
+        report = f"==1== Events    : Ir\n==1== Collected : {int(command[-1]) * 1000}\n"
+        return subprocess.CompletedProcess(command, 0, "", report)
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    assert bench._instructions("aiohttp", "http://127.0.0.1:1/item", 500) == 500_000
+    assert seen[0][:2] == ["valgrind", "--tool=callgrind"]
+    assert seen[0][-3:] == ["--drive", "aiohttp", "500"]
+
+    def failed(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(command, 1, "", "valgrind: no such tool")
+
+    monkeypatch.setattr(bench.subprocess, "run", failed)
+    with pytest.raises(SystemExit, match="valgrind failed for aiohttp"):
+        bench._instructions("aiohttp", "http://127.0.0.1:1/item", 500)
+
+
+async def test_the_driver_sends_exactly_the_requests_asked_for(
+    bench: ModuleType, chaos_server: ChaosServer
+) -> None:
+    await bench._drive("httprail", chaos_server.url_for("/item"), 40)
+    assert chaos_server.count("/item") == 40
