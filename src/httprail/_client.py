@@ -6,7 +6,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import CoroutineType, MappingProxyType
-from typing import Any, TypeVar, overload
+from typing import Any, TypedDict, TypeVar, Unpack, overload
 
 import httpx
 from returns.result import Failure, Result, Success
@@ -56,6 +56,23 @@ def _merge_url(base: httpx.URL | None, url: httpx.URL | str) -> httpx.URL:
     if not base_path.endswith(b"/"):
         base_path += b"/"
     return base.copy_with(raw_path=base_path + target.raw_path.lstrip(b"/"))
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`AsyncClient.build_request` and of every call."""
+
+    params: Mapping[str, Any] | None
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None
+    cookies: dict[str, str] | None
+    content: Any
+    data: Mapping[str, Any] | None
+    files: Any
+    json: Any
+    timeout: float | httpx.Timeout | None
+    tags: Mapping[str, str] | None
+    raw_status: bool | None
+    stream: bool
+    extensions: Mapping[str, Any] | None
 
 
 class AsyncClient(ClosesOnExit):
@@ -150,44 +167,16 @@ class AsyncClient(ClosesOnExit):
         return merged, _url_problem(merged)
 
     def build_request(
-        self,
-        method: str,
-        url: httpx.URL | str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        cookies: dict[str, str] | None = None,
-        content: Any = None,
-        data: Mapping[str, Any] | None = None,
-        files: Any = None,
-        json: Any = None,
-        timeout: float | httpx.Timeout | None = UNSET,
-        tags: Mapping[str, str] | None = None,
-        raw_status: bool | None = None,
-        stream: bool = False,
-        extensions: Mapping[str, Any] | None = None,
+        self, method: str, url: httpx.URL | str, **options: Unpack[RequestOptions]
     ) -> Result[httpx.Request, RequestError]:
         """The ``httpx.Request`` that :meth:`request` would send, or why it cannot be built.
 
-        ``extensions`` are added to the request's extensions (e.g.
+        Options are httpx's (``params``, ``headers``, ``cookies``, ``content``, ``data``,
+        ``files``, ``json``, ``timeout``) and httprail's (``tags``, ``raw_status``, ``stream``,
+        ``extensions``). ``extensions`` are added to the request's extensions (e.g.
         ``{httprail.middleware.NO_RETRY_EXTENSION: veto}``); the request context is httprail's.
         """
-        built = self._build(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            files=files,
-            json=json,
-            timeout=timeout,
-            tags=tags,
-            raw_status=raw_status,
-            stream=stream,
-            extensions=extensions,
-        )
+        built = self._build(method, url, **options)
         return built if type(built) is Failure else Success(built)
 
     def _build(
@@ -273,7 +262,7 @@ class AsyncClient(ClosesOnExit):
         return await self._pipeline.send(request)
 
     def request(
-        self, method: str, url: httpx.URL | str, **kwargs: Any
+        self, method: str, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
     ) -> Coroutine[Any, Any, Outcome]:
         """Send one request; arguments as :meth:`build_request` (httpx's names).
 
@@ -287,31 +276,45 @@ class AsyncClient(ClosesOnExit):
         sent = self._dispatch(built)  # the context is set: no Pipeline.send check
         return sent if type(sent) is CoroutineType else _awaited(sent)
 
-    def get(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+    def get(
+        self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Outcome]:
         """Send a GET request (a coroutine to await, as :meth:`request`)."""
         return self.request("GET", url, **kwargs)
 
-    def head(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+    def head(
+        self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Outcome]:
         """Send a HEAD request (a coroutine to await, as :meth:`request`)."""
         return self.request("HEAD", url, **kwargs)
 
-    def options(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+    def options(
+        self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Outcome]:
         """Send an OPTIONS request (a coroutine to await, as :meth:`request`)."""
         return self.request("OPTIONS", url, **kwargs)
 
-    def post(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+    def post(
+        self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Outcome]:
         """Send a POST request (a coroutine to await, as :meth:`request`)."""
         return self.request("POST", url, **kwargs)
 
-    def put(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+    def put(
+        self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Outcome]:
         """Send a PUT request (a coroutine to await, as :meth:`request`)."""
         return self.request("PUT", url, **kwargs)
 
-    def patch(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+    def patch(
+        self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Outcome]:
         """Send a PATCH request (a coroutine to await, as :meth:`request`)."""
         return self.request("PATCH", url, **kwargs)
 
-    def delete(self, url: httpx.URL | str, **kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+    def delete(
+        self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Outcome]:
         """Send a DELETE request (a coroutine to await, as :meth:`request`)."""
         return self.request("DELETE", url, **kwargs)
 

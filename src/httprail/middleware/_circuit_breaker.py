@@ -375,7 +375,8 @@ class CircuitBreaker:
     async def _reset(self, request: httpx.Request, key: str, trips: int) -> None:
         """A success in consecutive mode: clear the failure count if there is one."""
         # Read again: other calls may have failed while this one was in flight.
-        current = await self.store.get(key)
+        peek = self._peek
+        current = peek(key) if peek is not None else await self.store.get(key)
         if current is not None and current.failures and current.trips == trips:
             await self._count(request, key, trips, failed=False)
 
