@@ -105,6 +105,16 @@ class RequestError(HttprailError):
         request: the request it happened to (``None`` only if it could not even be built).
     """
 
+    counts_against_upstream: bool = True
+    """Whether this error says something about the upstream's health. ``False`` for errors
+    that are the caller's or the environment's (an invalid request, a failed token provider,
+    a request the server refused unprocessed because it rotated the connection): those are
+    never counted by the breaker, the retry budget or the hedge's latency record."""
+
+    never_processed: bool = False
+    """``True`` when the upstream certainly did not act on the request (it was never sent, or
+    the server refused it before processing it): repeating it is safe for any method."""
+
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -128,6 +138,8 @@ class TransportError(RequestError):
 
 class ConnectError(TransportError):
     """The connection could not be established, so the request was never sent."""
+
+    never_processed = True
 
 
 class ReadError(TransportError):
@@ -196,6 +208,9 @@ class CircuitBreakerOpenError(RequestError):
     ``retry_after`` is the number of seconds until the breaker admits a probe again.
     """
 
+    counts_against_upstream = False
+    never_processed = True
+
     def __init__(
         self, *, upstream: str, retry_after: float, request: httpx.Request | None = None
     ) -> None:
@@ -258,6 +273,9 @@ class BulkheadFullError(RequestError):
     """``upstream`` already has ``limit`` calls in flight (and its wait queue, if any, is full
     or the wait would pass the deadline); the request was not sent."""
 
+    counts_against_upstream = False
+    never_processed = True
+
     def __init__(self, *, upstream: str, limit: int, request: httpx.Request | None = None) -> None:
         super().__init__(f"bulkhead full for {upstream}: {limit} calls in flight", request=request)
         self.upstream = upstream
@@ -268,6 +286,9 @@ class RateLimitedError(RequestError):
     """The client-side rate limit for ``upstream`` would make the request wait past its
     deadline (or longer than allowed); it was not sent. ``retry_after`` is the number of seconds
     until a request would be admitted."""
+
+    counts_against_upstream = False
+    never_processed = True
 
     def __init__(
         self, *, upstream: str, retry_after: float, request: httpx.Request | None = None
@@ -286,6 +307,12 @@ class DecodeError(RequestError):
 class AuthError(RequestError):
     """Credentials could not be obtained (for example, a token provider failed)."""
 
+    counts_against_upstream = False
+    never_processed = True
+
 
 class InvalidRequestError(RequestError):
     """The request cannot be sent as given: a malformed URL, an unsupported scheme, a bad header."""
+
+    counts_against_upstream = False
+    never_processed = True
