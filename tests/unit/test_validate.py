@@ -1,0 +1,124 @@
+"""The smuggling checks: what may go on the wire in a method, a header or a URL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from httprail._validate import (
+    SendCheck,
+    header_problem,
+    headers_problem,
+    method_problem,
+    request_problem,
+    url_problem,
+)
+
+SECRET = "sk-live-0123456789"
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\x00"])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_header_value_with_a_line_break_or_nul_is_refused_without_quoting_it(
+    char: str, as_bytes: bool
+) -> None:
+    """CR, LF and NUL in a value are named with their header and position; the value is not."""
+    value = f"{SECRET}{char}Content-Length: 0"
+    name = "Authorization"
+    problem = (
+        header_problem(name.encode(), value.encode()) if as_bytes else header_problem(name, value)
+    )
+    assert problem is not None
+    assert "'Authorization'" in problem
+    assert f"position {len(SECRET)}" in problem
+    assert SECRET not in problem
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("X\r\nY", "CR"), (b"X\nY", "LF"), ("X\x00", "NUL"), ("X A", "a space"), ("X:A", "a colon")],
+)
+def test_a_header_name_that_is_not_a_token_is_refused(name: str | bytes, shown: str) -> None:
+    """A header name must be an HTTP token; the message names the bad character."""
+    problem = header_problem(name, "v")
+    assert problem is not None
+    assert shown in problem
+
+
+def test_an_empty_header_name_and_unusual_characters_are_described() -> None:
+    """An empty name is refused; other characters are shown by code point, never raw."""
+    assert header_problem("", "v") == "the header name is empty"
+    assert header_problem("X\x7f", "v") == "the header name 'X...' contains 0x7F at position 1"
+    assert header_problem("Xé", "v") == "the header name 'X...' contains U+00E9 at position 1"
+    long = "A" * 50 + "\r"
+    problem = header_problem(long, "v")
+    assert problem is not None
+    assert repr("A" * 40 + "...") in problem
+
+
+def test_good_headers_methods_and_urls_pass() -> None:
+    """Ordinary values, non-ASCII values and extension methods can be sent."""
+    assert header_problem("X-Message", "café") is None
+    assert header_problem(b"X-Message", b"caf\xe9") is None
+    assert headers_problem([("A", "1"), (b"B", b"2")]) is None
+    assert method_problem("GET") is None
+    assert method_problem("PROPFIND") is None
+    assert url_problem("http://example.test/a%0d%0a?q=1") is None
+    assert url_problem(httpx.URL("http://example.test/")) is None
+
+
+@pytest.mark.parametrize("method", ["GET\r\nX", "G T", b"GET\n", ""])
+def test_a_method_that_is_not_a_token_is_refused(method: str | bytes) -> None:
+    """CR, LF, spaces or nothing at all in a method: refused."""
+    assert method_problem(method) is not None
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\x00", "\x1b"])
+def test_a_url_string_with_a_control_character_is_refused(char: str) -> None:
+    """A URL string holds no control character."""
+    problem = url_problem(f"http://example.test/a{char}b")
+    assert problem is not None
+    assert "position 21" in problem
+
+
+def test_headers_problem_reports_the_first_bad_pair() -> None:
+    """The first refused header is the one reported."""
+    problem = headers_problem([("A", "1"), ("B", "x\ny"), ("C\r", "z")])
+    assert problem == "the value of header 'B' contains LF at position 1"
+
+
+def test_request_problem_checks_method_then_url_then_headers() -> None:
+    """A whole request is checked: method, URL and every header."""
+    ok = httpx.Request("GET", "http://example.test/", headers={"X-A": "1"})
+    assert request_problem(ok) is None
+    bad_method = httpx.Request("GET\r\n", "http://example.test/")
+    assert request_problem(bad_method) == "the method 'GET...' contains CR at position 3"
+    bad_header = httpx.Request("GET", "http://example.test/", headers={"X-A": "v\r\nB: c"})
+    assert request_problem(bad_header) == "the value of header 'X-A' contains CR at position 1"
+
+
+def test_send_check_remembers_what_passed_and_still_refuses_what_changed() -> None:
+    """A repeated request passes from the cache; a changed header, method or URL is checked."""
+    check = SendCheck()
+    url = httpx.URL("http://example.test/")
+    good = httpx.Request("GET", url, headers={"X-A": "1"})
+    assert check.problem(good) is None
+    assert check.problem(good) is None
+    assert check.problem(httpx.Request("GET", url, headers={"X-A": "1"})) is None
+    bad = httpx.Request("GET", url, headers={"X-A": "1\r\n"})
+    assert check.problem(bad) == "the value of header 'X-A' contains CR at position 1"
+    assert check.problem(httpx.Request("PROP FIND", url)) is not None
+    assert check.problem(httpx.Request("PROPFIND", url)) is None
+    assert check.problem(good) is None
+
+
+def test_send_check_refuses_a_url_holding_a_control_character() -> None:
+    """Defence in depth: a URL that somehow holds a control character is refused too."""
+    request = httpx.Request("GET", "http://example.test/")
+
+    class Sneaky(httpx.URL):
+        def __str__(self) -> str:
+            return "http://example.test/\r\n"
+
+    request.url = Sneaky("http://example.test/")
+    assert SendCheck().problem(request) == "the URL contains CR at position 20"
