@@ -27,6 +27,7 @@ from httprail.middleware import (
     Retry,
     RetryBudget,
     RetryBudgetSnapshot,
+    Timeout,
     default_plugins,
 )
 from httprail.testing import FakeClock, MockTerminal
@@ -427,21 +428,34 @@ def test_http_retry_budget_false_turns_it_off(monkeypatch: pytest.MonkeyPatch) -
     assert budget_.ratio == 0.05
 
 
-async def test_default_stack_in_an_outage_stops_retrying_at_the_budget() -> None:
-    clock = FakeClock()
+@pytest.mark.parametrize("start", [0.0, 1000.0, 1e9])
+async def test_default_stack_in_an_outage_stops_retrying_at_the_budget(start: float) -> None:
+    """The default stack, on one injected clock (its total timeout's deadline and its retry
+    read the same fake time, whatever the machine's uptime), stops at the retry budget."""
+    clock = FakeClock(start=start)
     settings = HttpSettings(
         retry_budget_min_per_second=0.1, circuit_breaker_threshold=1000, max_retries=3
     )
-    plugins = default_plugins(settings)
-    retry = retry_of(plugins)  # type: ignore[arg-type]
-    stack = [
-        Retry.from_settings(settings, clock=clock, sleep=clock.sleep) if p is retry else p
-        for p in plugins
-    ]
     terminal = always(503)
-    pipeline = Pipeline(stack, terminal)
+    pipeline = Pipeline(default_plugins(settings, clock=clock, sleep=clock.sleep), terminal)
     outcomes = [await pipeline.send(httpx.Request("GET", URL)) for _ in range(20)]
     # floor: 0.1/s * 10 s = 1 retry; ratio: 20% of 20 requests = 4 retries
     assert len(terminal.requests) <= 20 + 4 + 1
     assert isinstance(outcomes[-1].failure(), RetryBudgetExhaustedError)
     assert all(not isinstance(o, Success) for o in outcomes)
+
+
+def test_the_default_stack_reads_one_injected_clock() -> None:
+    """Every stage of the default stack that compares times (both timeouts, retry, its budget,
+    the breaker) reads the clock given to ``default_plugins``."""
+    clock = FakeClock()
+    settings = HttpSettings(timeout_attempt=5)
+    plugins = default_plugins(settings, clock=clock, sleep=clock.sleep)
+    readers: list[object] = [p for p in plugins if isinstance(p, Timeout | Retry | CircuitBreaker)]
+    retry = retry_of(plugins)  # type: ignore[arg-type]
+    assert retry.budget is not None
+    readers.append(retry.budget)
+    names = sorted(type(p).__name__ for p in readers)
+    assert names == ["CircuitBreaker", "Retry", "RetryBudget", "Timeout", "Timeout"]
+    assert all(p._clock is clock for p in readers)  # type: ignore[attr-defined]
+    assert retry._sleep == clock.sleep

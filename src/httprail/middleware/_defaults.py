@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from .._pipeline import MiddlewarePlugin
 from .._settings import HttpSettings
 from ._circuit_breaker import CircuitBreaker
@@ -13,22 +18,34 @@ from ._timeout import Timeout
 __all__ = ["default_plugins"]
 
 
-def default_plugins(settings: HttpSettings | None = None) -> list[MiddlewarePlugin]:
+def default_plugins(
+    settings: HttpSettings | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> list[MiddlewarePlugin]:
     """The recommended stack, outermost first.
 
     ``Logging → Metrics → Timeout(total) → Retry → CircuitBreaker [→ Timeout(attempt)]``:
     retry sits outside the breaker so the breaker counts single attempts and an open circuit
     ends the remaining attempts at once; the attempt timeout is added when
     ``timeout_attempt`` is set.
+
+    Args:
+        settings: the settings to build from (default: ``HttpSettings()``, the environment).
+        clock: the one monotonic clock every stage reads (the timeouts' deadlines, the retry
+            stage and its budget, the breaker): pass a ``FakeClock`` in tests, so that a
+            deadline set by ``Timeout`` is compared with a time from the same clock.
+        sleep: the retry stage's sleep (``FakeClock.sleep`` in tests).
     """
     s = settings if settings is not None else HttpSettings()
     plugins: list[MiddlewarePlugin] = [
         Logging(),
         Metrics(),
-        Timeout(s.timeout_total, phase="total"),
-        Retry.from_settings(s),
-        CircuitBreaker.from_settings(s),
+        Timeout(s.timeout_total, phase="total", clock=clock),
+        Retry.from_settings(s, clock=clock, sleep=sleep),
+        CircuitBreaker.from_settings(s, clock=clock),
     ]
     if s.timeout_attempt is not None:
-        plugins.append(Timeout(s.timeout_attempt, phase="attempt"))
+        plugins.append(Timeout(s.timeout_attempt, phase="attempt", clock=clock))
     return plugins
