@@ -19,8 +19,10 @@ from ._errors import ConfigError, InvalidRequestError, RequestError
 from ._events import Observer
 from ._fast import bodiless_request
 from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
+from ._redact import is_sensitive_header, redact_text, redact_url, register_secret
 from ._result import Outcome
 from ._settings import HttpSettings
+from ._validate import headers_problem
 from ._version import __version__
 from .middleware._defaults import default_plugins
 from .middleware._metrics import Metrics, MetricsSnapshot
@@ -124,9 +126,15 @@ class AsyncClient(ClosesOnExit):
             try:
                 self._base_url: httpx.URL | None = httpx.URL(base_url)
             except (httpx.InvalidURL, TypeError) as exc:
-                raise ConfigError(f"AsyncClient(base_url=...) is not a valid URL: {exc}") from None
+                raise ConfigError(
+                    f"AsyncClient(base_url=...) is not a valid URL: {redact_text(str(exc))}"
+                ) from None
             if self._base_url.is_relative_url:
-                raise ConfigError(f"AsyncClient(base_url={base_url!r}) must be absolute")
+                raise ConfigError(
+                    f"AsyncClient(base_url={redact_url(base_url)!r}) must be absolute"
+                )
+            if self._base_url.password:
+                register_secret(self._base_url.password, owner=self)
         else:
             self._base_url = None
         try:
@@ -134,6 +142,13 @@ class AsyncClient(ClosesOnExit):
             self._headers.update(httpx.Headers(headers))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"AsyncClient(headers=...) is invalid: {exc}") from None
+        problem = headers_problem(self._headers.raw)
+        if problem is not None:
+            raise ConfigError(f"AsyncClient(headers=...) is invalid: {problem}")
+        for name, value in self._headers.items():
+            if is_sensitive_header(name):  # known to the redactor while this client lives
+                register_secret(value, owner=self)
+                register_secret(value.partition(" ")[2], owner=self)
         self._params = dict(params or {})
         self._url_cache: dict[str, tuple[httpx.URL, str | None]] = {}
         stack = default_plugins(self.settings) if plugins is None else list(plugins)
@@ -230,10 +245,13 @@ class AsyncClient(ClosesOnExit):
                     json=json,
                 )
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
-            return Failure(InvalidRequestError(f"cannot build {method} {url!r}: {exc}"))
+            shown = redact_url(url)
+            return Failure(InvalidRequestError(f"cannot build {method} {shown!r}: {exc}"))
         if problem is not None:
             return Failure(
-                InvalidRequestError(f"cannot send {method} {url!r}: {problem}", request=request)
+                InvalidRequestError(
+                    f"cannot send {method} {redact_url(url)!r}: {problem}", request=request
+                )
             )
         if extensions:
             request.extensions.update(extensions)

@@ -18,9 +18,11 @@ from returns.result import Failure, Success
 
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import InvalidRequestError, RequestError, RequestTimeoutError, StatusError
+from .._redact import install_backend_log_filters
 from .._result import Outcome
 from .._settings import HttpSettings
 from .._slots import Slots
+from .._validate import SendCheck
 from ._mapping import map_exception
 
 __all__ = ["DEFAULT_MAX_ERROR_BODY", "GatedTerminal", "read_capped"]
@@ -117,6 +119,8 @@ class GatedTerminal:
         self._pool_timeout = self.settings.timeout_pool
         self._gate = Slots(self.settings.max_connections)
         self._closed = False
+        install_backend_log_filters()  # the backend's own log lines never carry a known secret
+        self._check = SendCheck()
 
     async def _open(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; return once the head arrived, with the body still to read.
@@ -145,6 +149,11 @@ class GatedTerminal:
         """Send ``request``; every backend exception comes back as a typed ``Failure``."""
         if self._closed:
             return Failure(InvalidRequestError("the terminal is closed", request=request))
+        problem = self._check.problem(request)  # nothing that would smuggle a request out
+        if problem is not None:
+            return Failure(
+                InvalidRequestError(f"refused before sending: {problem}", request=request)
+            )
         ctx = request.extensions.get(EXTENSION_KEY)
         stream = raw_status = False
         if isinstance(ctx, RequestContext):
