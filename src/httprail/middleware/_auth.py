@@ -11,6 +11,7 @@ from returns.result import Failure, Result, Success
 
 from .._errors import AuthError, ConfigError, RequestError
 from .._pipeline import RequestResponsePlugin
+from .._redact import register_secret, register_sensitive_param
 
 __all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider", "auth"]
 
@@ -50,11 +51,13 @@ class BearerAuth(RequestResponsePlugin):
             raise ConfigError("BearerAuth needs exactly one of token=... or token_provider=...")
         if token is not None:
             self._header: str | None = f"Bearer {_require_text('BearerAuth', 'token', token)}"
+            register_secret(token, owner=self)
         else:
             self._header = None
             if not callable(token_provider):
                 raise ConfigError("BearerAuth(token_provider=...) must be an async callable")
         self._provider = token_provider
+        self._last_token: str | None = None
 
     def __repr__(self) -> str:
         return "BearerAuth(token=[REDACTED])" if self._header else "BearerAuth(token_provider=...)"
@@ -79,7 +82,11 @@ class BearerAuth(RequestResponsePlugin):
             return error
         if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n\x00"):
             return AuthError("token provider returned an unusable token", request=request)
-        return token.strip()
+        token = token.strip()
+        if token != self._last_token:  # a new token: known to the redactor from now on
+            self._last_token = token
+            register_secret(token, owner=self)
+        return token
 
 
 class ApiKeyAuth(RequestResponsePlugin):
@@ -110,6 +117,10 @@ class ApiKeyAuth(RequestResponsePlugin):
             )
         self._location = location
         self._value = f"{prefix}{self._key}"
+        register_secret(self._key, owner=self)
+        register_secret(self._value, owner=self)
+        if location == "query":
+            register_sensitive_param(self._param)
 
     def __repr__(self) -> str:
         return f"ApiKeyAuth(name={self._param!r}, location={self._location!r}, key=[REDACTED])"
@@ -135,6 +146,8 @@ class BasicAuth(RequestResponsePlugin):
         raw = f"{username}:{password}".encode()
         self._header = f"Basic {base64.b64encode(raw).decode('ascii')}"
         self._username = username
+        register_secret(password, owner=self)
+        register_secret(self._header.partition(" ")[2], owner=self)
 
     def __repr__(self) -> str:
         return f"BasicAuth(username={self._username!r}, password=[REDACTED])"

@@ -14,7 +14,7 @@ import httpx
 
 from .._errors import ConfigError, RequestError
 from ._gated import GatedTerminal
-from ._mapping import map_exception
+from ._mapping import map_exception, safe_cause
 
 __all__ = ["LeanTerminal", "http_version", "import_backend", "timeout_of"]
 
@@ -72,8 +72,9 @@ class LeanTerminal(GatedTerminal):
             error = map_exception(exc, request)
             cause = exc.__cause__
             if isinstance(exc, httpx.HTTPError) and isinstance(cause, Exception):
-                error.__cause__ = cause  # a body read failed: the backend's own exception
+                # a body read failed: the backend's own exception
+                error.__cause__ = safe_cause(cause, request)
             return error
         error = map_exception(translated, request)
-        error.__cause__ = exc
+        error.__cause__ = safe_cause(exc, request)
         return error
