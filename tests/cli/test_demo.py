@@ -20,12 +20,14 @@ from httprail.cli._demo import (
     DemoConfig,
     DemoReport,
     NaiveClient,
+    arrival_offsets,
     breaker_cooldown,
     demo_settings,
     quiet_structlog,
     run_demo,
+    settings_used,
 )
-from httprail.cli._demo_command import render_report, verdict
+from httprail.cli._demo_command import render_report, tradeoffs, verdict
 from httprail.testing import ChaosServer, RecordedRequest, Reply
 
 from ._reports import a_report
@@ -47,7 +49,8 @@ class RecordingProgress:
 
 async def test_run_demo_reports_both_clients_and_progress() -> None:
     progress = RecordingProgress()
-    report = await run_demo(DemoConfig(requests=80, rate=400.0, seed=5), progress)
+    config = DemoConfig(requests=80, rate=400.0, seed=5, min_phase_seconds=0.0)
+    report = await run_demo(config, progress)
     assert progress.phases == [0, 1, 2, 3]
     assert progress.done == {"naive": 80, "httprail": 80}
     assert report.naive.logical == report.httprail.logical == 80
@@ -75,14 +78,14 @@ async def test_an_exception_escaping_httprail_would_be_counted(
         return await original(self, url, **kwargs)
 
     monkeypatch.setattr(AsyncClient, "get", broken)
-    report = await run_demo(DemoConfig(requests=8, rate=1000.0))
+    report = await run_demo(DemoConfig(requests=8, rate=1000.0, min_phase_seconds=0.0))
     assert report.httprail.untyped_errors == {"RuntimeError": 8}
     assert report.httprail.as_dict()["untyped_errors"] == 8
 
 
 async def test_run_demo_leaves_structlog_as_it_found_it() -> None:
     structlog.reset_defaults()
-    await run_demo(DemoConfig(requests=8, rate=1000.0))
+    await run_demo(DemoConfig(requests=8, rate=1000.0, min_phase_seconds=0.0))
     assert not structlog.is_configured()
 
 
@@ -99,7 +102,14 @@ def test_quiet_structlog_restores_a_configuration() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"requests": 0}, {"concurrency": 0}, {"rate": 0.0}, {"rate": math.inf}]
+    "kwargs",
+    [
+        {"requests": 0},
+        {"concurrency": 0},
+        {"rate": 0.0},
+        {"rate": math.inf},
+        {"min_phase_seconds": -1.0},
+    ],
 )
 def test_config_is_validated(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
@@ -115,10 +125,43 @@ def test_phases_split_the_arrivals_by_their_shares() -> None:
 
 
 def test_breaker_cooldown_scales_with_the_outage() -> None:
-    assert breaker_cooldown(DemoConfig()) == 1.0
-    assert breaker_cooldown(DemoConfig(requests=200)) == pytest.approx(0.1)
-    assert breaker_cooldown(DemoConfig(requests=1)) == 0.05
+    assert breaker_cooldown(DemoConfig()) == 0.25
+    assert breaker_cooldown(DemoConfig(min_phase_seconds=0, requests=200)) == pytest.approx(0.05)
+    assert breaker_cooldown(DemoConfig(requests=1)) == 0.25  # the outage lasts 2 s at least
     assert demo_settings(3, 0.5).max_connections == 3
+
+
+def test_every_phase_lasts_at_least_the_minimum_whatever_the_rate() -> None:
+    """A short, fast run (the -n 200 --rate 300 of the docs) still has a 2 s outage, so the
+    retries of the requests arriving in it meet the outage, as its label says."""
+    short = DemoConfig(requests=200, rate=300.0)
+    assert short.phase_counts() == [60, 40, 50, 50]
+    assert short.phase_seconds() == [2.0, 2.0, 2.0, 2.0]
+    offsets = arrival_offsets(short)
+    assert len(offsets) == 200
+    assert offsets == sorted(offsets)
+    assert offsets[60] == pytest.approx(2.0)  # the outage's first arrival
+    assert offsets[99] == pytest.approx(2.0 + 39 * 2.0 / 40)
+    default = DemoConfig()
+    assert default.phase_seconds() == pytest.approx([6.0, 4.0, 5.0, 5.0])
+    assert arrival_offsets(default)[1] == pytest.approx(0.01)
+
+
+def test_demo_settings_say_what_differs_from_the_defaults_and_honour_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_MAX_RETRIES", "5")
+    monkeypatch.setenv("http_backoff_base", "0.2")
+    settings = demo_settings(4, 0.25)
+    assert settings.max_retries == 5
+    assert settings.backoff_base == 0.2  # the environment wins over the demo's own value
+    rows = {
+        name: (default, value, source) for name, default, value, source in settings_used(settings)
+    }
+    assert rows["max_retries"] == (3, 5, "HTTP_MAX_RETRIES")
+    assert rows["backoff_base"] == (1.0, 0.2, "http_backoff_base")
+    assert rows["circuit_breaker_cooldown"] == (30.0, 0.25, "demo")
+    assert "timeout_write" not in rows  # left at its default
 
 
 def upstream_in(phase: int, *, limit: float = 100.0) -> _demo._Upstream:
@@ -148,13 +191,15 @@ def test_slow_phase_delays_a_few_requests() -> None:
     assert all(0.5 <= d <= 1.0 for d in slow)
 
 
-def test_rate_limit_phase_answers_429_with_retry_after_above_the_rate() -> None:
+def test_rate_limit_phase_answers_429_with_the_wait_for_a_free_slot() -> None:
     upstream = upstream_in(3, limit=40.0)  # a burst of 2, refilled at 40/s
     replies = [upstream(REQUEST) for _ in range(10)]
     assert [r.status_code for r in replies[:2]] == [200, 200]
     limited = [r for r in replies if r.status_code == 429]
     assert len(limited) >= 7
-    assert ("Retry-After", "1") in limited[0].headers
+    headers = dict(limited[0].headers)
+    assert headers["Retry-After"] == "1"  # whole seconds, at least 1
+    assert 1 <= int(headers["retry-after-ms"]) <= 25  # one slot every 25 ms
 
 
 def test_the_same_seed_gives_both_clients_the_same_faults() -> None:
@@ -246,6 +291,20 @@ def test_render_report_copes_with_an_empty_client() -> None:
     empty = DemoReport(report.config, ClientFigures("naive"), report.httprail, 0.1, report.settings)
     text = render(empty)
     assert "-" in text
+
+
+def test_tradeoffs_explain_each_figure_httprail_is_behind_on() -> None:
+    report = a_report(naive_server=10, rail_server=5)
+    assert tradeoffs(report) == []
+    report.naive.phase_successes[1] += 3
+    report.naive.phase_server[1] += 9
+    report.httprail.latencies.extend([9.0] * 10)
+    report.httprail.phase_latencies[3].append(9.0)
+    lines = tradeoffs(report)
+    assert lines[0].startswith("outage: naive has 3 more successes")
+    assert "after the outage ended" in lines[0]
+    assert lines[1].startswith("p99: httprail's tail comes from the rate limit phase")
+    assert "outage: naive has 3 more successes" in render(report)
 
 
 def test_verdict_does_not_claim_what_the_figures_do_not_show() -> None:

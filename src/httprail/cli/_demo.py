@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -41,16 +42,21 @@ from ..testing import ChaosServer, RecordedRequest, Reply, TokenBucket
 __all__ = [
     "CLIENTS",
     "PHASES",
+    "STACK",
     "ClientFigures",
     "DemoConfig",
     "DemoProgress",
     "DemoReport",
     "NaiveClient",
     "Phase",
+    "arrival_offsets",
     "breaker_cooldown",
+    "demo_changes",
     "demo_settings",
+    "environment_name",
     "quiet_structlog",
     "run_demo",
+    "settings_used",
 ]
 
 
@@ -80,17 +86,18 @@ PHASES: Final = (
     ),
     Phase(
         "rate limit",
-        f"429 + Retry-After: {RETRY_AFTER_SECONDS} over {RATE_LIMIT_SHARE:.0%} of the rate",
+        f"429 + retry-after-ms (the wait for a free slot) over {RATE_LIMIT_SHARE:.0%} of the rate",
         0.25,
     ),
 )
 _FLAKY, _OUTAGE, _SLOW, _LIMITED = range(len(PHASES))
 
 CLIENTS: Final = ("naive", "httprail")
+STACK: Final = "Logging → Metrics → Timeout(total) → Retry → CircuitBreaker, aiohttp terminal"
+"""What the httprail column runs: the default stack (``AsyncClient(plugins=None)``)."""
 
 _OK = Reply.json({"ok": True})
 _UNAVAILABLE = Reply.status(503)
-_TOO_MANY = Reply.status(429, retry_after=str(RETRY_AFTER_SECONDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +109,19 @@ class DemoConfig:
         concurrency: requests each client may have on the wire at once (its connection pool
             size); further attempts wait in FIFO order for a free connection.
         seed: seed of the server's random faults (both clients get the same sequence).
-        rate: arrivals per second, per client; the arrivals last ``requests / rate`` seconds.
+        rate: arrivals per second, per client; the arrivals last ``requests / rate`` seconds,
+            unless a phase would be shorter than ``min_phase_seconds``.
+        min_phase_seconds: the shortest a phase may last: its arrivals are spread more thinly
+            when ``requests / rate`` would make it shorter. A phase must outlast the retries of
+            the requests that arrive in it, or an outage ends before their retries are made and
+            the phase no longer does what its label says.
     """
 
     requests: int = 2000
     concurrency: int = 4
     seed: int = 1
     rate: float = 100.0
+    min_phase_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.requests < 1:
@@ -117,11 +130,27 @@ class DemoConfig:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if not (math.isfinite(self.rate) and self.rate > 0):
             raise ValueError(f"rate must be a finite number > 0, got {self.rate}")
+        if not (math.isfinite(self.min_phase_seconds) and self.min_phase_seconds >= 0):
+            raise ValueError(
+                f"min_phase_seconds must be a finite number >= 0, got {self.min_phase_seconds}"
+            )
+
+    def phase_counts(self) -> list[int]:
+        """How many arrivals each phase gets (by the phases' shares)."""
+        counts = [0] * len(PHASES)
+        for index in range(self.requests):
+            counts[_phase_of(index, self.requests)] += 1
+        return counts
+
+    def phase_seconds(self) -> list[float]:
+        """How long each phase lasts: its share of ``requests / rate``, at least
+        ``min_phase_seconds``."""
+        return [max(count / self.rate, self.min_phase_seconds) for count in self.phase_counts()]
 
     @property
     def arrival_seconds(self) -> float:
-        """How long the arrivals last (each phase gets its share of this)."""
-        return self.requests / self.rate
+        """How long the arrivals last."""
+        return sum(self.phase_seconds())
 
 
 class DemoProgress(Protocol):
@@ -151,6 +180,7 @@ class ClientFigures:
     phase_logical: list[int] = field(default_factory=lambda: [0] * len(PHASES))
     phase_successes: list[int] = field(default_factory=lambda: [0] * len(PHASES))
     phase_server: list[int] = field(default_factory=lambda: [0] * len(PHASES))
+    phase_latencies: list[list[float]] = field(default_factory=lambda: [[] for _ in PHASES])
 
     def record(
         self, phase: int, seconds: float, *, typed: str | None = None, untyped: str | None = None
@@ -163,6 +193,7 @@ class ClientFigures:
         self.logical += 1
         self.phase_logical[phase] += 1
         self.latencies.append(seconds)
+        self.phase_latencies[phase].append(seconds)
         if typed is not None:
             self.typed_failures[typed] += 1
         elif untyped is not None:
@@ -176,13 +207,15 @@ class ClientFigures:
         """Requests the server saw per logical request (``nan`` before any request)."""
         return self.server_requests / self.logical if self.logical else math.nan
 
-    def latency_ms(self, q: float) -> float:
-        """The ``q`` quantile (0..1, nearest rank) of the callers' latency in ms (``nan``: none)."""
+    def latency_ms(self, q: float, phase: int | None = None) -> float:
+        """The ``q`` quantile (0..1, nearest rank) of the callers' latency in ms, over every
+        request or those that arrived in ``phase`` (``nan``: none)."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within 0..1, got {q}")
-        if not self.latencies:
+        latencies = self.latencies if phase is None else self.phase_latencies[phase]
+        if not latencies:
             return math.nan
-        ordered = sorted(self.latencies)
+        ordered = sorted(latencies)
         rank = max(1, math.ceil(q * len(ordered)))
         return ordered[rank - 1] * 1000.0
 
@@ -207,6 +240,7 @@ class ClientFigures:
                     "logical_requests": self.phase_logical[i],
                     "successes": self.phase_successes[i],
                     "server_requests": self.phase_server[i],
+                    "p99_ms": _finite(self.latency_ms(0.99, i), 1),
                 }
                 for i, phase in enumerate(PHASES)
             },
@@ -238,7 +272,12 @@ class DemoReport:
             "phases": [
                 {"name": p.name, "description": p.description, "share": p.share} for p in PHASES
             ],
+            "httprail_stack": STACK,
             "httprail_settings": {name: getattr(self.settings, name) for name in _SHOWN_SETTINGS},
+            "httprail_settings_changed": [
+                {"setting": name, "default": default, "used": value, "from": source}
+                for name, default, value, source in settings_used(self.settings)
+            ],
             "naive": self.naive.as_dict(),
             "httprail": self.httprail.as_dict(),
         }
@@ -256,36 +295,63 @@ _SHOWN_SETTINGS = (
 )
 
 
-def demo_settings(connections: int = 4, cooldown: float = 1.0) -> HttpSettings:
-    """httprail's settings for the demo: the defaults, with waits scaled to a short run.
+def demo_changes(connections: int = 4, cooldown: float = 0.25) -> dict[str, Any]:
+    """The settings the demo changes from httprail's defaults, to fit a run of seconds.
 
-    Backoff starts at 0.1 s, a ``Retry-After`` up to 2 s is obeyed, and the breaker cools
-    down for ``cooldown`` seconds, without growing after a failed probe: the default growth
+    Backoff starts at 0.1 s, a server-asked delay up to 2 s is obeyed, and the breaker cools
+    down for ``cooldown`` seconds without growing after a failed probe: the default growth
     (doubling up to 300 s) is for real outages, and in a four-second one it would keep the
     circuit open well into the next phase. It opens after 8 consecutive failures rather than 5,
     so the flaky phase's independent 20% failures do not trip it by chance, while the outage
-    still does at once.
+    still does at once. The pool has ``connections`` connections, as the naive client has.
     """
-    return HttpSettings(
-        timeout_total=5.0,
-        timeout_connect=2.0,
-        timeout_read=5.0,
-        timeout_pool=5.0,
-        backoff_base=0.1,
-        backoff_max=1.0,
-        retry_after_max=2.0,
-        circuit_breaker_threshold=8,
-        circuit_breaker_cooldown=cooldown,
-        circuit_breaker_cooldown_max=cooldown,
-        max_connections=connections,
-        max_keepalive=connections,
-    )
+    return {
+        "timeout_total": 5.0,
+        "timeout_connect": 2.0,
+        "timeout_read": 5.0,
+        "timeout_pool": 5.0,
+        "backoff_base": 0.1,
+        "backoff_max": 1.0,
+        "retry_after_max": 2.0,
+        "circuit_breaker_threshold": 8,
+        "circuit_breaker_cooldown": cooldown,
+        "circuit_breaker_cooldown_max": cooldown,
+        "max_connections": connections,
+        "max_keepalive": connections,
+    }
+
+
+def demo_settings(connections: int = 4, cooldown: float = 0.25) -> HttpSettings:
+    """httprail's settings for the demo: ``HTTP_*`` from the environment, then the defaults,
+    with :func:`demo_changes` applied to every setting the environment does not set."""
+    changes = demo_changes(connections, cooldown)
+    return HttpSettings(**{k: v for k, v in changes.items() if environment_name(k) is None})
+
+
+def environment_name(setting: str) -> str | None:
+    """The ``HTTP_*`` variable that sets ``setting`` in this process's environment, if any."""
+    wanted = f"HTTP_{setting}".upper()
+    return next((name for name in os.environ if name.upper() == wanted), None)
+
+
+def settings_used(settings: HttpSettings) -> list[tuple[str, Any, Any, str]]:
+    """Every setting of ``settings`` that differs from httprail's default:
+    ``(name, default, value, where from)``, where from being ``"demo"`` or the variable."""
+    rows = []
+    for name, spec in type(settings).model_fields.items():
+        if name == "providers":
+            continue
+        value, default = getattr(settings, name), spec.get_default(call_default_factory=True)
+        if value != default:
+            rows.append((name, default, value, environment_name(name) or "demo"))
+    return rows
 
 
 def breaker_cooldown(config: DemoConfig) -> float:
-    """A quarter of the outage, at most 1 s: short runs keep the breaker's rhythm."""
-    outage = config.arrival_seconds * PHASES[_OUTAGE].share
-    return min(1.0, max(0.05, outage / 4.0))
+    """An eighth of the outage, from 0.05 to 0.25 s: the circuit is probed often enough that
+    the requests arriving after the upstream is back are not turned away for long."""
+    outage = config.phase_seconds()[_OUTAGE]
+    return min(0.25, max(0.05, outage / 8.0))
 
 
 class _Schedule:
@@ -319,7 +385,15 @@ class _Upstream:
                     low, high = SLOW_SECONDS
                     return Reply.slow(low + (high - low) * self._rng.random(), body=b'{"ok":true}')
                 return _OK
-            return _OK if self._bucket.take() else _TOO_MANY
+            if self._bucket.take():
+                return _OK
+            # As OpenAI's API does: the exact wait in ms, and whole seconds for older clients.
+            wait = self._bucket.next_free()
+            return Reply.status(
+                429,
+                retry_after=str(max(RETRY_AFTER_SECONDS, math.ceil(wait))),
+                retry_after_ms=f"{max(1, math.ceil(wait * 1000))}",
+            )
 
 
 def _worth_retrying(exc: BaseException) -> bool:
@@ -479,11 +553,10 @@ async def _drive(
             progress.request_done("httprail")
 
     loop = asyncio.get_running_loop()
-    interval = 1.0 / config.rate
     start = loop.time()
     async with asyncio.TaskGroup() as group:
-        for index in range(config.requests):
-            delay = start + index * interval - loop.time()
+        for index, offset in enumerate(arrival_offsets(config)):
+            delay = start + offset - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             phase = _phase_of(index, config.requests)
@@ -494,3 +567,14 @@ async def _drive(
             arrived = time.perf_counter()
             group.create_task(call_naive(phase, arrived))
             group.create_task(call_rail(phase, arrived))
+
+
+def arrival_offsets(config: DemoConfig) -> list[float]:
+    """When each arrival happens, in seconds from the start: evenly spread within each phase,
+    every phase lasting :meth:`DemoConfig.phase_seconds`."""
+    offsets: list[float] = []
+    phase_start = 0.0
+    for count, seconds in zip(config.phase_counts(), config.phase_seconds(), strict=True):
+        offsets.extend(phase_start + i * seconds / count for i in range(count))
+        phase_start += seconds
+    return offsets

@@ -224,6 +224,14 @@ class TokenBucket:
             self.refused += 1
             return False
 
+    def next_free(self) -> float:
+        """Seconds until :meth:`take` would find a token (0 when one is there now)."""
+        with self._lock:
+            if self._refilled is None:
+                return 0.0
+            tokens = min(self.burst, self._tokens + (self._clock() - self._refilled) * self.rate)
+            return max(0.0, (1.0 - tokens) / self.rate)
+
 
 class _BadRequest(Exception):
     def __init__(self, status: int) -> None:
