@@ -18,7 +18,9 @@ The error tree (every error is an ``Exception`` and also a value inside ``Failur
     │   │   ├── ConnectError
     │   │   ├── ReadError
     │   │   ├── WriteError
-    │   │   └── ProtocolError
+    │   │   ├── ProtocolError
+    │   │   ├── ConnectionRotatedError
+    │   │   └── RefusedStreamError
     │   ├── RequestTimeoutError
     │   ├── StatusError
     │   │   ├── ClientStatusError
@@ -29,6 +31,7 @@ The error tree (every error is an ``Exception`` and also a value inside ``Failur
     │   ├── MaxRetriesExceededError
     │   │   └── RetryBudgetExhaustedError
     │   ├── DecodeError
+    │   │   └── ResponseTooLargeError
     │   ├── AuthError
     │   └── InvalidRequestError
     ├── ProviderNotFoundError
@@ -48,6 +51,7 @@ from ._errors import (
     ClientStatusError,
     ConfigError,
     ConnectError,
+    ConnectionRotatedError,
     DecodeError,
     HttprailError,
     InvalidRequestError,
@@ -56,8 +60,10 @@ from ._errors import (
     ProviderNotFoundError,
     RateLimitedError,
     ReadError,
+    RefusedStreamError,
     RequestError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     RetryBudgetExhaustedError,
     ServerStatusError,
     StatusError,
@@ -73,7 +79,13 @@ from ._pipeline import (
     RequestResponsePlugin,
     TerminalPlugin,
 )
-from ._redact import redact_headers, redact_url
+from ._redact import (
+    redact_headers,
+    redact_text,
+    redact_url,
+    register_secret,
+    register_sensitive_param,
+)
 from ._result import Next, Outcome
 from ._settings import HttpSettings, ProviderOverrides
 from ._stack import Stack, StackDeclaration, build_stack, find_stack_file, load_stack_file
@@ -89,6 +101,7 @@ __all__ = [
     "ClientStatusError",
     "ConfigError",
     "ConnectError",
+    "ConnectionRotatedError",
     "DecodeError",
     "Event",
     "EventObserver",
@@ -109,10 +122,12 @@ __all__ = [
     "ProviderOverrides",
     "RateLimitedError",
     "ReadError",
+    "RefusedStreamError",
     "RequestContext",
     "RequestError",
     "RequestResponsePlugin",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "Result",
     "RetryBudgetExhaustedError",
     "RetryEvent",
@@ -133,7 +148,10 @@ __all__ = [
     "get_context",
     "load_stack_file",
     "redact_headers",
+    "redact_text",
     "redact_url",
+    "register_secret",
+    "register_sensitive_param",
     "set_context",
     "upstream_of",
 ]

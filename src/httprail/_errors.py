@@ -7,7 +7,9 @@ HttprailError                      root of everything httprail returns or raises
 │   │   ├── ConnectError           the connection could not be made: the request was never sent
 │   │   ├── ReadError              the connection broke while reading the response
 │   │   ├── WriteError             the connection broke while sending the request
-│   │   └── ProtocolError          the peer spoke something that is not valid HTTP
+│   │   ├── ProtocolError          the peer spoke something that is not valid HTTP
+│   │   ├── ConnectionRotatedError  a used connection closed under it: maybe processed
+│   │   └── RefusedStreamError     refused unprocessed (GOAWAY, REFUSED_STREAM): safe to resend
 │   ├── RequestTimeoutError        .phase: connect | read | write | pool | attempt | total
 │   ├── StatusError                .response, .status_code
 │   │   ├── ClientStatusError      4xx
@@ -18,6 +20,7 @@ HttprailError                      root of everything httprail returns or raises
 │   ├── MaxRetriesExceededError    .attempts: every attempt's error; __cause__ = the last
 │   │   └── RetryBudgetExhaustedError  .upstream: retries stopped early, the budget was empty
 │   ├── DecodeError                the body is not the JSON / model that was asked for
+│   │   └── ResponseTooLargeError  .limit: the body passed max_body_bytes (decoded bytes)
 │   ├── AuthError                  credentials could not be obtained (token provider failed)
 │   └── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
 ├── ProviderNotFoundError          .key, .known: no generator is registered under that key
@@ -26,7 +29,9 @@ HttprailError                      root of everything httprail returns or raises
 
 Errors are values: the pipeline returns them inside ``Failure``. Each is still an ``Exception``,
 so a caller who prefers raising can ``raise error`` (``__cause__`` is the underlying exception).
-Their ``repr`` and ``str`` never contain credentials: URLs are redacted.
+Their ``repr``, ``str`` and ``message`` never contain credentials: every message passes through
+:func:`httprail.redact_text` (URLs lose userinfo and credential query values; known secrets and
+refused header values are replaced) when the error is built and when it is shown.
 
 (*) One exception: ``ProviderFactory.get`` returns ``Failure(ConfigError)`` when a provider's
 builder fails, since building happens when the provider is first asked for.
@@ -38,7 +43,7 @@ from typing import TYPE_CHECKING, Literal
 
 import httpx
 
-from ._redact import redact_url
+from ._redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -50,6 +55,7 @@ __all__ = [
     "ClientStatusError",
     "ConfigError",
     "ConnectError",
+    "ConnectionRotatedError",
     "DecodeError",
     "HttprailError",
     "InvalidRequestError",
@@ -58,8 +64,10 @@ __all__ = [
     "ProviderNotFoundError",
     "RateLimitedError",
     "ReadError",
+    "RefusedStreamError",
     "RequestError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "RetryBudgetExhaustedError",
     "ServerStatusError",
     "StatusError",
@@ -116,6 +124,7 @@ class RequestError(HttprailError):
     the server refused it before processing it): repeating it is safe for any method."""
 
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
+        message = redact_text(message)
         super().__init__(message)
         self.message = message
         self.request = request
@@ -126,7 +135,7 @@ class RequestError(HttprailError):
         return f" [{self.request.method} {redact_url(self.request.url)}]"
 
     def __str__(self) -> str:
-        return f"{self.message}{self._describe_request()}"
+        return redact_text(f"{self.message}{self._describe_request()}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -152,6 +161,31 @@ class WriteError(TransportError):
 
 class ProtocolError(TransportError):
     """The peer sent something that is not valid HTTP (garbage, truncated message, bad frame)."""
+
+
+class ConnectionRotatedError(TransportError):
+    """A connection that had already answered requests was closed by the server while this
+    request was on it (an HTTP/2 GOAWAY, a reset or an end of stream): servers rotate and
+    recycle connections (hypercorn every 1,000 requests, load balancers on deploys).
+
+    The server may have processed the request, so it is retried only where any
+    ``TransportError`` is (idempotent methods). It says nothing about the upstream's health
+    (the retry's fresh connection does), so breaker, retry budget and hedge do not count it.
+    """
+
+    counts_against_upstream = False
+
+
+class RefusedStreamError(TransportError):
+    """The server refused the request before processing it, so resending it is safe for any
+    method: an HTTP/2 stream above the ``last_stream_id`` of the server's GOAWAY, a
+    ``REFUSED_STREAM`` reset, or a request not one byte of which was written before a used
+    connection broke. ``HttpxTerminal`` resends such a request at once on another connection;
+    this error is what is left when that failed too. Not counted against the upstream.
+    """
+
+    counts_against_upstream = False
+    never_processed = True
 
 
 class RequestTimeoutError(RequestError):
@@ -302,6 +336,27 @@ class RateLimitedError(RequestError):
 
 class DecodeError(RequestError):
     """The body could not be decoded as the JSON or model that was asked for."""
+
+
+class ResponseTooLargeError(DecodeError):
+    """The response body passed ``limit`` bytes, counted after content decoding.
+
+    The body was not kept (reading stopped at the limit and the connection was closed). The
+    limit is the ``max_body_bytes`` setting (``HTTP_MAX_BODY_BYTES``) or the request's
+    ``"httprail.max_body_bytes"`` extension. The server did answer, so the request is not
+    retried, and the error does not count against the upstream's health (breaker, retry budget,
+    hedge): the body is too big for this caller, not a sign that the upstream is failing.
+    """
+
+    counts_against_upstream = False
+
+    def __init__(self, *, limit: int, request: httpx.Request | None = None) -> None:
+        super().__init__(
+            f"response body larger than {limit:,} bytes (max_body_bytes: set "
+            "HTTP_MAX_BODY_BYTES, or the 'httprail.max_body_bytes' request extension)",
+            request=request,
+        )
+        self.limit = limit
 
 
 class AuthError(RequestError):

@@ -99,16 +99,20 @@ def test_errors_can_be_raised_with_their_cause() -> None:
 
 EXPECTED_TOP_LEVEL = [
     "AsyncClient", "AuthError", "BreakerEvent", "BulkheadFullError", "CircuitBreakerOpenError",
-    "CircuitState", "ClientStatusError", "ConfigError", "ConnectError", "DecodeError", "Event",
+    "CircuitState", "ClientStatusError", "ConfigError", "ConnectError",
+    "ConnectionRotatedError", "DecodeError", "Event",
     "EventObserver", "Failure", "HttpSettings", "HttprailError", "InvalidRequestError",
     "MaxRetriesExceededError", "MiddlewarePlugin", "Next", "Observer", "Outcome", "Pipeline",
     "PluginRegistry", "PluginSpec", "ProtocolError", "ProviderNotFoundError", "ProviderOverrides",
-    "RateLimitedError", "ReadError", "RequestContext", "RequestError", "RequestResponsePlugin",
-    "RequestTimeoutError", "Result", "RetryBudgetExhaustedError", "RetryEvent",
+    "RateLimitedError", "ReadError", "RefusedStreamError", "RequestContext", "RequestError",
+    "RequestResponsePlugin",
+    "RequestTimeoutError", "ResponseTooLargeError", "Result", "RetryBudgetExhaustedError",
+    "RetryEvent",
     "ServerStatusError", "Stack", "StackDeclaration", "StatusError", "Success", "TerminalPlugin",
     "TimeoutPhase", "TransportError", "WriteError", "__version__", "build_stack", "decode_json",
     "default_registry", "find_stack_file", "get_context", "load_stack_file", "redact_headers",
-    "redact_url", "set_context", "upstream_of"
+    "redact_text", "redact_url", "register_secret", "register_sensitive_param", "set_context",
+    "upstream_of"
 ]  # fmt: skip
 
 
