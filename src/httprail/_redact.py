@@ -189,15 +189,6 @@ class _Registry:
             known.update(values)
         self.secrets = tuple(sorted(known, key=len, reverse=True))
 
-    def clear(self) -> None:
-        """Forget everything registered (for tests)."""
-        with self._lock:
-            self._owned.clear()
-            self._unowned.clear()
-            self._params.clear()
-            self.params = SENSITIVE_QUERY_PARAMS
-            self._rebuild()
-
 
 _registry = _Registry()
 

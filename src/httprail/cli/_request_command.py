@@ -2,8 +2,10 @@
 
 The request goes through the default client (or a declared stack with ``--stack``); a retry
 observer added to the request's context records each failed attempt, its error and the wait.
-Nothing secret is printed: the URL goes through :func:`redact_url`, response headers through
-the header redaction, and request headers are never shown.
+Nothing secret is printed: every line built from a URL, a header or an error passes through
+the redaction rule (:func:`~httprail._redact.redact_text`: no userinfo, no credential query
+value, no known secret; the sensitive ``-H`` values are registered as secrets), response
+headers with a credential name are shown as ``[REDACTED]``, and request headers are never shown.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .._errors import (
     TransportError,
 )
 from .._events import BreakerEvent, Event, RetryEvent
-from .._redact import REDACTED, is_sensitive_header, redact_url
+from .._redact import REDACTED, is_sensitive_header, redact_text, redact_url, register_secret
 from .._result import Outcome
 from .._settings import HttpSettings, ProviderOverrides
 from .._stack import build_stack
@@ -82,7 +84,7 @@ def _help() -> str:
         "(pretty JSON).\n\n"
         "Example: httprail request POST http://127.0.0.1:8000/items -j '{\"a\": 1}' "
         "-H 'Authorization: Bearer ...'\n\n"
-        f"Exit codes:\n\n{table}"
+        f"Exit codes:\n\n\b\n{table}"
     )
 
 
@@ -173,7 +175,7 @@ def request(
 
 
 def _fail(kind: str, message: str) -> int:
-    typer.echo(f"{PROG}: error: {message}", err=True)
+    typer.echo(f"{PROG}: error: {redact_text(message)}", err=True)
     return _CODE_OF[kind]
 
 
@@ -264,6 +266,9 @@ def _parse_header(text: str, index: int) -> tuple[str, str]:
     value = value.strip()
     if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value):
         raise _UsageError(f"{where} {name!r} is malformed: its value has control characters")
+    if is_sensitive_header(name):  # masked wherever a backend or a server would echo it
+        register_secret(value)
+        register_secret(value.partition(" ")[2])
     return name, value
 
 
@@ -385,11 +390,12 @@ async def _send(call: _Call) -> _Exchange:
 
 
 def _sanitize(message: str, raw_url: str) -> str:
-    """``message`` with the URL as typed (which may carry a secret) replaced by its redaction."""
-    if not raw_url:
-        return message
-    clean = redact_url(raw_url)
-    return message.replace(repr(raw_url), repr(clean)).replace(raw_url, clean)
+    """``message`` with the URL as typed (which may carry a secret) replaced by its redaction,
+    then through the redaction rule."""
+    if raw_url:
+        clean = redact_url(raw_url)
+        message = message.replace(repr(raw_url), repr(clean)).replace(raw_url, clean)
+    return redact_text(message)
 
 
 # -- showing ---------------------------------------------------------------------------------
@@ -435,13 +441,13 @@ def _status_text(response: httpx.Response | None) -> str:
 def _outcome_text(error: RequestError) -> str:
     if isinstance(error, StatusError):
         return _status_text(error.response)
-    name, message = type(error).__name__, _one_line(error.message)
+    name, message = type(error).__name__, _one_line(redact_text(error.message, error.request))
     return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
 def _header_items(response: httpx.Response) -> list[tuple[str, str]]:
     return [
-        (name, REDACTED if is_sensitive_header(name) else value)
+        (name, REDACTED if is_sensitive_header(name) else redact_text(value))
         for name, value in response.headers.multi_items()
     ]
 
@@ -495,7 +501,9 @@ def _render(call: _Call, exchange: _Exchange, *, show_headers: bool, max_body: i
     for event in exchange.breaker:
         typer.echo(
             typer.style(
-                f"  breaker {event.upstream}: {event.old} -> {event.new} ({event.reason})",
+                redact_text(
+                    f"  breaker {event.upstream}: {event.old} -> {event.new} ({event.reason})"
+                ),
                 fg="yellow",
             )
         )

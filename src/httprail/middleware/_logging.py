@@ -12,7 +12,7 @@ from returns.result import Failure
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, RequestError, StatusError
 from .._events import BreakerEvent, Event, RetryEvent
-from .._redact import redact_url
+from .._redact import redact_text, redact_url
 from .._result import Next, Outcome
 
 __all__ = ["Logging"]
@@ -22,8 +22,13 @@ _LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
 def describe_error(error: RequestError) -> dict[str, Any]:
-    """Log fields for an error: its type, a redacted message and the status if it has one."""
-    fields: dict[str, Any] = {"error": type(error).__name__, "error_message": error.message}
+    """Log fields for an error: its type, a redacted message and the status if it has one.
+
+    The message passes through :func:`~httprail._redact.redact_text` with the error's request
+    (messages are redacted when built; this also catches one set afterwards).
+    """
+    message = redact_text(error.message, error.request)
+    fields: dict[str, Any] = {"error": type(error).__name__, "error_message": message}
     if isinstance(error, StatusError):
         fields["status"] = error.status_code
     return fields
@@ -34,7 +39,9 @@ class Logging:
 
     Events: ``http.request`` (method, redacted url, status, attempt, duration_ms, upstream,
     and the error type for failures), ``http.retry`` and ``http.breaker``. URLs lose userinfo
-    and credential query values; headers are never logged.
+    and credential query values; error messages pass through the redaction rule
+    (``docs/security.md``); headers are never logged. Only the failure path redacts text: a
+    success logs the method, the redacted URL and numbers.
 
     By default successful requests are logged at ``debug``, failures and breaker transitions
     at ``warning`` and retries at ``info``; events below ``min_level`` (``info``) are not built
