@@ -170,8 +170,10 @@ class CircuitBreaker:
             context's ``upstream``).
         count_429: count 429 Too Many Requests as a failure.
         is_failure: replaces the default failure test.
-        store: where records live (default: a private in-memory store). Breakers sharing a
-            store should share their options too.
+        store: where records live (default: a private in-memory store keeping at most
+            10,000 upstreams; beyond that it forgets the records written least recently,
+            never an open circuit within its break: see :meth:`forgettable`). Breakers sharing
+            a store should share their options too.
         clock: monotonic clock, injectable for tests.
 
     Example:
@@ -244,7 +246,11 @@ class CircuitBreaker:
         self.half_open_probes = half_open_probes
         self.probe_lease = float(probe_lease)
         self.count_429 = bool(count_429)
-        self.store: StateStore[BreakerRecord] = store if store is not None else MemoryStore()
+        self.store: StateStore[BreakerRecord] = (
+            store if store is not None else MemoryStore(evictable=self.forgettable)
+        )
+        if isinstance(store, MemoryStore) and store.evictable is None:
+            store.evictable = self.forgettable  # never forget an open circuit early
         self._key = key or upstream_of
         self._is_failure = is_failure
         self._clock = clock
@@ -289,6 +295,22 @@ class CircuitBreaker:
     def key_of(self, request: httpx.Request) -> str:
         """The key ``request``'s state is kept under (what :meth:`state` takes)."""
         return self._key(request)
+
+    def forgettable(self, record: BreakerRecord) -> bool:
+        """Whether a bounded store may drop ``record`` (its key then reads CLOSED again).
+
+        A CLOSED record may go (it loses at most a run of fewer than ``failure_threshold``
+        failures, or a window of counts), and so may an OPEN one whose break is over (its next
+        caller would have been let through as a probe anyway). An OPEN circuit within its break
+        and a HALF_OPEN one whose probes hold their lease are kept.
+        """
+        state = record.state
+        if state is _CLOSED_STATE:
+            return True
+        now = self._clock()
+        if state is _OPEN:
+            return now - record.opened_at >= self.break_for(record.streak)
+        return record.probes == 0 or now >= record.lease_until
 
     async def state(self, key: str) -> CircuitState:
         """The current state for ``key`` (an OPEN circuit past its break reads HALF_OPEN)."""

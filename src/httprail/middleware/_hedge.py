@@ -78,7 +78,7 @@ class _Upstream:
 
     __slots__ = (
         "breaker_not_closed", "dirty", "estimate", "filled", "hedge_wins", "hedged", "hedges",
-        "no_budget", "position", "requests", "ring", "tokens",
+        "no_budget", "position", "requests", "ring", "swept", "tokens",
     )  # fmt: skip
 
     def __init__(self, window: int, tokens: float) -> None:
@@ -88,6 +88,7 @@ class _Upstream:
         self.tokens = tokens
         self.requests = self.hedged = self.hedges = self.hedge_wins = 0
         self.no_budget = self.breaker_not_closed = 0
+        self.swept = -1  # ``requests`` when the last sweep looked: unchanged means unused
 
     def record(self, seconds: float) -> None:
         ring = self.ring
@@ -143,6 +144,11 @@ class Hedge:
         budget_burst: tokens the budget can save up (and starts with), >= 1.
         min_samples: latency samples needed before adaptive hedging starts.
         window: latency samples kept per upstream (the most recent ones).
+        max_upstreams: upstreams with state of their own (>= 1; 8 bytes per sample of the
+            window each, 8 KB by default). Past it, those with no request since the last sweep
+            are forgotten (the oldest if all had one): one that comes back starts afresh, with
+            no samples (no adaptive hedge before ``min_samples``) and a full budget, as a new
+            upstream does. A race in flight keeps its own reference and is not disturbed.
         breaker: a ``CircuitBreaker`` from the same stack; no hedge unless its state is CLOSED.
         key: the per-upstream key (default: the context's ``upstream`` or the URL origin).
         methods: methods hedged without an ``Idempotency-Key``.
@@ -166,6 +172,7 @@ class Hedge:
         budget_burst: float = 10.0,
         min_samples: int = 100,
         window: int = 1000,
+        max_upstreams: int = 1000,
         breaker: CircuitBreaker | None = None,
         key: Callable[[httpx.Request], str] | None = None,
         methods: Collection[str] = IDEMPOTENT_METHODS,
@@ -181,6 +188,8 @@ class Hedge:
             ("budget_burst", budget_burst, _number(budget_burst) and budget_burst >= 1, ">= 1"),
             ("min_samples", min_samples, _int(min_samples) and min_samples >= 1, "an int >= 1"),
             ("window", window, _int(window) and window >= min_samples, "an int >= min_samples"),
+            ("max_upstreams", max_upstreams, _int(max_upstreams) and max_upstreams >= 1,
+             "an int >= 1"),
             ("breaker", breaker, breaker is None or (
                 callable(getattr(breaker, "key_of", None))
                 and inspect.iscoroutinefunction(getattr(breaker, "state", None))
@@ -205,6 +214,7 @@ class Hedge:
         self._key = key or upstream_of
         self._clock = clock
         self._sleep = sleep
+        self.max_upstreams = max_upstreams
         self._upstreams: dict[str, _Upstream] = {}
 
     def __repr__(self) -> str:
@@ -238,6 +248,8 @@ class Hedge:
         key = self._key(request)
         up = self._upstreams.get(key)
         if up is None:
+            if len(self._upstreams) >= self.max_upstreams:
+                self._sweep()
             up = self._upstreams[key] = _Upstream(self.window, self.budget_burst)
         up.requests += 1
         up.tokens = min(self.budget_burst, up.tokens + self.budget_ratio)
@@ -253,6 +265,23 @@ class Hedge:
                 up.record(self._clock() - start)
             return outcome
         return await self._race(_Race(self, request, call_next, up, caller), delay, start)
+
+    def _sweep(self) -> None:
+        """Forget upstreams unused since the last sweep until a tenth of the room is free
+        (the used ones move to the back, a second chance; then the oldest go)."""
+        table = self._upstreams
+        target = self.max_upstreams - max(1, self.max_upstreams // 10)
+        for key in list(table):
+            if len(table) <= target:
+                break
+            up = table.pop(key)
+            if up.swept != up.requests:  # used since the last sweep: a second chance
+                up.swept = up.requests
+                table[key] = up
+        for key in list(table):
+            if len(table) <= target:
+                break
+            del table[key]
 
     async def _race(self, race: _Race, delay: float, start: float) -> Outcome:
         """Run the primary in the caller's task while hedges start on a timer beside it.

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 import httpx
 from returns.result import Failure
@@ -17,8 +18,11 @@ from .._context import upstream_of
 from .._errors import ConfigError, StatusError
 from .._events import BreakerEvent, Event, RetryEvent
 from .._result import Next, Outcome
+from ..state._store import DEFAULT_MAX_KEYS
 
 __all__ = ["DEFAULT_BUCKETS", "Histogram", "Metrics", "MetricsSnapshot", "UpstreamMetrics"]
+
+K = TypeVar("K")
 
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -79,10 +83,12 @@ class _Series:
         "retries",
         "statuses",
         "successes",
+        "swept",
         "total",
     )
 
     def __init__(self, size: int) -> None:
+        self.swept = -1  # ``requests`` when the last sweep looked: unchanged means unused
         self.requests = 0
         self.successes = 0
         self.retries = 0
@@ -99,33 +105,79 @@ class Metrics:
     Place it outside ``Retry`` to measure logical calls; retries and breaker transitions are
     counted from the pipeline's events. Read with :meth:`snapshot`.
 
+    At most ``max_upstreams`` upstreams have figures of their own (a crawler or a webhook
+    sender talks to millions): past that, the upstreams with no request since the last sweep
+    are folded into one entry, :attr:`OTHER`, so every total stays right while the table stays
+    bounded. A sweep runs once per ``max_upstreams // 10`` new upstreams; a request costs no
+    more than before.
+
     Args:
         buckets: histogram bounds in seconds, increasing.
         clock: timer for durations.
+        max_upstreams: upstreams with figures of their own (>= 1; default 10,000).
     """
 
     name = "metrics"
+
+    OTHER = "(other)"
+    """The key the figures of forgotten upstreams are added to."""
 
     def __init__(
         self,
         *,
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         clock: Callable[[], float] = time.perf_counter,
+        max_upstreams: int = DEFAULT_MAX_KEYS,
     ) -> None:
         bounds = tuple(float(b) for b in buckets)
         if not bounds or any(b <= 0 or not math.isfinite(b) for b in bounds):
             raise ConfigError("Metrics(buckets=...) must be finite numbers > 0")
         if any(a >= b for a, b in itertools.pairwise(bounds)):
             raise ConfigError("Metrics(buckets=...) must be strictly increasing")
+        if (
+            isinstance(max_upstreams, bool)
+            or not isinstance(max_upstreams, int)
+            or max_upstreams < 1
+        ):
+            raise ConfigError(
+                f"Metrics(max_upstreams=...) must be an int >= 1, got {max_upstreams!r}"
+            )
         self._bounds = bounds
         self._clock = clock
+        self.max_upstreams = max_upstreams
         self._series: dict[str, _Series] = {}
 
     def _get(self, upstream: str) -> _Series:
         series = self._series.get(upstream)
         if series is None:
-            series = self._series[upstream] = _Series(len(self._bounds) + 1)
+            table = self._series
+            other = self.OTHER
+            if len(table) - (other in table) >= self.max_upstreams and upstream != other:
+                self._sweep()
+            series = table[upstream] = _Series(len(self._bounds) + 1)
         return series
+
+    def _sweep(self) -> None:
+        """Fold the upstreams unused since the last sweep into :attr:`OTHER` until a tenth of
+        the room is free (used ones move to the back, a second chance)."""
+        table = self._series
+        other = table.pop(self.OTHER, None) or _Series(len(self._bounds) + 1)
+        target = self.max_upstreams - max(1, self.max_upstreams // 10)
+        for key in list(table):
+            if len(table) <= target:
+                break
+            series = table[key]
+            if series.swept != series.requests:  # used since the last sweep: a second chance
+                series.swept = series.requests
+                del table[key]
+                table[key] = series
+            else:
+                _fold(other, table.pop(key))
+        for key in list(table):  # every one had been used: the oldest go all the same
+            if len(table) <= target:
+                break
+            _fold(other, table.pop(key))
+        table[self.OTHER] = other
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         start = self._clock()
@@ -177,3 +229,20 @@ class Metrics:
     def reset(self) -> None:
         """Forget everything counted so far."""
         self._series.clear()
+
+
+def _fold(into: _Series, series: _Series) -> None:
+    """Add ``series``'s figures to ``into``'s."""
+    into.requests += series.requests
+    into.successes += series.successes
+    into.retries += series.retries
+    into.total += series.total
+    into.counts = [a + b for a, b in zip(into.counts, series.counts, strict=True)]
+    _add(into.failures, series.failures)
+    _add(into.statuses, series.statuses)
+    _add(into.breaker, series.breaker)
+
+
+def _add(into: dict[K, int], counts: dict[K, int]) -> None:
+    for name, count in counts.items():
+        into[name] = into.get(name, 0) + count

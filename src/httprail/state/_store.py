@@ -10,10 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["MemoryStore", "StateStore"]
+from .._errors import ConfigError
+
+__all__ = ["DEFAULT_MAX_KEYS", "MemoryStore", "StateStore"]
 
 V = TypeVar("V")
 R = TypeVar("R")
+
+DEFAULT_MAX_KEYS = 10_000
+"""How many keys (upstreams) a per-upstream table keeps by default: the breaker's store, the
+retry budget, the hedge and the metrics (see each one's ``max_keys`` / ``max_upstreams``)."""
 
 
 @runtime_checkable
@@ -33,12 +39,39 @@ class StateStore(Protocol[V]):
 
 
 class MemoryStore(Generic[V]):
-    """A process-local store: a dict, updated without any await in between (so atomically)."""
+    """A process-local store: a dict, updated without any await in between (so atomically).
 
-    __slots__ = ("_values", "peek")
+    It holds at most about ``max_keys`` keys: when an update adds a key past that, the keys
+    written least recently are forgotten until a tenth of the room is free again, skipping
+    those whose value ``evictable`` says must stay (a circuit that is open). Only kept values
+    can make it hold more than ``max_keys``, and then only until they become evictable; the
+    sweep costs O(1) per added key, amortised. Reads do not count as use: a key is as recent
+    as its last write (a breaker writes on failures and state changes only).
 
-    def __init__(self) -> None:
-        self._values: dict[str, V] = {}
+    Args:
+        max_keys: the keys kept (>= 1), or ``None`` for no bound.
+        evictable: whether a value may be forgotten (default: any). A ``CircuitBreaker``
+            given a store without one installs its own.
+    """
+
+    __slots__ = ("_limit", "_values", "evictable", "max_keys", "peek")
+
+    def __init__(
+        self,
+        *,
+        max_keys: int | None = DEFAULT_MAX_KEYS,
+        evictable: Callable[[V], bool] | None = None,
+    ) -> None:
+        if max_keys is not None and (
+            isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1
+        ):
+            raise ConfigError(
+                f"MemoryStore(max_keys=...) must be an int >= 1 or None, got {max_keys!r}"
+            )
+        self.max_keys = max_keys
+        self.evictable = evictable
+        self._limit = max_keys if max_keys is not None else -1
+        self._values: dict[str, V] = {}  # least recently written first
         # The value under a key now, without an await (the dict's own ``get``): a stage that
         # knows its store is a MemoryStore reads through it on the hot path.
         self.peek: Callable[[str], V | None] = self._values.get
@@ -49,8 +82,12 @@ class MemoryStore(Generic[V]):
 
     async def update(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> R:
         """Replace the value under ``key`` by ``change(old)[0]`` and return ``change(old)[1]``."""
-        value, result = change(self._values.get(key))
-        self._values[key] = value
+        values = self._values
+        value, result = change(values.get(key))
+        values.pop(key, None)  # re-inserted: the most recently written key is the last one
+        values[key] = value
+        if len(values) > self._limit >= 0:
+            self._sweep(key)
         return result
 
     def snapshot(self) -> dict[str, V]:
@@ -59,3 +96,24 @@ class MemoryStore(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def _sweep(self, keep: str) -> None:
+        """Forget the least recently written evictable keys until a tenth of the room is free
+        (never ``keep``, the key just written); then wait for as many new keys again."""
+        assert self.max_keys is not None
+        values = self._values
+        slack = max(1, self.max_keys // 10)
+        target = self.max_keys - slack
+        evictable = self.evictable
+        doomed: list[str] = []
+        excess = len(values) - target
+        for key, value in values.items():
+            if len(doomed) >= excess:
+                break
+            if key != keep and (evictable is None or evictable(value)):
+                doomed.append(key)
+        for key in doomed:
+            del values[key]
+        # Kept values (open circuits) may leave the table fuller than the target: sweep again
+        # only after ``slack`` more keys, so the cost per key stays O(1).
+        self._limit = max(self.max_keys, len(values) + slack)
