@@ -22,8 +22,25 @@ def test_a_benchmark_runs_with_the_arguments_passed_through(
 ) -> None:
     assert run(["bench", "resilience", "--help"]) == 0
     out = capfd.readouterr().out
+    assert out.startswith("usage: resilience.py")  # the script's own help, not bench's
     assert "--quick" in out
-    assert "--write" in out
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_bench_without_a_name_shows_its_own_help(
+    flag: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["bench", flag]) == 0
+    out = capfd.readouterr().out
+    assert "Usage: httprail bench" in out
+    assert "Which benchmark: overhead, resilience, throughput" in out
+
+
+def test_bench_without_anything_shows_its_help_and_exits_2(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["bench"]) == 2
+    assert "Usage: httprail bench" in capfd.readouterr().out
 
 
 def test_an_unknown_benchmark_is_one_line_and_exit_2(capfd: pytest.CaptureFixture[str]) -> None:

@@ -60,6 +60,18 @@ def test_the_table_names_each_group_and_plugin(
         assert text in out
 
 
+def test_the_table_never_breaks_a_name_or_object_on_an_80_column_terminal(
+    capsys: pytest.CaptureFixture[str], site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(capsys)
+    assert code == 0
+    lines = out.splitlines()
+    for text in ("circuit_breaker", "httprail.middleware:CircuitBreaker", "api_key_auth"):
+        assert any(text in line for line in lines), text
+    assert max(len(line.rstrip()) for line in lines) <= 80
+
+
 def test_failed_blocked_and_clashing_plugins_are_listed_with_the_reason(
     capsys: pytest.CaptureFixture[str], site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

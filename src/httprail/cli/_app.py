@@ -66,6 +66,9 @@ def build_app() -> typer.Typer:
         add_completion=False,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
+        # Click's own help: paragraphs are re-wrapped to the terminal (rich's mode kept the
+        # source's line breaks and wrapped again at 80 columns) and flags show no metavar.
+        rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)

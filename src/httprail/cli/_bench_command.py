@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
     """Add the ``bench`` command to ``app``."""
     app.command(
         "bench",
+        # No help option of its own: 'httprail bench NAME --help' is the script's help;
+        # 'httprail bench --help' (no name) is this command's.
+        add_help_option=False,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(bench)
 
@@ -47,13 +50,13 @@ def find_benchmarks(start: Path | None = None) -> Path | None:
 def bench(
     context: typer.Context,
     name: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help=f"Which benchmark: {', '.join(BENCHMARKS)}. Further arguments go to the "
             "script (e.g. --quick, --write; see 'httprail bench NAME --help').",
             show_default=False,
         ),
-    ],
+    ] = None,
     directory: Annotated[
         Path | None,
         typer.Option("--dir", help="The benchmarks folder (default: found from here)."),
@@ -65,6 +68,9 @@ def bench(
     under benchmarks/results/. Exit code: the script's (resilience: 1 if a target was missed),
     2 if the benchmark or its folder cannot be found.
     """
+    if name is None or name in ("-h", "--help"):
+        typer.echo(context.get_help())
+        return 0 if name is not None or context.args else 2
     if name not in BENCHMARKS:
         known = ", ".join(BENCHMARKS)
         typer.echo(f"{PROG}: error: unknown benchmark {name!r}; known: {known}", err=True)

@@ -31,6 +31,7 @@ HELP: Final = (
     "it listens (with --json: url, host, port and paths as one JSON object).\n\n"
     "Example: httprail chaos --port 8080 --script chaos.toml\n\n"
     "Exit codes:\n\n"
+    "\b\n"
     "    0  stopped by Ctrl-C or SIGTERM\n"
     "    1  cannot listen (port in use, unknown address)\n"
     "    2  bad option or script (one line naming the file, the path and the field)"

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -88,13 +89,16 @@ def plugins(
         return 1 if strict and problems else 0
     console = Console(highlight=False)
     for group, items in report["groups"].items():
-        table = Table(title=f"{group} ({len(items)})", title_justify="left", expand=False)
-        for column in ("name", "distribution", "version", "object"):
-            table.add_column(column, overflow="fold")
+        # Names and objects are never broken mid-word: a narrow terminal folds the
+        # distribution column first, then the object at its dots.
+        table = Table(title=f"{group} ({len(items)})", title_justify="left", box=box.SIMPLE)
+        table.add_column("name", no_wrap=True)
+        table.add_column("from", overflow="fold")
+        table.add_column("object", no_wrap=True, overflow="ellipsis")
         for item in items:
-            table.add_row(item["name"], item["distribution"], item["version"], item["value"])
+            table.add_row(item["name"], f"{item['distribution']} {item['version']}", item["value"])
         if not items:
-            table.add_row("-", "", "", "")
+            table.add_row("-", "", "")
         console.print(table)
     for title, key in (("failed", "failed"), ("blocked", "blocked")):
         if report[key]:
