@@ -89,6 +89,7 @@ from ._redact import (
 from ._result import Next, Outcome
 from ._settings import HttpSettings, ProviderOverrides
 from ._stack import Stack, StackDeclaration, build_stack, find_stack_file, load_stack_file
+from ._unwrap import unwrap
 from ._version import __version__
 
 __all__ = [
@@ -153,5 +154,6 @@ __all__ = [
     "register_secret",
     "register_sensitive_param",
     "set_context",
+    "unwrap",
     "upstream_of",
 ]

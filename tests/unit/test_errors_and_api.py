@@ -112,7 +112,7 @@ EXPECTED_TOP_LEVEL = [
     "TimeoutPhase", "TransportError", "WriteError", "__version__", "build_stack", "decode_json",
     "default_registry", "find_stack_file", "get_context", "load_stack_file", "redact_headers",
     "redact_text", "redact_url", "register_secret", "register_sensitive_param", "set_context",
-    "upstream_of"
+    "unwrap", "upstream_of"
 ]  # fmt: skip
 
 
