@@ -261,7 +261,7 @@ def redact_url(url: httpx.URL | str) -> str:
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
-_PARAM = re.compile(r"([?&;])([^=&;#?]+)=([^&;#]*)")
+_PARAM = re.compile(r"([?&;])([^=&;#?]+)=([^&;#\])>]*)")  # a URL in brackets keeps its ']'
 _LITERAL = r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\""""
 _REFUSED_VALUE = re.compile(rf"(?i)(header value:?\s*)({_LITERAL})")
 _PAIR = re.compile(rf"""\(\s*(b?(['"])([!#$%&*+.^_`|~0-9A-Za-z-]+)\2,\s*)({_LITERAL})\s*\)""")

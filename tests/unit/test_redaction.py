@@ -126,6 +126,8 @@ def test_error_str_and_repr_do_not_contain_secrets() -> None:
         ("Authorization: Basic czNjcmV0\nAccept: */*", f"Authorization: {REDACTED}\nAccept: */*"),
         ("sent Bearer abc.def-ghi= upstream", f"sent Bearer {REDACTED} upstream"),
         ("ReadError: connection reset by peer", "ReadError: connection reset by peer"),
+        ("reset [GET http://h/x?api_key=k3y]", "reset [GET http://h/x?api_key=REDACTED]"),
+        ("at (http://[::1]:80/?token=k3y)", "at (http://[::1]:80/?token=REDACTED)"),
         ("", ""),
     ],
 )
