@@ -19,13 +19,19 @@ A stack file is ``httprail.toml`` (top level) or ``pyproject.toml`` (under ``[to
 
 Names are looked up in the plugin registry (entry points); the last name of a provider's stack
 is a generator. Every problem is a :class:`ConfigError` naming the file, the provider or
-service, the plugin and the option.
+service, the plugin and the option, found when the file is loaded where it can be: base URLs
+(absolute ``http``/``https``), headers (no CR, LF or NUL), settings (their rules and bounds),
+nesting (at most 32 levels). Values are never quoted where they may be secrets.
+
+TLS and proxies are settings: ``settings = { ca_bundle = "certs/ca.pem", proxy_url = "..." }``;
+a relative file path is relative to the stack file's folder.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -33,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from ._client import AsyncClient
 from ._closing import ClosesOnExit
@@ -41,12 +48,19 @@ from ._discovery import PluginRegistry, PluginSpec, default_registry, normalize_
 from ._errors import ConfigError
 from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
 from ._settings import HttpSettings, ProviderOverrides
+from ._validate import header_problem, url_problem
 
 __all__ = ["Stack", "StackDeclaration", "build_stack", "find_stack_file", "load_stack_file"]
 
 STACK_FILE = "httprail.toml"
 DEFAULT_TERMINAL = "aiohttp"
 Kind = Literal["provider", "service"]
+MAX_DEPTH = 32
+"""The deepest nesting of tables and arrays a stack declaration may have."""
+_PATH_SETTINGS = ("ca_bundle", "client_cert", "client_key")
+# Options whose value is never quoted in an error: they may hold a secret.
+_SECRET_NAME = re.compile(r"key|token|secret|passw|credential|auth|cookie", re.IGNORECASE)
+_QUOTE_LIMIT = 60
 
 
 class _Entry(BaseModel):
@@ -56,9 +70,32 @@ class _Entry(BaseModel):
     api_key_env: str | None = Field(default=None, min_length=1)
     stack: list[str] | None = None
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: ProviderOverrides = Field(default_factory=ProviderOverrides)
     headers: dict[str, str] = Field(default_factory=dict)
     terminal: str = DEFAULT_TERMINAL
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        try:
+            url = httpx.URL(value)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            raise ValueError("not a valid URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be absolute: http:// or https:// and a host")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            problem = header_problem(name, text)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
 
 class _File(BaseModel):
@@ -84,7 +121,12 @@ class StackDeclaration:
             ConfigError: unknown keys or wrong types, naming ``source`` and where.
         """
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: a stack declaration must be a table, got {data!r}")
+            raise ConfigError(
+                f"{source}: a stack declaration must be a table, got {type(data).__name__}"
+            )
+        deep = _too_deep(data)
+        if deep is not None:
+            raise ConfigError(f"{source}: {deep}: nested more than {MAX_DEPTH} levels deep")
         try:
             parsed = _File.model_validate(dict(data))
         except ValidationError as exc:
@@ -113,12 +155,45 @@ def _describe(exc: ValidationError, source: str) -> str:
     problems = []
     for err in exc.errors(include_url=False):
         loc = [str(part) for part in err.get("loc", ())]
-        where = _where(loc)
+        where = _where(loc[:8])
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}" if loc else "unknown key"
+            kind = "setting" if "settings" in loc[2:3] else "key"
+            message = f"unknown {kind} {_quoted(loc[-1])}" if loc else "unknown key"
         problems.append(f"{where}: {message}" if where else message)
-    return f"{source}: " + "; ".join(problems)
+    return _one_line(f"{source}: " + "; ".join(problems[:5]))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _quoted(value: Any) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:  # pragma: no cover - depth is checked before anything is quoted
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
+
+
+def _too_deep(data: Mapping[str, Any]) -> str | None:
+    """Where ``data`` nests more than :data:`MAX_DEPTH` tables or arrays (``None``: it does not).
+
+    Checked without recursion, before anything else looks at the data (pydantic, ``repr``).
+    """
+    pending: list[tuple[Any, int, str]] = [(data, 0, "")]
+    while pending:
+        value, depth, where = pending.pop()
+        if depth > MAX_DEPTH:
+            return where or "the declaration"
+        if isinstance(value, Mapping):
+            children = [(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        else:
+            continue
+        pending.extend((child, depth + 1, at) for child, at in children)
+    return None
 
 
 def _where(loc: list[str]) -> str:
@@ -147,13 +222,41 @@ def load_stack_file(path: str | os.PathLike[str]) -> StackDeclaration:
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the stack file ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+        raise ConfigError(_one_line(f"{file}: not valid TOML ({exc})")) from None
+    except RecursionError:
+        raise ConfigError(f"{file}: not valid TOML (nested too deeply to read)") from None
+    source = str(file)
     if file.name == "pyproject.toml":
-        table = data.get("tool", {}).get("httprail")
+        tool = data.get("tool")
+        table = tool.get("httprail") if isinstance(tool, dict) else None
         if table is None:
             raise ConfigError(f"{file}: has no [tool.httprail] table")
-        return StackDeclaration.from_mapping(table, source=f"{file} [tool.httprail]")
-    return StackDeclaration.from_mapping(data, source=str(file))
+        data, source = table, f"{file} [tool.httprail]"
+    return StackDeclaration.from_mapping(_paths_from(data, file.parent), source=source)
+
+
+def _paths_from(data: Any, folder: Path) -> Any:
+    """``data`` with the relative TLS file paths of its ``settings`` tables made relative to
+    ``folder`` (the stack file's), not to the working directory."""
+    if not isinstance(data, dict):
+        return data
+    fixed = dict(data)
+    for kind in ("providers", "services"):
+        entries = fixed.get(kind)
+        if not isinstance(entries, dict):
+            continue
+        fixed[kind] = entries = dict(entries)
+        for name, entry in entries.items():
+            own = entry.get("settings") if isinstance(entry, dict) else None
+            if not isinstance(own, dict):
+                continue
+            own = dict(own)
+            for key in _PATH_SETTINGS:
+                value = own.get(key)
+                if isinstance(value, str) and value.strip() and not Path(value).is_absolute():
+                    own[key] = str(folder / value)
+            entries[name] = {**entry, "settings": own}
+    return fixed
 
 
 def find_stack_file(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -312,18 +415,9 @@ def _declaration(
 
 
 def _settings_for(
-    base: HttpSettings, name: str, values: Mapping[str, Any], where: str
+    base: HttpSettings, name: str, declared: ProviderOverrides, where: str
 ) -> HttpSettings:
     """``base`` with the file's overrides for ``name``, then the environment's on top."""
-    try:
-        declared = ProviderOverrides.model_validate(dict(values))
-    except ValidationError as exc:
-        details = "; ".join(
-            f"settings.{'.'.join(map(str, e['loc']))}: "
-            + ("unknown setting" if e["type"] == "extra_forbidden" else e["msg"])
-            for e in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"{where}: {details}") from None
     merged = declared.model_dump(exclude_none=True)
     from_env = base.providers.get(name.lower())
     if from_env is not None:
@@ -475,9 +569,12 @@ def _check_options(
             adapter.validate_python(value)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
+            shown = "" if _SECRET_NAME.search(name) else f" (got {_quoted(value)})"
             raise ConfigError(
-                f"{where}, option {name!r}: {first['msg'].removeprefix('Value error, ')} "
-                f"(got {value!r})"
+                _one_line(
+                    f"{where}, option {name!r}: {first['msg'].removeprefix('Value error, ')}"
+                    + shown
+                )
             ) from None
 
 

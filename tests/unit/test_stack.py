@@ -4,12 +4,16 @@ is a ConfigError naming the file, the provider or service, the plugin and the op
 from __future__ import annotations
 
 import copy
+import functools
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from httprail import (
     AsyncClient,
@@ -22,7 +26,7 @@ from httprail import (
     Success,
 )
 from httprail._discovery import PluginRegistry, default_registry
-from httprail._stack import build_stack, find_stack_file, load_stack_file
+from httprail._stack import StackDeclaration, build_stack, find_stack_file, load_stack_file
 from httprail.middleware import ApiKeyAuth, BearerAuth, CircuitBreaker, Retry
 from httprail.testing import MockTerminal
 
@@ -327,7 +331,7 @@ def test_missing_and_unreadable_files_are_config_errors(tmp_path: Path) -> None:
         ),
         (
             {"settings": {"timeout_reed": 3}},
-            "provider 'acme': settings.timeout_reed: unknown setting",
+            "provider 'acme', settings.timeout_reed: unknown setting 'timeout_reed'",
         ),
         (
             {"settings": {"timeout_connect": 100, "timeout_total": 10}},
@@ -419,3 +423,161 @@ async def test_a_broken_provider_stack_never_sends(monkeypatch: pytest.MonkeyPat
     assert isinstance(outcome, Failure)
     assert len(sent) == 2  # max_retries = 1 from the file's settings
     await stack.aclose()
+
+
+# -- checked when the file is loaded ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("ftp://user:S3CRETPW@files.test/", "must be absolute: http:// or https:// and a host"),
+        ("/v1", "must be absolute"),
+        ("https://", "must be absolute"),
+        ("http://a.test/\r\nx", "the URL contains CR"),
+    ],
+)
+def test_a_base_url_that_is_not_absolute_http_is_refused_at_load(
+    tmp_path: Path, base_url: str, message: str
+) -> None:
+    path = tmp_path / "httprail.toml"
+    path.write_text(
+        '[services.s]\nbase_url = "' + base_url.encode("unicode_escape").decode() + '"\n'
+    )
+    with pytest.raises(ConfigError, match=f"service 's', base_url: {message}") as caught:
+        load_stack_file(path)
+    assert "S3CRETPW" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("X-A", "v\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1", "'X-A' contains CR"),
+        ("X-B", "line\nbreak", "'X-B' contains LF"),
+        ("X-C", "nul\x00", "'X-C' contains NUL"),
+        ("X D", "v", "header name 'X...' contains a space"),
+    ],
+)
+def test_headers_that_would_smuggle_are_refused_at_load(
+    name: str, value: str, message: str
+) -> None:
+    data = {"services": {"s": {"base_url": "http://s.test", "headers": {name: value}}}}
+    with pytest.raises(ConfigError, match=f"service 's', headers: .*{message}") as caught:
+        StackDeclaration.from_mapping(data)
+    assert "GET /admin" not in str(caught.value)
+
+
+def test_settings_are_checked_at_load_with_their_bounds() -> None:
+    data = {
+        "services": {"s": {"base_url": "http://s.test", "settings": {"keepalive_expiry": 1e300}}}
+    }
+    with pytest.raises(ConfigError, match=r"service 's', settings.keepalive_expiry: .*86400"):
+        StackDeclaration.from_mapping(data)
+
+
+def test_a_toml_file_nested_3000_deep_is_a_one_line_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "httprail.toml"
+    path.write_text("x = " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply") as caught:
+        load_stack_file(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_declaration_nested_too_deep_names_where() -> None:
+    value: Any = "leaf"
+    for _ in range(5_000):
+        value = [value]
+    data = {"services": {"s": {"base_url": "http://s.test", "options": {"retry": {"x": value}}}}}
+    with pytest.raises(ConfigError, match=r"services.s.options.retry.x\[0\].*more than 32 levels"):
+        StackDeclaration.from_mapping(data)
+
+
+def test_relative_tls_paths_are_relative_to_the_stack_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("pem")
+    (tmp_path / "httprail.toml").write_text(
+        '[services.s]\nbase_url = "https://s.test"\nterminal = "httpx"\n'
+        'settings = { ca_bundle = "certs/ca.pem", proxy_url = "http://proxy.test:3128" }\n'
+    )
+    monkeypatch.chdir("/")
+    declaration = load_stack_file(tmp_path / "httprail.toml")
+    _, entry = declaration.entry("s")
+    assert entry.settings.ca_bundle == tmp_path / "certs" / "ca.pem"
+    stack = build_stack(declaration, "s", registry=registry(), settings=HttpSettings())
+    assert stack.settings.ca_bundle == tmp_path / "certs" / "ca.pem"
+    assert stack.pipeline.terminal.settings.proxy_url == "http://proxy.test:3128"  # type: ignore[attr-defined]
+
+
+def test_a_secret_option_of_the_wrong_type_is_not_quoted() -> None:
+    data = declared(
+        stack=["auth", "echo"], options={"auth": {"api_key": ["sk-S3CRET"]}, "echo": {"model": "m"}}
+    )
+    with pytest.raises(ConfigError, match="plugin 'auth', option 'api_key'") as caught:
+        build_stack(data, "acme", registry=registry(), environ=ENV)
+    assert "S3CRET" not in str(caught.value)
+
+
+@functools.cache
+def _shared_registry() -> PluginRegistry:
+    return registry()
+
+
+_KEYS = st.sampled_from(
+    [
+        "providers",
+        "services",
+        "acme",
+        "base_url",
+        "stack",
+        "options",
+        "settings",
+        "headers",
+        "terminal",
+        "api_key_env",
+        "timeout_total",
+        "verify",
+        "proxy_url",
+        "retry",
+        "x",
+    ]
+)
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from(["http://a.test", "ftp://a", "mock", "echo", "retry", "x\r\ny", "1e300"]),
+)
+_TREES = st.recursive(
+    _LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_KEYS, _TREES, max_size=3))
+def test_any_declaration_gives_a_stack_or_a_config_error(data: dict[str, Any]) -> None:
+    """Whatever the table holds, loading and building raise nothing but ConfigError."""
+    found = _shared_registry()
+    try:
+        declaration = StackDeclaration.from_mapping(data)
+        for name in declaration.names():
+            build_stack(declaration, name, registry=found, environ=ENV)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)  # noqa: PT017 - the property: one line, whatever failed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="[]{}=\".,\n #abcpvrs_-1\\'tu:/", max_size=80))
+def test_any_text_as_a_stack_file_gives_a_declaration_or_a_config_error(text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "httprail.toml"
+        path.write_text(text)
+        try:
+            load_stack_file(path)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)  # noqa: PT017 - the property: one line
