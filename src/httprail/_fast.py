@@ -19,8 +19,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from httpx import _decoders  # httpx's table of the content encodings it decodes
 
-__all__ = ["FAST", "bodiless_request", "header_items", "read_plain", "response"]
+__all__ = [
+    "FAST",
+    "bodiless_request",
+    "header_items",
+    "httpx_decoder",
+    "keep_decoded",
+    "read_plain",
+    "response",
+    "use_decoder",
+]
 
 _NO_BODY = httpx.ByteStream(b"")
 
@@ -186,3 +196,29 @@ hold (not a copy: read it, do not change it)."""
 read_plain = _fast_read_plain if FAST else _slow_read_plain
 """Leave ``response`` as ``response.read()`` leaves it after its stream gave ``body``; for a
 response without ``Content-Encoding`` only (nothing to decode)."""
+
+
+# Capped reading (``terminals/_limits.py``) decodes bodies itself, so that a compressed body
+# stops at the size limit instead of being inflated whole. httpx has no public way to hand a
+# response its decoded body or a decoder; these two set what ``aread()`` sets and what
+# ``aiter_bytes()`` reads (httpx 0.28.1 is its last release; ``tests/unit/test_fast.py`` checks
+# both against httpx's own reading).
+
+
+def keep_decoded(response: httpx.Response, body: bytes) -> None:
+    """Give ``response``, whose raw stream was read to its end, its decoded ``body``."""
+    response._content = body
+
+
+def use_decoder(response: httpx.Response, decoder: Any) -> None:
+    """Make ``response.aiter_bytes()`` (and text, lines) decode through ``decoder``.
+
+    ``decoder`` has httpx's ``ContentDecoder`` methods: ``decode(bytes)`` and ``flush()``.
+    """
+    response._decoder = decoder
+
+
+def httpx_decoder(encoding: str) -> Any | None:
+    """A new httpx decoder for ``encoding`` (``br``, ``zstd`` when their packages are installed)."""
+    kind = _decoders.SUPPORTED_DECODERS.get(encoding)
+    return None if kind is None else kind()

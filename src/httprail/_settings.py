@@ -56,6 +56,7 @@ Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 PositiveRatio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 PerSecond = Annotated[float, Field(ge=0, le=MAX_COUNT, allow_inf_nan=False)]
 Retries = Annotated[int, Field(ge=0, le=100)]
+RedirectHops = Annotated[int, Field(ge=0, le=100)]
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Probes = Annotated[int, Field(ge=1, le=10_000)]
 Connections = Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)]
@@ -83,6 +84,31 @@ _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 _QUOTE_LIMIT = 60
 
 
+_SIZE_UNITS = {"": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def _parse_size(value: Any) -> Any:
+    """``"100MiB"``, ``"65536"`` or ``"none"`` (no limit) from a variable; other values as given."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower().replace(" ", "")
+    if text in ("none", "unlimited"):
+        return None
+    digits = text.rstrip("kmgib")
+    unit = _SIZE_UNITS.get(text[len(digits) :])
+    if not digits.isdigit() or unit is None:
+        raise ValueError("expected a number of bytes (65536, 64KiB, 100MiB) or 'none'")
+    return int(digits) * unit
+
+
+def _parse_size_override(value: Any) -> Any:
+    """As :func:`_parse_size`; a provider cannot lift the limit (``None`` means "inherit")."""
+    parsed = _parse_size(value)
+    if parsed is None and value is not None:
+        raise ValueError("a provider cannot lift the limit: give a number of bytes")
+    return parsed
+
+
 def _parse_statuses(value: Any) -> Any:
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",") if p.strip()]
@@ -104,7 +130,7 @@ def _empty_is_unset(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-def _check_proxy(value: str | None) -> str | None:
+def check_proxy_url(value: str | None) -> str | None:
     """A proxy URL: ``scheme://[user:password@]host[:port]``; the message never quotes it."""
     if value is None:
         return None
@@ -152,7 +178,9 @@ class _Knobs(BaseModel):
     max_connections: Connections = 100
     max_keepalive: IdleConnections = 20
     keepalive_expiry: Seconds = 30.0
-    http2: bool = True
+    # None: each terminal's own choice (aiohttp HTTP/1.1; httpx and curl offer HTTP/2 by ALPN);
+    # True: HTTP/2 wanted (the default client picks HttpxTerminal; aiohttp refuses: ConfigError).
+    http2: bool | None = None
     max_body_bytes: BodyBytes | None = DEFAULT_MAX_BODY_BYTES
     verify: bool = True
     ca_bundle: FilePath | None = None
@@ -160,11 +188,14 @@ class _Knobs(BaseModel):
     client_key: FilePath | None = None
     proxy_url: ProxyURL | None = Field(default=None, repr=False)
     trust_env: bool = True
+    follow_redirects: bool = False
+    max_redirects: RedirectHops = 20
 
     _unset_if_empty = field_validator(
         "ca_bundle", "client_cert", "client_key", "proxy_url", mode="before"
     )(_empty_is_unset)
-    _valid_proxy = field_validator("proxy_url")(_check_proxy)
+    _valid_proxy = field_validator("proxy_url")(check_proxy_url)
+    _parse_body_bytes = field_validator("max_body_bytes", mode="before")(_parse_size)
     _split_statuses = field_validator("retry_statuses", mode="before")(_parse_statuses)
     _valid_statuses = field_validator("retry_statuses")(_check_statuses)
 
@@ -211,11 +242,14 @@ class ProviderOverrides(BaseModel):
     client_key: FilePath | None = None
     proxy_url: ProxyURL | None = Field(default=None, repr=False)
     trust_env: bool | None = None
+    follow_redirects: bool | None = None
+    max_redirects: RedirectHops | None = None
 
     _unset_if_empty = field_validator(
         "ca_bundle", "client_cert", "client_key", "proxy_url", mode="before"
     )(_empty_is_unset)
-    _valid_proxy = field_validator("proxy_url")(_check_proxy)
+    _valid_proxy = field_validator("proxy_url")(check_proxy_url)
+    _parse_body_bytes = field_validator("max_body_bytes", mode="before")(_parse_size_override)
     _split_statuses = field_validator("retry_statuses", mode="before")(_parse_statuses)
     _valid_statuses = field_validator("retry_statuses")(_check_statuses)
 

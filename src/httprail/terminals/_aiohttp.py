@@ -10,6 +10,7 @@ import asyncio
 import errno
 import functools
 import io
+import os
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -20,11 +21,14 @@ import httpx
 
 from .._cache import remember
 from .._deadlines import DeadlineQueue
+from .._errors import ConfigError
 from .._fast import header_items, read_plain
 from .._fast import response as new_response
 from .._settings import HttpSettings
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
+from ._limits import BodyTooLarge
+from ._loops import release_socket
 
 if TYPE_CHECKING:
     import aiohttp
@@ -102,6 +106,12 @@ class _AiohttpBody(httpx.AsyncByteStream):
         self.release()
 
 
+HTTP2_REFUSED = (
+    "AiohttpTerminal speaks HTTP/1.1 only, but HTTP/2 was asked for (http2=True, "
+    "HTTP_HTTP2=true): use HttpxTerminal (HTTP/2 by ALPN over TLS), or leave http2 unset"
+)
+
+
 class AiohttpTerminal(LeanTerminal):
     """Send requests over one lazily created ``aiohttp.ClientSession`` (HTTP/1.1).
 
@@ -115,7 +125,8 @@ class AiohttpTerminal(LeanTerminal):
     for the same fault. Bodies are not decompressed by aiohttp; the ``httpx.Response`` does it,
     as with httpx.
 
-    Limits of the backend: no HTTP/2 (``http2`` is ignored), no separate write timeout (a stalled
+    Limits of the backend: no HTTP/2 (``http2=True`` is a ``ConfigError``), no separate write
+    timeout (a stalled
     upload ends on the read timeout), and no cap on the number of idle connections
     (``max_keepalive``).
 
@@ -125,13 +136,14 @@ class AiohttpTerminal(LeanTerminal):
         verify: TLS verification: ``True``, ``False``, a CA bundle path or an ``SSLContext``.
 
     Raises:
-        ConfigError: aiohttp is not installed.
+        ConfigError: aiohttp is not installed, or the settings ask for HTTP/2.
 
     Example:
         >>> client = AsyncClient(url, terminal=AiohttpTerminal(settings))  # doctest: +SKIP
     """
 
     name = "aiohttp"
+    speaks_http2 = False
 
     def __init__(
         self,
@@ -143,6 +155,8 @@ class AiohttpTerminal(LeanTerminal):
         self._aiohttp = import_backend("aiohttp", "aiohttp")
         self._url = import_backend("yarl", "aiohttp").URL
         super().__init__(settings, max_error_body=max_error_body)
+        if self.settings.http2:
+            raise ConfigError(HTTP2_REFUSED)
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, Any] = {}
@@ -337,37 +351,63 @@ class AiohttpTerminal(LeanTerminal):
                 raise
             if queue.finish(task):  # pragma: no cover - the head came as the timer fired: it wins
                 task.uncancel()
-        version = response.version
-        extensions = {
-            "http_version": http_version(version.major, version.minor) if version else b"HTTP/1.1",
-            "reason_phrase": (response.reason or "").encode("latin-1"),
-        }
-        body = _AiohttpBody(response, self, self._read_timeout if watched else None)
-        return new_response(response.status, response.raw_headers, body, request, extensions)
+        try:
+            version = response.version
+            reason = response.reason or ""
+            try:  # aiohttp decodes the status line as UTF-8 with surrogateescape: undo it
+                reason_bytes = reason.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # pragma: no cover - a lone surrogate: not from aiohttp
+                reason_bytes = reason.encode("utf-8", "replace")
+            extensions = {
+                "http_version": (
+                    http_version(version.major, version.minor) if version else b"HTTP/1.1"
+                ),
+                "reason_phrase": reason_bytes,
+            }
+            body = _AiohttpBody(response, self, self._read_timeout if watched else None)
+            return new_response(response.status, response.raw_headers, body, request, extensions)
+        except BaseException:  # whatever the head held, the connection is not left open
+            response.close()
+            raise
 
-    async def _read(self, response: httpx.Response) -> None:
+    async def _read(self, response: httpx.Response, limit: int | None) -> None:
         stream = response.stream
-        if not isinstance(stream, _AiohttpBody):  # pragma: no cover - _open always sets it
-            await super()._read(response)
+        if not isinstance(stream, _AiohttpBody) or (
+            limit is not None and "Content-Encoding" in stream._response.headers
+        ):
+            # A compressed body is counted as it is inflated, chunk by chunk (a small body can
+            # inflate to gigabytes).
+            await super()._read(response, limit)
             return
-        # The whole body in one call (aiohttp reads it faster than chunk by chunk); a body that
-        # had all arrived with the head is read without arming any timer.
+        # The whole body in one call (aiohttp reads it faster than chunk by chunk) when it is
+        # known to fit; a body that had all arrived with the head is read without any timer.
         raw = stream._response
         try:
-            if stream._read_timeout is None or raw.content.is_eof():
-                try:
-                    body = await raw.read()
-                except self._errors as exc:
-                    raise self.translate_or_wrap(exc) from exc
+            if raw.content.is_eof():
+                body = await self._read_all(raw)
             else:
-                body = b"".join([chunk async for chunk in stream])
+                length = raw.content_length
+                if limit is not None and length is not None and length > limit:
+                    raise BodyTooLarge(request=response.request, limit=limit)
+                if stream._read_timeout is None and (limit is None or length is not None):
+                    body = await self._read_all(raw)
+                else:
+                    body = await _gathered(stream, limit, response)
         finally:
             stream.release()
+        if limit is not None and len(body) > limit:
+            raise BodyTooLarge(request=response.request, limit=limit)
         if "Content-Encoding" in raw.headers:
             response.stream = httpx.ByteStream(body)
-            response.read()  # undoes content encodings, as httpx does
+            response.read()  # undoes content encodings, as httpx does (no limit)
         else:
             read_plain(response, body)
+
+    async def _read_all(self, raw: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await raw.read()
+        except self._errors as exc:
+            raise self.translate_or_wrap(exc) from exc
 
     def translate_or_wrap(self, exc: Exception) -> Exception:
         return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")
@@ -383,7 +423,7 @@ class AiohttpTerminal(LeanTerminal):
             connect = isinstance(exc, kind) if kind else str(exc).startswith("Connection timeout")
             translated = httpx.ConnectTimeout(text) if connect else httpx.ReadTimeout(text)
         elif isinstance(exc, a.ClientConnectorError):
-            translated = httpx.ConnectError(text)
+            translated = httpx.ConnectError(_connect_failure(exc))
         elif isinstance(exc, a.ServerDisconnectedError):
             translated = httpx.RemoteProtocolError(text)
         elif isinstance(exc, a.ClientPayloadError):
@@ -392,7 +432,7 @@ class AiohttpTerminal(LeanTerminal):
         elif isinstance(exc, a.TooManyRedirects):
             translated = httpx.TooManyRedirects(text)
         elif isinstance(exc, a.ClientResponseError):  # a head that is not valid HTTP
-            translated = httpx.RemoteProtocolError(text)
+            translated = httpx.RemoteProtocolError(_bad_head(exc))
         elif self._non_http_class is not None and isinstance(exc, self._non_http_class):
             translated = httpx.UnsupportedProtocol(text)
         elif isinstance(exc, a.InvalidURL):
@@ -418,8 +458,32 @@ class AiohttpTerminal(LeanTerminal):
 
     async def _close_backend(self) -> None:
         session, self._session = self._session, None
+        self._head_queue = None
         if session is not None:
             await session.close()
+
+    def _forget_backend(self) -> None:
+        # A copy for another loop (maybe another thread) gets its own session and caches.
+        self._session = None
+        self._head_queue = None
+        self._urls = {}
+        self._last_url = (None, None)
+        self._header_sets = {}
+        self._last_headers = ([], None)
+
+    def _discard_backend(self) -> None:
+        session = self._session
+        self._forget_backend()
+        connector = None if session is None else session.connector
+        if connector is None or connector.closed:
+            return
+        if connector._loop.is_closed():  # its sockets, closed without the loop
+            for entries in connector._conns.values():
+                for protocol, _ in entries:
+                    release_socket(protocol.transport)
+            for protocol in connector._acquired:
+                release_socket(protocol.transport)
+        connector._close()  # marks it (and the session) closed; a live loop closes the rest
 
 
 @functools.cache
@@ -447,6 +511,27 @@ def _watching_connector(aiohttp_module: Any) -> Any:
     return WatchingConnector
 
 
+def _connect_failure(exc: Any) -> str:
+    """``cannot connect to HOST:PORT: <reason>`` for aiohttp's ``ClientConnectorError``
+    (whose own text says ``ssl:default`` even for plain http and repeats the address)."""
+    reason = exc.os_error
+    code = getattr(reason, "errno", None)
+    if isinstance(code, int) and code > 0:
+        why = os.strerror(code).lower()
+    else:
+        why = " ".join(str(reason).split()) or type(reason).__name__
+    return f"cannot connect to {exc.host}:{exc.port}: {why}"
+
+
+def _bad_head(exc: Any) -> str:
+    """What was wrong with a response head that is not HTTP, without the ``400`` aiohttp puts
+    in front (a status it made up: the server sent none) or its caret lines."""
+    message = str(getattr(exc, "message", "") or "")
+    lines = [line.strip() for line in message.splitlines() if line.strip().strip("^")]
+    detail = " ".join(lines) or "no detail"
+    return f"the response is not valid HTTP: {detail}"
+
+
 def _os_error_in(exc: BaseException) -> bool:
     """Whether an OS-level error (a reset, say) is behind ``exc``.
 
@@ -463,6 +548,19 @@ def _os_error_in(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+async def _gathered(stream: _AiohttpBody, limit: int | None, response: httpx.Response) -> bytes:
+    """The body, chunk by chunk (each read timed), stopping past ``limit`` bytes."""
+    chunks = []
+    left = -1 if limit is None else limit
+    async for chunk in stream:
+        if left >= 0:
+            left -= len(chunk)
+            if left < 0:
+                raise BodyTooLarge(request=response.request, limit=limit or 0)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:

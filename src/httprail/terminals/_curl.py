@@ -37,11 +37,18 @@ _UNSUPPORTED = 1
 _REDIRECTS = 47
 _DECODING = 61
 
+# Backpressure: once this many bytes wait unread, the write callback pauses the transfer
+# (libcurl keeps the chunk and stops reading the socket) until the reader has taken them all.
+_HIGH_WATER = 256 * 1024
+_WRITEFUNC_PAUSE = 0x10000001  # CURL_WRITEFUNC_PAUSE
+_PAUSE_CONT = 0  # CURLPAUSE_CONT
+
 
 class _Transfer:
     """One request in flight: what libcurl has delivered so far, and who waits for more."""
 
     __slots__ = (
+        "buffered",
         "chunks",
         "curl",
         "done",
@@ -49,6 +56,7 @@ class _Transfer:
         "finished",
         "head",
         "header_lines",
+        "paused",
         "status_line",
         "waiter",
     )
@@ -59,6 +67,8 @@ class _Transfer:
         self.status_line = b""
         self.header_lines: list[bytes] = []
         self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0  # bytes in ``chunks``
+        self.paused = False
         self.waiter: asyncio.Future[None] | None = None
         self.finished = False
         self.error: BaseException | None = None
@@ -79,9 +89,24 @@ class _Transfer:
         return len(line)
 
     def on_body(self, chunk: bytes) -> int:
+        if self.buffered >= _HIGH_WATER:
+            self.paused = True
+            return _WRITEFUNC_PAUSE  # libcurl hands this chunk over again when resumed
         self.chunks.append(chunk)
+        self.buffered += len(chunk)
         self._wake()
         return len(chunk)
+
+    def take(self) -> bytes:
+        """The oldest unread chunk (there must be one)."""
+        chunk = self.chunks.popleft()
+        self.buffered -= len(chunk)
+        return chunk
+
+    def resume(self) -> None:
+        """Let libcurl deliver again (it may call ``on_body`` before this returns)."""
+        self.paused = False
+        self.curl.pause(_PAUSE_CONT)
 
     def on_done(self, future: asyncio.Future[None]) -> None:
         self.finished = True
@@ -119,7 +144,13 @@ class _CurlBody(httpx.AsyncByteStream):
         chunks = transfer.chunks
         while True:
             if chunks:
-                yield chunks.popleft()
+                yield transfer.take()
+                continue
+            if transfer.paused:  # all read: let libcurl go on (backpressure, see _HIGH_WATER)
+                try:
+                    transfer.resume()
+                except self._terminal._curl_cffi.CurlError as exc:  # pragma: no cover - defensive
+                    raise self._terminal.translate_curl(exc) from exc
                 continue
             if transfer.finished:
                 if transfer.error is not None:
@@ -149,7 +180,11 @@ class CurlTerminal(LeanTerminal):
     request never outlives ``timeout_connect`` (plus a small grace) or ``timeout_read``
     between two reads, and a cancelled request is removed from libcurl at once.
 
-    HTTP/2 is used over TLS when ``settings.http2`` is on (HTTP/1.1 otherwise, as with httpx).
+    HTTP/2 is offered over TLS (ALPN) unless ``settings.http2`` is ``False``; HTTP/1.1 on
+    ``http://`` and when the server does not take it, as with httpx. A GOAWAY is libcurl's to
+    handle; a stream a rotating server drops after taking it fails as ``ProtocolError`` (curl
+    error 16, which does not say whether the server processed it): against servers that rotate
+    HTTP/2 connections, ``HttpxTerminal`` tells those cases apart (docs/terminals.md).
     Pool: ``max_connections`` requests in flight (others queue here up to ``timeout_pool``),
     at most ``max_keepalive`` idle connections kept, each for ``keepalive_expiry`` seconds.
     Request bodies are read into memory before sending. Write time counts against the read
@@ -183,10 +218,10 @@ class CurlTerminal(LeanTerminal):
         self._connect = settings.timeout_connect
         self._read_timeout = settings.timeout_read
         version = self._curl_cffi.CurlHttpVersion
-        self._version = version.V2TLS if settings.http2 else version.V1_1
+        self._version = version.V1_1 if settings.http2 is False else version.V2TLS
 
     def __repr__(self) -> str:
-        return f"CurlTerminal(http2={self.settings.http2})"
+        return f"CurlTerminal(http2={self.settings.http2 is not False})"
 
     def _get_multi(self) -> AsyncCurl:
         multi = self._multi
@@ -206,6 +241,7 @@ class CurlTerminal(LeanTerminal):
         method = request.method.upper()
         curl.setopt(opt.URL, str(request.url).encode())
         curl.setopt(opt.PROTOCOLS_STR, b"http,https")  # as httpx: other schemes are refused
+        curl.setopt(opt.FOLLOWLOCATION, 0)  # never: redirects are the Redirects stage's
         if method == "HEAD":
             curl.setopt(opt.NOBODY, 1)
         elif method != "GET" or body:
@@ -351,6 +387,42 @@ class CurlTerminal(LeanTerminal):
             curl.close()
         if multi is not None:
             await multi.close()  # type: ignore[no-untyped-call]
+
+    def _forget_backend(self) -> None:
+        self._multi = None
+        self._idle = []
+
+    def _discard_backend(self) -> None:
+        multi, idle = self._multi, self._idle
+        self._forget_backend()
+        for curl in idle:
+            curl.close()
+        curlm = getattr(multi, "_curlm", None)
+        if multi is None or curlm is None:
+            return
+        # libcurl closes its connections; its callbacks would reach for the closed loop.
+        multi.loop = _ClosedLoop()  # type: ignore[assignment]
+        checker = getattr(multi, "_timeout_checker", None)
+        if checker is not None:  # a task of the closed loop that will never run again
+            checker._log_destroy_pending = False
+        lib = self._curl_cffi.aio.lib
+        for curl in list(getattr(multi, "_curl2future", ())):
+            if curl._curl is not None:
+                lib.curl_multi_remove_handle(curlm, curl._curl)
+        lib.curl_multi_cleanup(curlm)
+        multi._curlm = None
+
+
+class _ClosedLoop:
+    """Stands in for a closed loop while libcurl's last callbacks run: they do nothing."""
+
+    def call_later(self, *_: object) -> None:
+        return None
+
+    def remove_reader(self, *_: object) -> bool:
+        return False
+
+    remove_writer = remove_reader
 
 
 def _status(line: bytes) -> tuple[bytes, int, bytes]:

@@ -9,8 +9,10 @@ handing streams over and the error tree live here, once, so every terminal behav
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator
+from asyncio import _get_running_loop as _running_loop
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -18,16 +20,28 @@ from returns.result import Failure, Success
 
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import InvalidRequestError, RequestError, RequestTimeoutError, StatusError
+from .._fast import use_decoder
 from .._redact import install_backend_log_filters
 from .._result import Outcome
 from .._settings import HttpSettings
 from .._slots import Slots
 from .._validate import SendCheck
+from ._limits import (
+    MAX_BODY_EXTENSION,
+    BodyTooLarge,
+    CappedDecoder,
+    declared_too_large,
+    limit_of,
+    read_limited,
+)
+from ._loops import close_everywhere, send_elsewhere
 from ._mapping import map_exception
 
 __all__ = ["DEFAULT_MAX_ERROR_BODY", "GatedTerminal", "read_capped"]
 
 DEFAULT_MAX_ERROR_BODY = 64 * 1024
+# Headers that describe the body as it came, not the decoded body kept by ``read_capped``.
+_BODY_FRAMING = (b"content-encoding", b"content-length", b"transfer-encoding")
 
 
 async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
@@ -52,11 +66,8 @@ async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
     finally:
         await response.aclose()
     body = b"".join(chunks)[:limit]
-    headers = [
-        (k, v)
-        for k, v in response.headers.multi_items()
-        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-    ]
+    # Raw bytes: a value that is not ASCII (``café`` in latin-1) is kept as it came.
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _BODY_FRAMING]
     extensions = dict(response.extensions)
     extensions["httprail.truncated"] = truncated
     return httpx.Response(
@@ -69,9 +80,14 @@ async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
 
 
 class _GatedStream(httpx.AsyncByteStream):
-    """A streamed body that gives its slot back (and stamps ``elapsed``) when closed."""
+    """A streamed body that gives its slot back (and stamps ``elapsed``) when closed.
 
-    __slots__ = ("_gate", "_inner", "_response", "_started")
+    With a ``limit``, iterating raises :class:`BodyTooLarge` once more than ``limit`` bytes
+    came (the raw bytes: what ``aiter_raw()`` and an SDK over ``as_httpx_transport()`` read;
+    a compressed body's decoded bytes are counted by its :class:`CappedDecoder`).
+    """
+
+    __slots__ = ("_gate", "_inner", "_limit", "_response", "_started")
 
     def __init__(
         self,
@@ -79,14 +95,27 @@ class _GatedStream(httpx.AsyncByteStream):
         gate: Slots,
         response: httpx.Response,
         started: float,
+        limit: int | None = None,
     ) -> None:
         self._inner = inner
         self._gate: Slots | None = gate
         self._response = response
         self._started = started
+        self._limit = limit
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._inner.__aiter__()  # no generator of our own in between, chunk by chunk
+        limit = self._limit
+        if limit is None:
+            return self._inner.__aiter__()  # no generator of our own in between
+        return self._counted(limit)
+
+    async def _counted(self, limit: int) -> AsyncIterator[bytes]:
+        left = limit
+        async for chunk in self._inner:
+            left -= len(chunk)
+            if left < 0:
+                raise BodyTooLarge(request=self._response.request, limit=limit)
+            yield chunk
 
     async def aclose(self) -> None:
         try:
@@ -119,8 +148,16 @@ class GatedTerminal:
         self._pool_timeout = self.settings.timeout_pool
         self._gate = Slots(self.settings.max_connections)
         self._closed = False
+        self._max_body = self.settings.max_body_bytes
         install_backend_log_filters()  # the backend's own log lines never carry a known secret
         self._check = SendCheck()
+        # The event loop the backend and the gate belong to, and copies for other live loops
+        # (see ``_loops``): a client may outlive a loop, or be used from several.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._copies: dict[asyncio.AbstractEventLoop, GatedTerminal] = {}
+        self._parent: GatedTerminal | None = None
+        self._sentinel: AsyncGenerator[None, None] | None = None
+        self._binding_lock = threading.Lock()
 
     async def _open(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; return once the head arrived, with the body still to read.
@@ -134,10 +171,26 @@ class GatedTerminal:
         """Close the backend's session and connections."""
         raise NotImplementedError
 
-    async def _read(self, response: httpx.Response) -> None:
-        """Read the whole body of ``response`` and close it."""
+    def _forget_backend(self) -> None:
+        """Drop the references to loop-bound backend state, so the next request builds its
+        own (called on the copy of the terminal made for another event loop)."""
+
+    def _discard_backend(self) -> None:
+        """Release the backend of a closed event loop without that loop (its sockets), then
+        forget it. The default forgets only."""
+        self._forget_backend()
+
+    async def _read(self, response: httpx.Response, limit: int | None) -> None:
+        """Read the whole body of ``response`` and close it.
+
+        Raises:
+            BodyTooLarge: more than ``limit`` bytes, once decoded (``None``: no limit).
+        """
         try:
-            await response.aread()
+            if limit is None:
+                await response.aread()
+            else:
+                await read_limited(response, limit)
         finally:
             await response.aclose()
 
@@ -149,11 +202,19 @@ class GatedTerminal:
         """Send ``request``; every backend exception comes back as a typed ``Failure``."""
         if self._closed:
             return Failure(InvalidRequestError("the terminal is closed", request=request))
+        if _running_loop() is not self._loop:  # another event loop: its own backend and gate
+            return await send_elsewhere(self, request)
         problem = self._check.problem(request)  # nothing that would smuggle a request out
         if problem is not None:
             return Failure(
                 InvalidRequestError(f"refused before sending: {problem}", request=request)
             )
+        limit = self._max_body
+        if MAX_BODY_EXTENSION in request.extensions:
+            try:
+                limit = limit_of(request, limit)
+            except ValueError as exc:
+                return Failure(InvalidRequestError(str(exc), request=request))
         ctx = request.extensions.get(EXTENSION_KEY)
         stream = raw_status = False
         if isinstance(ctx, RequestContext):
@@ -182,10 +243,16 @@ class GatedTerminal:
                     StatusError.from_response(await read_capped(response, self._max_error_body))
                 )
             if stream and isinstance(response.stream, httpx.AsyncByteStream):
-                response.stream = _GatedStream(response.stream, gate, response, started)
+                if limit is not None:
+                    if declared_too_large(response, limit):
+                        await response.aclose()
+                        raise BodyTooLarge(request=request, limit=limit)
+                    if "content-encoding" in response.headers:
+                        use_decoder(response, CappedDecoder(response, limit))
+                response.stream = _GatedStream(response.stream, gate, response, started, limit)
                 handed_over = True
                 return Success(response)
-            await self._read(response)
+            await self._read(response, limit)
             response.elapsed = timedelta(seconds=time.perf_counter() - started)
             return Success(response)
         except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
@@ -197,4 +264,4 @@ class GatedTerminal:
     async def aclose(self) -> None:
         """Close the backend's connections (a closed terminal answers ``InvalidRequestError``)."""
         self._closed = True
-        await self._close_backend()
+        await close_everywhere(self)

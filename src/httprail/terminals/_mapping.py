@@ -19,11 +19,13 @@ from .._errors import (
     ReadError,
     RequestError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     TimeoutPhase,
     TransportError,
     WriteError,
 )
 from .._redact import redact_text
+from ._limits import BodyTooLarge
 
 __all__ = ["RedactedBackendError", "map_exception", "safe_cause"]
 
@@ -44,6 +46,15 @@ _TRANSPORT_ERRORS: tuple[tuple[type[Exception], type[TransportError]], ...] = (
     (httpx.TooManyRedirects, ProtocolError),
     (httpx.CloseError, TransportError),
     (httpx.ProxyError, ConnectError),
+)
+
+
+# What asyncio and anyio say when a connection of one event loop is used from another: the
+# environment's fault, never the upstream's (not retried, not counted by the breaker).
+_WRONG_LOOP = (
+    "Event loop is closed",
+    "attached to a different loop",
+    "bound to a different event loop",
 )
 
 
@@ -118,9 +129,17 @@ def map_exception(exc: Exception, request: httpx.Request | None) -> RequestError
         error = RequestTimeoutError(
             f"{phase} timeout ({_describe(exc, request)})", phase=phase, request=request
         )
+    elif isinstance(exc, BodyTooLarge):
+        error = ResponseTooLargeError(limit=exc.limit, request=request)
     elif isinstance(exc, httpx.DecodingError):
         error = DecodeError(
             f"could not decode the body: {_describe(exc, request)}", request=request
+        )
+    elif isinstance(exc, RuntimeError) and any(sign in str(exc) for sign in _WRONG_LOOP):
+        error = InvalidRequestError(
+            f"cannot send from this event loop: {_describe(exc, request)} (the connection "
+            "belongs to another event loop; give each loop its own client)",
+            request=request,
         )
     elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
         error = InvalidRequestError(

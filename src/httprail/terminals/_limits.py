@@ -1,0 +1,199 @@
+"""The response size limit (``max_body_bytes``), counted on decoded bytes, for every terminal.
+
+A body is counted as it is decoded, chunk by chunk: gzip and deflate are inflated with zlib's
+``max_length``, so one small compressed chunk never expands past the limit in memory (a
+``decompress()`` without it inflates a 1 MB gzip bomb to 1 GB in one call). Past the limit,
+reading stops with :class:`BodyTooLarge`, an ``httpx.DecodingError`` (so a caller iterating a
+stream sees an httpx error, as for any other broken body), which the error mapping turns into
+:class:`~httprail.ResponseTooLargeError`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import httpx
+
+from .._fast import httpx_decoder, keep_decoded
+
+__all__ = [
+    "MAX_BODY_EXTENSION",
+    "BodyTooLarge",
+    "CappedDecoder",
+    "declared_too_large",
+    "limit_of",
+    "read_limited",
+]
+
+MAX_BODY_EXTENSION = "httprail.max_body_bytes"
+"""The request extension that overrides ``max_body_bytes`` for one request (``None``: no limit)."""
+
+
+class BodyTooLarge(httpx.DecodingError):
+    """The body passed ``limit`` bytes (after decoding); raised by the terminals' readers."""
+
+    def __init__(
+        self, message: str = "", *, request: httpx.Request | None = None, limit: int = 0
+    ) -> None:
+        super().__init__(
+            message or f"response body larger than {limit:,} bytes (max_body_bytes)",
+            request=request,
+        )
+        self.limit = limit
+
+
+def limit_of(request: httpx.Request, default: int | None) -> int | None:
+    """The request's own limit (its ``httprail.max_body_bytes`` extension), else ``default``.
+
+    Raises:
+        ValueError: the extension is not a positive int or ``None``.
+    """
+    extensions = request.extensions
+    if MAX_BODY_EXTENSION not in extensions:
+        return default
+    value = extensions[MAX_BODY_EXTENSION]
+    if value is None or (type(value) is int and value > 0):
+        return value
+    raise ValueError(
+        f"request extension {MAX_BODY_EXTENSION!r} must be a positive int or None, got {value!r}"
+    )
+
+
+def declared_too_large(response: httpx.Response, limit: int) -> bool:
+    """Whether an unencoded response announces (``Content-Length``) more than ``limit`` bytes."""
+    headers = response.headers
+    if "content-encoding" in headers:
+        return False
+    length = headers.get("content-length", "")
+    return length.isdigit() and int(length) > limit
+
+
+class _Inflate:
+    """gzip or deflate (zlib-wrapped, or raw as some servers send it), inflated within a limit."""
+
+    __slots__ = ("_first", "_zlib", "produced")
+
+    def __init__(self, wbits: int, *, deflate: bool) -> None:
+        self._zlib = zlib.decompressobj(wbits)
+        self._first = deflate  # a first chunk that is not zlib-wrapped is retried as raw
+        self.produced = 0
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        # One byte more than allowed says "too large"; never 0, which zlib takes as "no bound".
+        room = max(limit - self.produced + 1, 1)
+        try:
+            out = self._zlib.decompress(data, room)
+        except zlib.error as exc:
+            if not self._first:
+                raise httpx.DecodingError(str(exc)) from exc
+            self._first = False
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.decode(data, limit)
+        self._first = False
+        self.produced += len(out)
+        return out
+
+    def flush(self, limit: int) -> bytes:
+        out = self._zlib.flush()  # all input was taken by decompress: only what it holds back
+        self.produced += len(out)
+        return out
+
+
+class _Foreign:
+    """An httpx decoder without an output bound (``br``, ``zstd``): checked after each call."""
+
+    __slots__ = ("_decoder", "produced")
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+        self.produced = 0
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        out: bytes = self._decoder.decode(data)
+        self.produced += len(out)
+        return out
+
+    def flush(self, limit: int) -> bytes:
+        out: bytes = self._decoder.flush()
+        self.produced += len(out)
+        return out
+
+
+def _stage(encoding: str) -> _Inflate | _Foreign | None:
+    if encoding == "gzip":
+        return _Inflate(zlib.MAX_WBITS | 16, deflate=False)
+    if encoding == "deflate":
+        return _Inflate(zlib.MAX_WBITS, deflate=True)
+    if encoding == "identity":
+        return None
+    foreign = httpx_decoder(encoding)
+    return None if foreign is None else _Foreign(foreign)
+
+
+class CappedDecoder:
+    """httpx's content decoding (``decode``/``flush``) that stops past ``limit`` decoded bytes.
+
+    Encodings httpx would not decode are passed through as httpx does. Each stage of a
+    multi-encoded body is bounded by the same limit.
+    """
+
+    __slots__ = ("_left", "_limit", "_request", "_stages")
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        stages = []
+        for value in response.headers.get_list("content-encoding", split_commas=True):
+            stage = _stage(value.strip().lower())
+            if stage is not None:
+                stages.append(stage)
+        stages.reverse()  # the last encoding applied is undone first
+        self._stages = stages
+        self._limit = limit
+        self._left = limit
+        self._request = response.request
+
+    def _too_large(self) -> BodyTooLarge:
+        return BodyTooLarge(request=self._request, limit=self._limit)
+
+    def decode(self, data: bytes) -> bytes:
+        limit = self._limit
+        for stage in self._stages:
+            data = stage.decode(data, limit)
+            if stage.produced > limit:
+                raise self._too_large()
+        self._left -= len(data)
+        if self._left < 0:
+            raise self._too_large()
+        return data
+
+    def flush(self) -> bytes:
+        limit = self._limit
+        data = b""
+        for stage in self._stages:
+            if data:
+                data = stage.decode(data, limit)
+            data += stage.flush(limit)
+            if stage.produced > limit:
+                raise self._too_large()
+        self._left -= len(data)
+        if self._left < 0:
+            raise self._too_large()
+        return data
+
+
+async def read_limited(response: httpx.Response, limit: int) -> None:
+    """Read ``response``'s body, decoded, as ``aread()`` does, stopping past ``limit`` bytes.
+
+    Raises:
+        BodyTooLarge: the decoded body passed ``limit`` bytes (the response is closed).
+    """
+    if response.is_stream_consumed:  # read already (a response built with its content)
+        if len(response.content) > limit:
+            raise BodyTooLarge(request=response.request, limit=limit)
+        return
+    if declared_too_large(response, limit):
+        raise BodyTooLarge(request=response.request, limit=limit)
+    decoder = CappedDecoder(response, limit)
+    parts = [decoder.decode(chunk) async for chunk in response.aiter_raw()]
+    parts.append(decoder.flush())
+    keep_decoded(response, b"".join(parts))
