@@ -117,8 +117,12 @@ class _Ticket(NamedTuple):
 def default_is_failure(error: RequestError, *, count_429: bool = False) -> bool:
     """Whether ``error`` counts against the upstream.
 
-    Transport errors, timeouts and 5xx count (429 when ``count_429``); other 4xx never do.
+    Transport errors, timeouts and 5xx count (429 when ``count_429``); other 4xx never do,
+    nor does an error that is the caller's or the environment's (``counts_against_upstream``
+    is false: an invalid request, a failed token provider, a closed event loop).
     """
+    if not error.counts_against_upstream:
+        return False
     if isinstance(error, TransportError | RequestTimeoutError | ServerStatusError):
         return True
     return (
@@ -332,6 +336,8 @@ class CircuitBreaker:
         error = outcome.failure()
         if isinstance(error, MaxRetriesExceededError):
             error = error.last
+        if not error.counts_against_upstream:
+            return "neutral"  # the caller's or the environment's: says nothing of the upstream
         if self._is_failure is not None:
             failed = self._is_failure(error)
         else:

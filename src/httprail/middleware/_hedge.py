@@ -487,8 +487,12 @@ def _int(value: object) -> bool:
 
 
 def _answered(outcome: Outcome) -> bool:
-    """The upstream answered (a response, even an error status): a latency sample."""
-    return type(outcome) is Success or isinstance(outcome.failure(), StatusError)
+    """The upstream answered (a response, even an error status): a latency sample. An error
+    that does not count against the upstream (``counts_against_upstream``) never is one."""
+    if type(outcome) is Success:
+        return True
+    error = outcome.failure()
+    return isinstance(error, StatusError) and error.counts_against_upstream
 
 
 def _copy(request: httpx.Request, number: int) -> httpx.Request:

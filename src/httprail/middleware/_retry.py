@@ -24,7 +24,6 @@ from returns.result import Failure, Success
 from .._context import EXTENSION_KEY, get_context, upstream_of
 from .._errors import (
     ConfigError,
-    ConnectError,
     MaxRetriesExceededError,
     RequestError,
     RequestTimeoutError,
@@ -38,7 +37,15 @@ from .._settings import DEFAULT_RETRY_STATUSES, HttpSettings
 from ._retry_after import parse_server_delay
 from ._retry_budget import RetryBudget
 
-__all__ = ["IDEMPOTENT_METHODS", "NO_RETRY_EXTENSION", "Retry", "RetryState", "RetryVeto"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "NO_RETRY_EXTENSION",
+    "REFUSED_STATUSES",
+    "RETRY_STATUSES_EXTENSION",
+    "Retry",
+    "RetryState",
+    "RetryVeto",
+]
 
 NO_RETRY_EXTENSION = "httprail.no_retry"
 """Request extension holding a :data:`RetryVeto`: who sends a request may say which error
@@ -46,6 +53,15 @@ responses must not be retried whatever their status (e.g. a 429 that means "out 
 
 RetryVeto = Callable[[httpx.Response], bool]
 """Given an error response, ``True`` means: do not retry it."""
+
+RETRY_STATUSES_EXTENSION = "httprail.retry_statuses"
+"""Request extension holding a collection of statuses that ``Retry`` also retries for this
+request, besides its own ``retry_statuses``: who sends a request may say what it would have
+retried itself (``as_httpx_transport()`` puts the SDKs' statuses there)."""
+
+REFUSED_STATUSES = frozenset({429})
+"""Statuses that say the server refused the request without acting on it (429 Too Many
+Requests): retried, when their status is retried at all, for any method."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NEVER_SENT_PHASES = frozenset({"connect", "pool"})
@@ -82,14 +98,16 @@ _EXHAUSTED = _Decision(None, exhausted=True)
 class Retry:
     """Retry transient failures with jittered exponential backoff, honouring the server.
 
-    What is retried: statuses in ``retry_statuses`` (408, 429, 500, 502, 503, 504 by default),
-    connect/read/write/protocol errors and connect/read/write/pool/attempt timeouts. Never
-    other 4xx, an open breaker, a total timeout or a decoding error.
+    What is retried: statuses in ``retry_statuses`` (408, 429, 500, 502, 503, 504, 529 by
+    default) and in the request's :data:`RETRY_STATUSES_EXTENSION`, connect/read/write/protocol
+    errors and connect/read/write/pool/attempt timeouts. Never other 4xx, an open breaker, a
+    total timeout or a decoding error.
 
     Only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) are retried, unless the
-    request carries an ``Idempotency-Key`` header or the error proves the request never left
-    (a connect error or connect/pool timeout). A body that cannot be replayed (an async
-    generator) is never retried.
+    request carries an ``Idempotency-Key`` header or the server certainly did not act on it: an
+    error whose ``never_processed`` is true (a refused connection), a connect or pool timeout,
+    a 429, or a response saying ``x-should-retry: true``. A body that cannot be replayed (an
+    async generator) is never retried.
 
     The server is honoured: ``retry-after-ms``, then ``Retry-After`` (seconds or HTTP-date)
     replace the backoff; ``x-should-retry: false`` stops, ``true`` retries any status. A
@@ -203,7 +221,19 @@ class Retry:
             upstream = upstream_of(request)
             budget.deposit(upstream)
         outcome = await call_next(request)
-        if type(outcome) is Success or self.max_retries == 0:
+        if type(outcome) is Success:
+            return outcome
+        if (
+            budget is not None
+            and upstream is not None
+            and not outcome.failure().counts_against_upstream
+        ):
+            budget.refund(upstream)  # it never reached the upstream: not its traffic
+            # Nor do its retries spend the budget: a connection the server rotated
+            # (ConnectionRotatedError, RefusedStreamError) is retried like any transport error
+            # (_decide stops the caller's own errors), without drawing on the upstream's budget.
+            upstream = None
+        if self.max_retries == 0:
             return outcome
         return await self._retry(request, call_next, outcome, upstream)
 
@@ -239,22 +269,21 @@ class Retry:
         self, request: httpx.Request, error: RequestError, attempt: int, deadline: float | None
     ) -> _Decision:
         """Whether and when to try again after ``error`` ended attempt number ``attempt``."""
-        forced = False
+        never_sent = error.never_processed
         if isinstance(error, StatusError):
+            status = error.status_code
             hint = error.response.headers.get("x-should-retry", "").strip().lower()
             if hint == "false" or _vetoed(request, error.response):
                 return _STOP
-            forced = hint == "true"
-            if not forced and error.status_code not in self.retry_statuses:
+            if hint == "true" or status in REFUSED_STATUSES:
+                never_sent = True  # the server says a repeat is fine, or refused it unprocessed
+            if hint != "true" and not self._retried_status(request, status):
                 return _STOP
-            never_sent = False
         elif isinstance(error, RequestTimeoutError):
             if error.phase not in _RETRYABLE_TIMEOUT_PHASES:
                 return _STOP
-            never_sent = error.phase in _NEVER_SENT_PHASES
-        elif isinstance(error, TransportError):
-            never_sent = isinstance(error, ConnectError)
-        else:
+            never_sent = never_sent or error.phase in _NEVER_SENT_PHASES
+        elif not isinstance(error, TransportError):
             return _STOP
         if not never_sent and not self._safe_to_repeat(request):
             return _STOP
@@ -279,6 +308,12 @@ class Retry:
         if deadline is not None and self._clock() + delay >= deadline:
             return _STOP
         return _Decision(delay, source)
+
+    def _retried_status(self, request: httpx.Request, status: int) -> bool:
+        if status in self.retry_statuses:
+            return True
+        extra = request.extensions.get(RETRY_STATUSES_EXTENSION)
+        return extra is not None and status in extra
 
     def _safe_to_repeat(self, request: httpx.Request) -> bool:
         return request.method in self.methods or "idempotency-key" in request.headers

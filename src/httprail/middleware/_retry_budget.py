@@ -205,6 +205,18 @@ class RetryBudget:
         ledger.requests[ledger.tick % self.buckets] += 1
         ledger.request_total += 1
 
+    def refund(self, key: str) -> None:
+        """Take back the deposit of a request to ``key`` that never reached it (its error was
+        the caller's or the environment's): such requests do not raise the allowance."""
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            return
+        ledger.advance(_floor(self._clock() / self._width))
+        bucket = ledger.tick % self.buckets
+        if ledger.requests[bucket] > 0:
+            ledger.requests[bucket] -= 1
+            ledger.request_total -= 1
+
     def try_withdraw(self, key: str) -> bool:
         """Spend one retry for ``key`` if the budget allows it; ``False`` (and nothing spent)
         if it is exhausted."""
