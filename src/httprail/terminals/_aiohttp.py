@@ -25,6 +25,7 @@ from .._errors import ConfigError
 from .._fast import header_items, read_plain
 from .._fast import response as new_response
 from .._settings import HttpSettings
+from .._tls import Proxies, resolve_tls
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
 from ._limits import BodyTooLarge
@@ -133,7 +134,10 @@ class AiohttpTerminal(LeanTerminal):
     Args:
         settings: timeouts and pool limits (defaults: ``HttpSettings()``).
         max_error_body: how many bytes of an error response's body to keep.
-        verify: TLS verification: ``True``, ``False``, a CA bundle path or an ``SSLContext``.
+        verify: TLS verification, winning over ``HTTP_VERIFY``/``HTTP_CA_BUNDLE``: ``True``,
+            ``False``, a CA bundle path or an ``SSLContext`` (default: from the settings, which
+            also give the client certificate, the proxy and ``trust_env``; an http:// or
+            https:// proxy only: a SOCKS proxy is a ``ConfigError``).
 
     Raises:
         ConfigError: aiohttp is not installed, or the settings ask for HTTP/2.
@@ -150,14 +154,16 @@ class AiohttpTerminal(LeanTerminal):
         settings: HttpSettings | None = None,
         *,
         max_error_body: int = DEFAULT_MAX_ERROR_BODY,
-        verify: bool | str | ssl.SSLContext = True,
+        verify: bool | str | ssl.SSLContext | None = None,
     ) -> None:
         self._aiohttp = import_backend("aiohttp", "aiohttp")
         self._url = import_backend("yarl", "aiohttp").URL
         super().__init__(settings, max_error_body=max_error_body)
         if self.settings.http2:
             raise ConfigError(HTTP2_REFUSED)
-        self._verify = verify
+        self._verify = resolve_tls(self.settings, verify, "aiohttp").ssl_context("aiohttp")
+        proxies = Proxies(self.settings, "aiohttp", schemes=("http", "https"))
+        self._proxies = None if proxies.never else proxies  # chosen here: no trust_env/.netrc
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, Any] = {}
         self._last_url: tuple[httpx.URL | None, Any] = (None, None)
@@ -244,10 +250,7 @@ class AiohttpTerminal(LeanTerminal):
         )
 
     def _ssl(self) -> bool | ssl.SSLContext:
-        verify = self._verify
-        if isinstance(verify, str):
-            return ssl.create_default_context(cafile=verify)
-        return verify
+        return self._verify
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -324,6 +327,7 @@ class AiohttpTerminal(LeanTerminal):
             data=data,
             allow_redirects=False,
             timeout=timeout,
+            proxy=None if self._proxies is None else self._proxies.for_url(request.url),
         )
         watched = timeout is self._watched_timeout
         task = asyncio.current_task() if watched else None

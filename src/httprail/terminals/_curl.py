@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._settings import HttpSettings
+from .._tls import Proxies, resolve_tls
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
 
@@ -194,10 +195,14 @@ class CurlTerminal(LeanTerminal):
     Args:
         settings: timeouts and pool limits (defaults: ``HttpSettings()``).
         max_error_body: how many bytes of an error response's body to keep.
-        verify: TLS verification: ``True``, ``False`` or a CA bundle path.
+        verify: TLS verification, winning over ``HTTP_VERIFY``/``HTTP_CA_BUNDLE``: ``True``,
+            ``False`` or a CA bundle path (default: from the settings, which also give the
+            client certificate, the proxy and ``trust_env``). An ``ssl.SSLContext`` is a
+            ``ConfigError``: libcurl does its own TLS and would drop it.
 
     Raises:
-        ConfigError: curl_cffi is not installed.
+        ConfigError: curl_cffi is not installed; an ``SSLContext``; a CA bundle, certificate
+            or key that cannot be loaded.
     """
 
     name = "curl"
@@ -207,11 +212,15 @@ class CurlTerminal(LeanTerminal):
         settings: HttpSettings | None = None,
         *,
         max_error_body: int = DEFAULT_MAX_ERROR_BODY,
-        verify: bool | str = True,
+        verify: bool | str | None = None,
     ) -> None:
         self._curl_cffi: Any = import_backend("curl_cffi", "curl")
         super().__init__(settings, max_error_body=max_error_body)
-        self._verify = verify
+        self._tls = resolve_tls(self.settings, verify, "curl", accepts_context=False)
+        self._tls.ssl_context("curl")  # loads the files: a bad one is a ConfigError now
+        # Chosen here, and libcurl told on every request (an empty PROXY keeps it from reading
+        # the environment on its own, which it does with other rules: no upper-case HTTP_PROXY).
+        self._proxies = Proxies(self.settings, "curl")
         self._multi: AsyncCurl | None = None
         self._idle: list[Curl] = []
         settings = self.settings
@@ -265,12 +274,18 @@ class CurlTerminal(LeanTerminal):
             curl.setopt(opt.MAXAGE_CONN, max(1, round(expiry)))
         else:
             curl.setopt(opt.FORBID_REUSE, 1)
-        verify = self._verify
-        if verify is False:
+        tls = self._tls
+        if not tls.verify:
             curl.setopt(opt.SSL_VERIFYPEER, 0)
             curl.setopt(opt.SSL_VERIFYHOST, 0)
-        elif isinstance(verify, str):
-            curl.setopt(opt.CAINFO, verify)
+        elif tls.ca_bundle is not None:
+            curl.setopt(opt.CAINFO, str(tls.ca_bundle))
+        if tls.client_cert is not None:
+            curl.setopt(opt.SSLCERT, str(tls.client_cert))
+            if tls.client_key is not None:
+                curl.setopt(opt.SSLKEY, str(tls.client_key))
+        curl.setopt(opt.PROXY, self._proxies.for_url(request.url) or "")
+        curl.setopt(opt.NOPROXY, "")
 
     async def _open(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
