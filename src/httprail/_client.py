@@ -6,7 +6,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import CoroutineType, MappingProxyType
-from typing import Any, TypedDict, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
 
 import httpx
 from returns.result import Failure, Result, Success
@@ -27,7 +27,10 @@ from ._version import __version__
 from .middleware._defaults import default_plugins
 from .middleware._metrics import Metrics, MetricsSnapshot
 from .terminals._aiohttp import AiohttpTerminal
-from .terminals._transport import PipelineTransport, StreamPolicy
+from .terminals._transport import PipelineTransport, TransportOptions
+
+if TYPE_CHECKING:
+    from .terminals._httpx2 import Httpx2PipelineTransport
 
 __all__ = ["AsyncClient"]
 
@@ -378,9 +381,7 @@ class AsyncClient(ClosesOnExit):
         outcome = await self.request("GET", url, **kwargs)
         return outcome.bind(lambda response: decode_json(response, model))
 
-    def as_httpx_transport(
-        self, *, stream: StreamPolicy = True, idempotency_keys: bool = False
-    ) -> PipelineTransport:
+    def as_httpx_transport(self, **options: Unpack[TransportOptions]) -> PipelineTransport:
         """This client's chain as an ``httpx.AsyncBaseTransport``, for httpx-based SDKs.
 
         Requests carry this client's context (``provider``, ``raw_status``); its base URL,
@@ -388,9 +389,12 @@ class AsyncClient(ClosesOnExit):
         shares this client's pipeline: closing either closes both. See
         :meth:`Pipeline.as_httpx_transport`.
         """
-        return self._pipeline.as_httpx_transport(
-            context=self._context, stream=stream, idempotency_keys=idempotency_keys
-        )
+        return self._pipeline.as_httpx_transport(context=self._context, **options)
+
+    def as_httpx2_transport(self, **options: Unpack[TransportOptions]) -> Httpx2PipelineTransport:
+        """:meth:`as_httpx_transport` on ``httpx2``'s base class (see
+        :meth:`Pipeline.as_httpx2_transport`)."""
+        return self._pipeline.as_httpx2_transport(context=self._context, **options)
 
     def metrics(self) -> MetricsSnapshot:
         """Per-upstream counters and latency from the stack's ``Metrics`` stage (empty if none)."""

@@ -19,7 +19,10 @@ from ._events import Event, Observer
 from ._result import Next, Outcome
 
 if TYPE_CHECKING:
-    from .terminals._transport import PipelineTransport, StreamPolicy
+    from typing import Unpack
+
+    from .terminals._httpx2 import Httpx2PipelineTransport
+    from .terminals._transport import PipelineTransport, TransportOptions
 
 __all__ = [
     "EventObserver",
@@ -226,18 +229,15 @@ class Pipeline(ClosesOnExit):
         return self.send
 
     def as_httpx_transport(
-        self,
-        *,
-        context: RequestContext | None = None,
-        stream: StreamPolicy = True,
-        idempotency_keys: bool = False,
+        self, *, context: RequestContext | None = None, **options: Unpack[TransportOptions]
     ) -> PipelineTransport:
         """The whole chain as an ``httpx.AsyncBaseTransport``, for httpx-based SDKs.
 
         Responses (and error responses, so the SDK's status handling works) are returned to the
         SDK; other failures are raised as the matching httpx exception, with the httprail error
-        as ``__cause__``. Closing the transport closes this pipeline. Arguments are those of
-        :class:`~httprail.terminals.PipelineTransport`; see ``docs/openai-sdk.md``.
+        as ``__cause__``. It serves ``httpx2`` clients too. Closing the transport closes this
+        pipeline. Arguments are those of :class:`~httprail.terminals.PipelineTransport`; see
+        ``docs/openai-sdk.md``.
 
         Example:
             >>> sdk = openai.AsyncOpenAI(  # doctest: +SKIP
@@ -247,9 +247,16 @@ class Pipeline(ClosesOnExit):
         """
         from .terminals._transport import PipelineTransport  # terminals import the core
 
-        return PipelineTransport(
-            self, context=context, stream=stream, idempotency_keys=idempotency_keys
-        )
+        return PipelineTransport(self, context=context, **options)
+
+    def as_httpx2_transport(
+        self, *, context: RequestContext | None = None, **options: Unpack[TransportOptions]
+    ) -> Httpx2PipelineTransport:
+        """:meth:`as_httpx_transport` on ``httpx2``'s base class (for anthropic's
+        ``DefaultAsyncHttpxClient`` and type checkers); a ``ConfigError`` without httpx2."""
+        from .terminals._transport import httpx2_transport  # terminals import the core
+
+        return httpx2_transport(self, context=context, **options)
 
     async def aclose(self) -> None:
         """Close the terminal (and with it the connection pool)."""

@@ -177,14 +177,26 @@ async def test_a_429_with_retry_after_ms_is_waited_out_by_httprail(api: LocalOpe
     assert first.header("x-stainless-retry-count") == second.header("x-stainless-retry-count")
 
 
-async def test_without_idempotency_keys_the_sdks_post_is_not_retried(api: LocalOpenAI) -> None:
-    api.then(error_reply(429, "Rate limit reached.", "requests", None, **{"retry-after-ms": "1"}))
-    async with sdk_over(pipeline(fast_retry()), api.base_url) as sdk:
-        with pytest.raises(openai.RateLimitError) as raised:
+async def test_with_idempotency_keys_off_a_503_on_the_sdks_post_is_not_retried(
+    api: LocalOpenAI,
+) -> None:
+    api.then(error_reply(503, "Overloaded.", "server_error", None))
+    async with sdk_over(pipeline(fast_retry()), api.base_url, idempotency_keys=False) as sdk:
+        with pytest.raises(openai.InternalServerError) as raised:
             await sdk.chat.completions.create(model=MODEL, messages=HELLO)
-    assert raised.value.status_code == 429
-    assert raised.value.message.startswith("Error code: 429")
+    assert raised.value.status_code == 503
+    assert raised.value.message.startswith("Error code: 503")
     assert len(api.requests) == 1
+
+
+async def test_a_429_is_retried_for_the_sdks_post_even_with_idempotency_keys_off(
+    api: LocalOpenAI,
+) -> None:
+    api.then(error_reply(429, "Rate limit reached.", "requests", None, **{"retry-after-ms": "1"}))
+    async with sdk_over(pipeline(fast_retry()), api.base_url, idempotency_keys=False) as sdk:
+        completion = await sdk.chat.completions.create(model=MODEL, messages=HELLO)
+    assert completion.choices[0].message.content == "You said: hello there"
+    assert len(api.requests) == 2  # a 429 was refused unprocessed: safe to repeat
 
 
 # -- (c) 401 -------------------------------------------------------------------------------------
@@ -228,7 +240,7 @@ async def test_connection_refused_is_the_sdks_connection_error() -> None:
 
 async def test_the_sdks_own_timeout_reaches_the_terminal(api: LocalOpenAI) -> None:
     api.then(Reply.slow(3.0))
-    async with sdk_over(pipeline(fast_retry()), api.base_url) as sdk:
+    async with sdk_over(pipeline(fast_retry()), api.base_url, idempotency_keys=False) as sdk:
         with pytest.raises(openai.APITimeoutError) as raised:
             await sdk.chat.completions.create(model=MODEL, messages=HELLO, timeout=0.2)
     httpx_error, timeout = causes(raised.value)[1:3]
@@ -313,7 +325,8 @@ async def test_a_stream_dropped_midway_raises_in_the_sdk_after_the_chunks(
 async def test_an_open_breaker_is_a_connection_error_caused_by_it(api: LocalOpenAI) -> None:
     api.then(error_reply(503, "Overloaded.", "server_error", None))
     breaker = CircuitBreaker(failure_threshold=1, cooldown=30)
-    async with sdk_over(pipeline(fast_retry(), breaker), api.base_url) as sdk:
+    chain = pipeline(fast_retry(), breaker)
+    async with sdk_over(chain, api.base_url, idempotency_keys=False) as sdk:
         with pytest.raises(openai.InternalServerError):
             await sdk.chat.completions.create(model=MODEL, messages=HELLO)
         with pytest.raises(openai.APIConnectionError) as raised:

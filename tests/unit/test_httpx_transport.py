@@ -14,6 +14,7 @@ from httprail import (
     AuthError,
     BulkheadFullError,
     CircuitBreakerOpenError,
+    ConfigError,
     ConnectError,
     DecodeError,
     Failure,
@@ -37,6 +38,7 @@ from httprail import (
 from httprail.middleware import Retry, Timeout
 from httprail.terminals import (
     IDEMPOTENCY_HEADER,
+    SDK_RETRY_STATUSES,
     HttpxTerminal,
     PipelineTransport,
     response_of,
@@ -411,15 +413,70 @@ async def test_idempotency_keys_make_a_post_retryable_with_one_key_for_every_att
     assert keys.pop().startswith("httprail-")
 
 
-async def test_without_idempotency_keys_a_post_is_not_retried() -> None:
+async def test_without_idempotency_keys_a_post_is_not_retried_after_a_503() -> None:
     clock = FakeClock()
-    terminal = MockTerminal.sequence([httpx.Response(429), httpx.Response(200, json={})])
-    client, _ = build(terminal, Retry(sleep=clock.sleep, clock=clock))
+    terminal = MockTerminal.sequence([httpx.Response(503), httpx.Response(200, json={})])
+    client, _ = build(terminal, Retry(sleep=clock.sleep, clock=clock), idempotency_keys=False)
     async with client:
         response = await client.post(URL, json={})
-    assert response.status_code == 429
+    assert response.status_code == 503
     assert len(terminal.requests) == 1
     assert IDEMPOTENCY_HEADER not in terminal.requests[0].headers
+
+
+async def test_by_default_a_post_gets_a_key_and_is_retried_after_a_503_as_the_sdk_would() -> None:
+    clock = FakeClock()
+    terminal = MockTerminal.sequence([httpx.Response(503), httpx.Response(200, json={})])
+    client, _ = build(terminal, Retry(sleep=clock.sleep, clock=clock))
+    async with client:
+        response = await client.post(URL, json={"a": 1})
+    assert response.status_code == 200
+    assert len(terminal.requests) == 2
+    first, second = (r.headers[IDEMPOTENCY_HEADER] for r in terminal.requests)
+    assert first == second
+    assert first.startswith("httprail-")
+
+
+async def test_a_429_on_a_post_is_retried_even_without_idempotency_keys() -> None:
+    clock = FakeClock()
+    terminal = MockTerminal.sequence([httpx.Response(429), httpx.Response(200, json={})])
+    client, _ = build(terminal, Retry(sleep=clock.sleep, clock=clock), idempotency_keys=False)
+    async with client:
+        response = await client.post(URL, json={})
+    assert response.status_code == 200
+    assert len(terminal.requests) == 2
+
+
+@pytest.mark.parametrize("status", [409, 501, 529])
+async def test_the_statuses_the_sdks_retry_are_retried_for_the_transports_requests(
+    status: int,
+) -> None:
+    clock = FakeClock()
+    terminal = MockTerminal.sequence([httpx.Response(status), httpx.Response(200, json={})])
+    client, _ = build(terminal, Retry(sleep=clock.sleep, clock=clock, retry_statuses={503}))
+    async with client:
+        response = await client.post(URL, json={})
+    assert response.status_code == 200
+    assert len(terminal.requests) == 2
+    assert {408, 409, 429, 500, 503, 529} <= SDK_RETRY_STATUSES
+
+
+async def test_retry_statuses_empty_leaves_the_chains_own_statuses() -> None:
+    clock = FakeClock()
+    terminal = MockTerminal.sequence([httpx.Response(409), httpx.Response(200, json={})])
+    client, _ = build(terminal, Retry(sleep=clock.sleep, clock=clock), retry_statuses=())
+    async with client:
+        response = await client.post(URL, json={})
+    assert response.status_code == 409
+    assert len(terminal.requests) == 1
+
+
+@pytest.mark.parametrize("bad", ["429", [429, 600], [True], 429])
+def test_bad_retry_statuses_are_a_config_error(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"retry_statuses"):
+        Pipeline([], MockTerminal(lambda r: httpx.Response(200))).as_httpx_transport(
+            retry_statuses=bad  # type: ignore[arg-type]
+        )
 
 
 async def test_idempotency_keys_skip_repeatable_methods_and_keep_a_given_key() -> None:

@@ -28,6 +28,7 @@ from httprail import (
     set_context,
 )
 from httprail.middleware import NO_RETRY_EXTENSION, Retry
+from httprail.middleware._retry import RETRY_STATUSES_EXTENSION
 from httprail.testing import FakeClock, MockTerminal
 
 URL = "https://api.test/items"
@@ -155,6 +156,65 @@ async def test_post_is_not_retried_after_a_read_error(fake_clock: FakeClock) -> 
     outcome = await make(terminal, fake_clock).send(request)
     assert isinstance(outcome.failure(), ReadError)
     assert len(terminal.requests) == 1
+
+
+async def test_a_post_refused_with_429_is_retried_without_an_idempotency_key(
+    fake_clock: FakeClock,
+) -> None:
+    terminal = responses(httpx.Response(429, headers={"retry-after-ms": "20"}), 200)
+    outcome = await make(terminal, fake_clock).send(httpx.Request("POST", URL, json={"a": 1}))
+    assert isinstance(outcome, Success)
+    assert len(terminal.requests) == 2
+    assert fake_clock.sleeps == [0.02]
+    assert terminal.requests[1].content == b'{"a":1}'
+
+
+async def test_a_post_is_retried_when_the_server_says_x_should_retry_true(
+    fake_clock: FakeClock,
+) -> None:
+    terminal = responses(httpx.Response(503, headers={"x-should-retry": "true"}), 200)
+    outcome = await make(terminal, fake_clock).send(httpx.Request("POST", URL, json={}))
+    assert isinstance(outcome, Success)
+    assert len(terminal.requests) == 2
+
+
+class Refused(ReadError):
+    """A read error the server sent before acting on the request (a GOAWAY refusal)."""
+
+    never_processed = True
+
+
+async def test_an_error_marked_never_processed_is_retried_for_any_method(
+    fake_clock: FakeClock,
+) -> None:
+    request = httpx.Request("POST", URL, json={})
+    marked = ReadError("stream refused", request=request)
+    marked.never_processed = True  # set on the instance, as a terminal may
+    terminal = responses(Refused("goaway", request=request), marked, 200)
+    outcome = await make(terminal, fake_clock).send(request)
+    assert isinstance(outcome, Success)
+    assert len(terminal.requests) == 3
+
+
+async def test_529_overloaded_is_retried_by_default(fake_clock: FakeClock) -> None:
+    terminal = responses(529, 200)
+    outcome = await make(terminal, fake_clock).send(httpx.Request("GET", URL))
+    assert isinstance(outcome, Success)
+    assert len(terminal.requests) == 2
+
+
+async def test_a_request_may_add_statuses_worth_retrying_for_itself(
+    fake_clock: FakeClock,
+) -> None:
+    plain = responses(409, 200)
+    outcome = await make(plain, fake_clock).send(httpx.Request("GET", URL))
+    assert isinstance(outcome.failure(), ClientStatusError)
+    assert len(plain.requests) == 1
+    widened = responses(409, 200)
+    request = httpx.Request("GET", URL, extensions={RETRY_STATUSES_EXTENSION: {409}})
+    outcome = await make(widened, fake_clock).send(request)
+    assert isinstance(outcome, Success)
+    assert len(widened.requests) == 2
 
 
 @pytest.mark.parametrize(

@@ -1,22 +1,27 @@
-"""``PipelineTransport``: a whole pipeline as an ``httpx.AsyncBaseTransport``.
+"""``PipelineTransport``: a whole pipeline as an httpx transport, for httpx and httpx2 clients.
 
 An httpx-based SDK (openai, anthropic, ...) sends through ``httpx.AsyncClient(transport=...)``
-and gets httprail's retry, breaker, auth and telemetry. The railway ends here, at the second
-seam, where values turn back into what httpx users expect:
+or ``httpx2.AsyncClient(transport=...)`` and gets httprail's retry, breaker, auth and telemetry.
+The railway ends here, at the second seam, where values turn back into what the caller's client
+expects:
 
 - ``Success(response)``: the response is handed to the SDK.
 - a ``Failure`` that carries a response (``StatusError``, a ``MaxRetriesExceededError`` whose
   last attempt was one): that response is handed to the SDK, body readable, so the SDK's own
   status handling (``openai.RateLimitError``, ...) stays right.
-- any other ``Failure``: the matching httpx exception is raised (see :func:`to_httpx_exception`),
-  with the httprail error as its ``__cause__``.
+- any other ``Failure``: the matching exception of the caller's library is raised (see
+  :func:`to_httpx_exception`), with the httprail error as its ``__cause__``.
+
+Inside the pipeline every request is an ``httpx.Request``. A request from an ``httpx2`` client
+is converted at this seam by :mod:`httprail.terminals._httpx2`, the one module that knows
+httpx2; this module only tells an ``httpx`` request from another one.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import AsyncIterator, Callable, Collection
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypedDict
 
 import httpx
 from returns.result import Success
@@ -25,6 +30,7 @@ from .._context import EXTENSION_KEY, RequestContext
 from .._errors import (
     BulkheadFullError,
     CircuitBreakerOpenError,
+    ConfigError,
     ConnectError,
     DecodeError,
     InvalidRequestError,
@@ -39,23 +45,40 @@ from .._errors import (
     TransportError,
     WriteError,
 )
+from ..middleware._retry import RETRY_STATUSES_EXTENSION
 from ._mapping import map_exception
 
 if TYPE_CHECKING:
     from .._pipeline import Pipeline
+    from ._httpx2 import Httpx2PipelineTransport
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
+    "SDK_RETRY_STATUSES",
     "PipelineTransport",
     "StreamPolicy",
+    "TransportOptions",
     "response_of",
     "to_httpx_exception",
 ]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
+SDK_RETRY_STATUSES: frozenset[int] = frozenset({408, 409, 429, *range(500, 600)})
+"""The statuses the OpenAI and Anthropic SDKs retry (408, 409, 429 and every 5xx, Anthropic's
+529 "overloaded" included): what a transport asks the chain's ``Retry`` to retry as well."""
+
 StreamPolicy: TypeAlias = bool | Callable[[httpx.Request], bool]
 """Whether the chain hands the body over unread: always, never, or as a function decides."""
+
+
+class TransportOptions(TypedDict, total=False):
+    """The options of :class:`PipelineTransport` (and of ``as_httpx_transport()``)."""
+
+    stream: StreamPolicy
+    idempotency_keys: bool
+    retry_statuses: Collection[int]
+
 
 _REPEATABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -101,9 +124,10 @@ def response_of(error: RequestError) -> httpx.Response | None:
     return candidate if isinstance(candidate, httpx.Response) else None
 
 
-def _httpx_class(error: RequestError) -> type[httpx.RequestError]:
+def httpx_class(error: RequestError) -> type[httpx.RequestError]:
+    """The httpx exception class :func:`to_httpx_exception` raises for ``error``."""
     if isinstance(error, MaxRetriesExceededError):
-        return _httpx_class(error.last)
+        return httpx_class(error.last)
     if isinstance(error, RequestTimeoutError):
         return _TIMEOUTS.get(error.phase, httpx.ReadTimeout)
     default: type[httpx.RequestError] = httpx.TransportError
@@ -151,7 +175,7 @@ def to_httpx_exception(
         error: the failure to translate.
         request: the request to attach (default: the error's).
     """
-    kind = _httpx_class(error)
+    kind = httpx_class(error)
     target = request if request is not None else error.request
     try:
         exc = kind(str(error), request=target)
@@ -184,16 +208,12 @@ class _RelayStream(httpx.AsyncByteStream):
         await self._response.aclose()
 
 
-def _hand_over(response: httpx.Response, request: httpx.Request) -> httpx.Response:
-    """A fresh response for the caller's client, carrying ``response``'s status and body."""
-    extensions = dict(response.extensions)
-    if not response.is_stream_consumed:
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_RelayStream(response, request),
-            extensions=extensions,
-        )
+def read_parts(response: httpx.Response) -> tuple[httpx.Headers, bytes]:
+    """The headers and body to hand over for ``response``, whose body the chain has read.
+
+    The body is decoded already, so a ``Content-Encoding`` goes, and the length is the
+    decoded body's.
+    """
     body = response.content  # read already (and decoded, if it was compressed)
     headers = response.headers
     if "content-encoding" in headers:
@@ -205,6 +225,20 @@ def _hand_over(response: httpx.Response, request: httpx.Request) -> httpx.Respon
             ]
         )
         headers["Content-Length"] = str(len(body))
+    return headers, body
+
+
+def _hand_over(response: httpx.Response, request: httpx.Request) -> httpx.Response:
+    """A fresh response for the caller's client, carrying ``response``'s status and body."""
+    extensions = dict(response.extensions)
+    if not response.is_stream_consumed:
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_RelayStream(response, request),
+            extensions=extensions,
+        )
+    headers, body = read_parts(response)
     return httpx.Response(
         response.status_code,
         headers=headers,
@@ -213,7 +247,123 @@ def _hand_over(response: httpx.Response, request: httpx.Request) -> httpx.Respon
     )
 
 
-class PipelineTransport(httpx.AsyncBaseTransport):
+class Flavour(Protocol):
+    """How the requests, responses and exceptions of one client library meet the pipeline's
+    ``httpx`` ones (the httpx2 flavour is in :mod:`httprail.terminals._httpx2`)."""
+
+    def adopt(self, request: Any) -> httpx.Request:
+        """The pipeline's ``httpx.Request`` for the caller's ``request``; it shares the
+        caller's ``extensions`` dict."""
+
+    def hand_over(self, response: httpx.Response, request: Any, core: httpx.Request) -> Any:
+        """The caller's library's response for ``response`` (``core`` is the adopted request)."""
+
+    def exception(self, error: RequestError, request: Any) -> Exception:
+        """The caller's library's exception for ``error``."""
+
+
+def _foreign_flavour(request: object) -> Flavour:
+    """The flavour of a request that is not an ``httpx.Request``: httpx2's, or a ConfigError."""
+    try:
+        from ._httpx2 import HTTPX2  # only a client of another library reaches here
+    except ImportError:  # pragma: no cover - an httpx2 request implies httpx2 is installed
+        owned = False
+    else:
+        owned = HTTPX2.owns(request)
+    if not owned:
+        raise ConfigError(
+            f"PipelineTransport serves httpx and httpx2 clients; it was given a "
+            f"{type(request).__module__}.{type(request).__qualname__}"
+        )
+    return HTTPX2
+
+
+def _check_statuses(statuses: Collection[int]) -> frozenset[int]:
+    where = "as_httpx_transport(retry_statuses=...)"
+    if isinstance(statuses, str | bytes) or not isinstance(statuses, Collection):
+        raise ConfigError(f"{where} must be a collection of statuses, got {statuses!r}")
+    bad = [s for s in statuses if type(s) is not int or not 100 <= s <= 599]
+    if bad:
+        raise ConfigError(f"{where} must be HTTP status codes, got {bad}")
+    return frozenset(statuses)
+
+
+class TransportBase:
+    """What :class:`PipelineTransport` and ``Httpx2PipelineTransport`` share: sending a request
+    of either library through the pipeline. Not a transport by itself (no library's base)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        context: RequestContext | None = None,
+        stream: StreamPolicy = True,
+        idempotency_keys: bool = True,
+        retry_statuses: Collection[int] = SDK_RETRY_STATUSES,
+    ) -> None:
+        self._pipeline = pipeline
+        base = context if context is not None else pipeline.new_context()
+        self._contexts = (base.replace(stream=False), base.replace(stream=True))
+        self._stream = stream
+        self._idempotency_keys = idempotency_keys
+        self._retry_statuses = _check_statuses(retry_statuses) or None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._pipeline!r})"
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The chain requests are sent through."""
+        return self._pipeline
+
+    async def _handle(self, request: Any) -> Any:
+        """Send a request of either library; return that library's response or raise its
+        exception."""
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the transport has been closed.")
+        flavour = None if isinstance(request, httpx.Request) else _foreign_flavour(request)
+        if self._idempotency_keys and request.method not in _REPEATABLE_METHODS:
+            headers = request.headers  # the caller's: a request sent again keeps its key
+            if IDEMPOTENCY_HEADER not in headers:
+                headers[IDEMPOTENCY_HEADER] = f"httprail-{uuid.uuid4()}"
+        core = request if flavour is None else flavour.adopt(request)
+        policy = self._stream
+        stream = policy if isinstance(policy, bool) else bool(policy(core))
+        extensions = core.extensions
+        ctx = extensions.get(EXTENSION_KEY)
+        if isinstance(ctx, RequestContext):
+            # Each send is a new logical call, even of a request object sent before (an auth
+            # flow resends the same one): keep who it is for, not a past attempt or deadline.
+            ctx = ctx.replace(attempt=1, deadline=None, stream=stream)
+        else:
+            ctx = self._contexts[stream]
+        extensions[EXTENSION_KEY] = ctx
+        if self._retry_statuses is not None and RETRY_STATUSES_EXTENSION not in extensions:
+            extensions[RETRY_STATUSES_EXTENSION] = self._retry_statuses
+        outcome = await self._pipeline.send(core)
+        if type(outcome) is Success:
+            response = outcome.unwrap()
+        else:
+            error = outcome.failure()
+            found = response_of(error)
+            if found is None:
+                if flavour is None:
+                    raise to_httpx_exception(error, request) from error
+                raise flavour.exception(error, request) from error
+            response = found
+        if flavour is None:
+            return _hand_over(response, request)
+        return flavour.hand_over(response, request, core)
+
+    async def aclose(self) -> None:
+        """Close the pipeline (and with it the terminal's connections); idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._pipeline.aclose()
+
+
+class PipelineTransport(TransportBase, httpx.AsyncBaseTransport):
     """A :class:`~httprail.Pipeline` as an ``httpx.AsyncBaseTransport``, for httpx-based SDKs.
 
     Build it with ``pipeline.as_httpx_transport()`` (or ``client.as_httpx_transport()``).
@@ -221,6 +371,11 @@ class PipelineTransport(httpx.AsyncBaseTransport):
     raised as httpx exceptions (:func:`to_httpx_exception`) whose ``__cause__`` is the httprail
     error. The caller's timeouts (``request.extensions["timeout"]``, set by its
     ``httpx.AsyncClient``) are the terminal's. Closing the transport closes the pipeline.
+
+    It serves an ``httpx2.AsyncClient`` too (requests are converted at the seam; errors are
+    raised as httpx2's exceptions); ``pipeline.as_httpx2_transport()`` gives the same transport
+    with httpx2's base class, for type checkers and for SDKs that refuse any ``httpx`` object
+    (anthropic's ``DefaultAsyncHttpxClient``).
 
     Args:
         pipeline: the chain to send through.
@@ -231,8 +386,14 @@ class PipelineTransport(httpx.AsyncBaseTransport):
             breaks raises the httpx error while being read. ``False``: the chain reads every
             body, so a body that breaks is a failure the chain can retry, but nothing streams.
             A function of the request decides per request.
-        idempotency_keys: give every POST and PATCH without an ``Idempotency-Key`` header a
-            fresh one, kept across the chain's retries, so that ``Retry`` may repeat it.
+        idempotency_keys: ``True`` (default): give every request of another method than GET,
+            HEAD, OPTIONS, PUT, DELETE, TRACE (a POST, a PATCH) without an ``Idempotency-Key``
+            header a fresh one, kept across the chain's retries, so that ``Retry`` may repeat it
+            as the SDK would have. ``False``: such requests are repeated only when the error
+            proves the server did not act on them.
+        retry_statuses: statuses the chain's ``Retry`` retries for these requests besides its
+            own ``retry_statuses`` (default :data:`SDK_RETRY_STATUSES`, what the SDKs retry;
+            ``()`` for none).
 
     Example:
         >>> transport = pipeline.as_httpx_transport()  # doctest: +SKIP
@@ -241,60 +402,25 @@ class PipelineTransport(httpx.AsyncBaseTransport):
         ... )
     """
 
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        *,
-        context: RequestContext | None = None,
-        stream: StreamPolicy = True,
-        idempotency_keys: bool = False,
-    ) -> None:
-        self._pipeline = pipeline
-        base = context if context is not None else pipeline.new_context()
-        self._contexts = (base.replace(stream=False), base.replace(stream=True))
-        self._stream = stream
-        self._idempotency_keys = idempotency_keys
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"PipelineTransport({self._pipeline!r})"
-
-    @property
-    def pipeline(self) -> Pipeline:
-        """The chain requests are sent through."""
-        return self._pipeline
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline; return a response or raise an httpx error."""
-        if self._closed:
-            raise RuntimeError("Cannot send a request, as the transport has been closed.")
-        policy = self._stream
-        stream = policy if isinstance(policy, bool) else bool(policy(request))
-        ctx = request.extensions.get(EXTENSION_KEY)
-        if isinstance(ctx, RequestContext):
-            # Each send is a new logical call, even of a request object sent before (an auth
-            # flow resends the same one): keep who it is for, not a past attempt or deadline.
-            ctx = ctx.replace(attempt=1, deadline=None, stream=stream)
-        else:
-            ctx = self._contexts[stream]
-        request.extensions[EXTENSION_KEY] = ctx
-        if (
-            self._idempotency_keys
-            and request.method not in _REPEATABLE_METHODS
-            and IDEMPOTENCY_HEADER not in request.headers
-        ):
-            request.headers[IDEMPOTENCY_HEADER] = f"httprail-{uuid.uuid4()}"
-        outcome = await self._pipeline.send(request)
-        if type(outcome) is Success:
-            return _hand_over(outcome.unwrap(), request)
-        error = outcome.failure()
-        response = response_of(error)
-        if response is not None:
-            return _hand_over(response, request)
-        raise to_httpx_exception(error, request) from error
+        response: httpx.Response = await self._handle(request)
+        return response
 
     async def aclose(self) -> None:
         """Close the pipeline (and with it the terminal's connections); idempotent."""
-        if not self._closed:
-            self._closed = True
-            await self._pipeline.aclose()
+        await TransportBase.aclose(self)
+
+
+def httpx2_transport(
+    pipeline: Pipeline, *, context: RequestContext | None = None, **options: Any
+) -> Httpx2PipelineTransport:
+    """``pipeline`` as an ``httpx2.AsyncBaseTransport``; a ConfigError without httpx2."""
+    try:
+        from ._httpx2 import Httpx2PipelineTransport
+    except ImportError as exc:
+        raise ConfigError(
+            "as_httpx2_transport() needs the httpx2 package (pip install httpx2); "
+            "as_httpx_transport() serves httpx clients"
+        ) from exc
+    return Httpx2PipelineTransport(pipeline, context=context, **options)

@@ -59,7 +59,9 @@ class Reply:
         body: the response body.
         delay: seconds to wait before answering.
         fault: misbehave this way instead of answering (the other fields are ignored).
-        events: SSE ``data`` payloads; when set, the body is an ``text/event-stream``.
+        events: SSE ``data`` payloads; when set, the body is an ``text/event-stream``. An item
+            that starts with ``event:`` is written as it is (a named event: its ``event:``
+            line, then its ``data:`` lines).
         event_delay: seconds between SSE events.
         drop_after_events: break the connection after this many events.
     """
@@ -647,7 +649,10 @@ async def _answer_events(
             return False
         if index and reply.event_delay > 0:
             await asyncio.sleep(reply.event_delay)
-        payload = "".join(f"data: {line}\n" for line in data.split("\n")).encode() + b"\n"
+        if data.startswith("event:"):  # a named event, written as given
+            payload = data.rstrip("\n").encode() + b"\n\n"
+        else:
+            payload = "".join(f"data: {line}\n" for line in data.split("\n")).encode() + b"\n"
         writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         await writer.drain()
     if reply.drop_after_events is not None and reply.drop_after_events <= len(reply.events):
