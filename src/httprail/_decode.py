@@ -43,7 +43,7 @@ def decode_json(response: httpx.Response, model: Any = None) -> Result[Any, Requ
     request = request_of(response)
     try:
         data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep (a hostile body)
         error = DecodeError(f"body is not valid JSON: {exc}", request=request)
         error.__cause__ = exc
         return Failure(error)

@@ -219,7 +219,7 @@ def _prepare(
     if json_body is not None:
         try:
             body["json"] = json.loads(json_body)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise _UsageError(f"--json is not valid JSON: {exc}") from None
     elif data is not None:
         body["content"] = data.encode()
@@ -468,14 +468,14 @@ def _body(response: httpx.Response, limit: int) -> _Body:
         return _Body("empty", "", None, 0, False)
     media = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # RecursionError: nested too deep
             value = json.loads(content)
             text, truncated = _cut(json.dumps(value, indent=2, ensure_ascii=False), limit)
             return _Body("json", text, None if truncated else value, size, truncated)
     textual = media.startswith(_TEXT_TYPES) or any(t in media for t in _TEXT_TYPES)
     try:
         decoded = content.decode(response.encoding or "utf-8")
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError):  # UnicodeError: a charset such as idna refusing bytes
         decoded = None
     if decoded is None or (not textual and "\x00" in decoded[:4096]):
         return _Body("binary", f"[binary body: {size:,} bytes, {media or 'no type'}]", None, size,

@@ -260,7 +260,7 @@ def _error_event(data: str, request: httpx.Request) -> RequestError:
     """The error an ``event: error`` SSE event reports."""
     try:
         detail = parse_provider_error(json.loads(data))
-    except ValueError:
+    except (ValueError, RecursionError):
         detail = None
     if detail is not None:
         text = detail.describe()

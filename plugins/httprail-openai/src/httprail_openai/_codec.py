@@ -220,7 +220,7 @@ def decode_chunk(data: str, request: httpx.Request | None) -> Result[StreamChunk
     """
     try:
         payload = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         snippet = data if len(data) <= 80 else data[:77] + "..."
         error = DecodeError(f"stream chunk is not valid JSON ({exc}): {snippet!r}", request=request)
         error.__cause__ = exc

@@ -78,7 +78,7 @@ def parse_provider_error(payload: object) -> ProviderError | None:
 def _response_error(response: httpx.Response) -> ProviderError | None:
     try:
         payload = json.loads(response.content)
-    except (httpx.ResponseNotRead, ValueError, UnicodeDecodeError):
+    except (httpx.ResponseNotRead, ValueError, RecursionError):
         return None
     return parse_provider_error(payload)
 
