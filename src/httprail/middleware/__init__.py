@@ -13,7 +13,14 @@ from ._hedge import HEDGE_EXTENSION, Hedge, HedgeStats
 from ._logging import Logging
 from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
 from ._rate_limit import RateLimiter, RateLimitSnapshot
-from ._retry import IDEMPOTENT_METHODS, NO_RETRY_EXTENSION, Retry, RetryState, RetryVeto
+from ._retry import (
+    IDEMPOTENT_METHODS,
+    NO_RETRY_EXTENSION,
+    RETRY_STATUSES_EXTENSION,
+    Retry,
+    RetryState,
+    RetryVeto,
+)
 from ._retry_budget import RetryBudget, RetryBudgetSnapshot
 from ._timeout import Timeout
 
@@ -22,6 +29,7 @@ __all__ = [
     "HEDGE_EXTENSION",
     "IDEMPOTENT_METHODS",
     "NO_RETRY_EXTENSION",
+    "RETRY_STATUSES_EXTENSION",
     "ApiKeyAuth",
     "BasicAuth",
     "BearerAuth",
