@@ -318,3 +318,48 @@ def test_an_unloadable_ca_bundle_names_the_terminal(tmp_path: Path, terminal: st
     bad.write_text("not a certificate")
     with pytest.raises(ConfigError, match=f"the {terminal} terminal cannot load the CA bundle"):
         TERMINALS[terminal](HttpSettings(ca_bundle=bad))
+
+
+# -- the command line: --insecure/-k, --cacert, --cert, --key, --proxy -------------------------
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from httprail.cli import main
+
+    code = await asyncio.to_thread(main, ["request", "--no-headers", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_the_command_line_takes_tls_and_proxy_flags(
+    certs: Certs, proxy: Proxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with https_server(certs, client_cert_required=True) as server:
+        url = f"{server.url}/x"
+        code, _, err = await _cli(
+            capsys, "GET", url, "--cacert", str(certs.ca_pem), "--retries", "0"
+        )
+        assert code != 0
+        assert err.count("\n") == 1
+        mutual = ["--cacert", str(certs.ca_pem), "--cert", str(certs.client_cert)]
+        mutual += ["--key", str(certs.client_key)]
+        code, out, _ = await _cli(capsys, "GET", url, *mutual)
+        assert code == 0
+        assert out.rstrip().endswith("ok")
+        code, out, _ = await _cli(capsys, "GET", url, *mutual, "--proxy", proxy.url)
+        assert code == 0
+        assert out.rstrip().endswith("ok")
+        assert proxy.seen == [f"CONNECT {server.url.removeprefix('https://')} HTTP/1.1"]
+    async with https_server(certs) as server:
+        assert (await _cli(capsys, "GET", server.url, "-k"))[0] == 0
+        assert (await _cli(capsys, "GET", server.url, "--insecure"))[0] == 0
+        assert (await _cli(capsys, "GET", server.url, "--retries", "0"))[0] != 0
+
+
+async def test_a_bad_proxy_flag_is_a_usage_error_that_does_not_quote_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = await _cli(capsys, "GET", "http://a.test/", "--proxy", "ftp://u:S3CRET@x")
+    assert code == 2
+    assert "HTTP_PROXY_URL" in err
+    assert "S3CRET" not in out + err

@@ -16,8 +16,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import httpx
@@ -103,19 +104,33 @@ def request(
     ],
     header: Annotated[
         list[str] | None,
-        typer.Option("--header", "-H", help="A request header 'Name: value' (repeatable)."),
+        typer.Option(
+            "--header",
+            "-H",
+            metavar="'NAME: VALUE'",
+            help="A request header (repeatable).",
+        ),
     ] = None,
     json_body: Annotated[
         str | None,
-        typer.Option("--json", "-j", help="Send this JSON text as the body (application/json)."),
+        typer.Option(
+            "--json",
+            "-j",
+            metavar="JSON",
+            help="Send this JSON text as the body (application/json).",
+        ),
     ] = None,
     data: Annotated[
-        str | None, typer.Option("--data", "-d", help="Send this text as the body, as is.")
+        str | None,
+        typer.Option("--data", "-d", metavar="TEXT", help="Send this text as the body, as is."),
     ] = None,
     retries: Annotated[
         int | None,
         typer.Option(
-            min=0, max=100, help="Retries after the first attempt (default: HTTP_MAX_RETRIES, 3)."
+            min=0,
+            max=100,
+            metavar="N",
+            help="Retries after the first attempt (default: HTTP_MAX_RETRIES, 3).",
         ),
     ] = None,
     timeout: Annotated[
@@ -123,6 +138,7 @@ def request(
         typer.Option(
             min=0.001,
             max=86_400.0,
+            metavar="SECONDS",
             help="Seconds for the whole call, retries included (default: HTTP_TIMEOUT_TOTAL, 60).",
         ),
     ] = None,
@@ -143,14 +159,57 @@ def request(
     ] = True,
     max_body: Annotated[
         int,
-        typer.Option(min=0, help="Show at most this many characters of the body (0: all)."),
+        typer.Option(
+            min=0, metavar="CHARS", help="Show at most this many characters of the body (0: all)."
+        ),
     ] = DEFAULT_MAX_BODY,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Let the stack's log events reach stderr.")
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", "-k", help="Do not verify the server's TLS certificate (HTTP_VERIFY)."
+        ),
+    ] = False,
+    cacert: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Trust the CAs in this PEM file (HTTP_CA_BUNDLE)."),
+    ] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Client certificate, PEM; may hold the key too (HTTP_CLIENT_CERT).",
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="The client certificate's key, PEM (HTTP_CLIENT_KEY)."),
+    ] = None,
+    proxy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Send through this proxy: http, https, socks5 or socks5h (HTTP_PROXY_URL).",
+        ),
+    ] = None,
 ) -> int:
+    tls = {
+        name: value
+        for name, value in (
+            ("verify", False if insecure else None),
+            ("ca_bundle", cacert),
+            ("client_cert", cert),
+            ("client_key", key),
+            ("proxy_url", proxy),
+        )
+        if value is not None
+    }
     try:
-        call = _prepare(method, url, header or [], json_body, data, retries, timeout, stack)
+        call = _prepare(
+            method, url, header or [], json_body, data, retries, timeout, stack, tls=tls
+        )
     except _UsageError as exc:
         return _fail("usage", str(exc))
     try:
@@ -208,6 +267,8 @@ def _prepare(
     retries: int | None,
     timeout: float | None,
     stack: str | None,
+    *,
+    tls: Mapping[str, Any] | None = None,
 ) -> _Call:
     verb = method.strip().upper()
     if not _TOKEN.match(verb):
@@ -232,7 +293,7 @@ def _prepare(
             )
     elif "://" not in url and not url.startswith("/"):
         url = f"http://{url}"
-    knobs: dict[str, Any] = {}
+    knobs: dict[str, Any] = dict(tls or {})  # --insecure, --cacert, --cert, --key, --proxy
     try:
         if retries is not None:
             knobs["max_retries"] = retries
@@ -243,9 +304,8 @@ def _prepare(
                 value = getattr(base, name)  # a phase may not last longer than the total
                 if value is not None and value > timeout:
                     knobs[name] = timeout
-        if stack_name is None:
-            settings = HttpSettings(**knobs)
-        else:  # as per-provider overrides, so they win over the stack file's own settings
+        settings = HttpSettings(**knobs)  # checks every flag (one line, no secret quoted)
+        if stack_name is not None:  # as per-provider overrides, so they win over the stack file's
             settings = HttpSettings(providers={stack_name: ProviderOverrides(**knobs)})
     except ConfigError as exc:
         raise _UsageError(str(exc)) from None
