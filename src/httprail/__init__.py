@@ -1,7 +1,8 @@
 """httprail: async HTTP on rails.
 
 Every request travels an ordered chain of middleware stages (logging, metrics, timeout, retry,
-circuit breaker, auth, ...) over a pooled HTTP/2-capable httpx client, and every stage returns a
+circuit breaker, auth, ...) over a pooled client (aiohttp, HTTP/1.1, by default;
+``HttpSettings(http2=True)`` picks httpx, which speaks HTTP/2), and every stage returns a
 ``Result`` instead of raising::
 
     async with httprail.AsyncClient(base_url="https://api.example.com") as client:
@@ -33,7 +34,10 @@ The error tree (every error is an ``Exception`` and also a value inside ``Failur
     │   ├── DecodeError
     │   │   └── ResponseTooLargeError
     │   ├── AuthError
-    │   └── InvalidRequestError
+    │   ├── InvalidRequestError
+    │   └── RedirectError
+    │       ├── TooManyRedirectsError
+    │       └── InsecureRedirectError
     ├── ProviderNotFoundError
     └── ConfigError
 """
@@ -54,12 +58,14 @@ from ._errors import (
     ConnectionRotatedError,
     DecodeError,
     HttprailError,
+    InsecureRedirectError,
     InvalidRequestError,
     MaxRetriesExceededError,
     ProtocolError,
     ProviderNotFoundError,
     RateLimitedError,
     ReadError,
+    RedirectError,
     RefusedStreamError,
     RequestError,
     RequestTimeoutError,
@@ -68,6 +74,7 @@ from ._errors import (
     ServerStatusError,
     StatusError,
     TimeoutPhase,
+    TooManyRedirectsError,
     TransportError,
     WriteError,
 )
@@ -109,6 +116,7 @@ __all__ = [
     "Failure",
     "HttpSettings",
     "HttprailError",
+    "InsecureRedirectError",
     "InvalidRequestError",
     "MaxRetriesExceededError",
     "MiddlewarePlugin",
@@ -123,6 +131,7 @@ __all__ = [
     "ProviderOverrides",
     "RateLimitedError",
     "ReadError",
+    "RedirectError",
     "RefusedStreamError",
     "RequestContext",
     "RequestError",
@@ -139,6 +148,7 @@ __all__ = [
     "Success",
     "TerminalPlugin",
     "TimeoutPhase",
+    "TooManyRedirectsError",
     "TransportError",
     "WriteError",
     "__version__",

@@ -93,8 +93,9 @@ class AsyncClient(ClosesOnExit):
         headers: headers sent with every request.
         params: query parameters sent with every request.
         plugins: the middleware stack, or ``None`` for the default one.
-        terminal: what sends requests (default: ``AiohttpTerminal(settings)``, the fastest
-            measured; ``HttpxTerminal`` speaks HTTP/2 and is the one respx mocks).
+        terminal: what sends requests (default: ``AiohttpTerminal(settings)``, HTTP/1.1, the
+            fastest measured; ``HttpxTerminal(settings)`` when ``settings.http2`` is true, as
+            it speaks HTTP/2).
         settings: timeouts, retry, breaker and pool settings (default: from ``HTTP_*`` env).
         observers: extra receivers of retry / breaker events.
         raw_status: return every status as ``Success`` instead of ``Failure(StatusError)``.
@@ -133,9 +134,8 @@ class AsyncClient(ClosesOnExit):
                     f"AsyncClient(base_url=...) is not a valid URL: {redact_text(str(exc))}"
                 ) from None
             if self._base_url.is_relative_url:
-                raise ConfigError(
-                    f"AsyncClient(base_url={redact_url(base_url)!r}) must be absolute"
-                )
+                shown = redact_url(base_url).rpartition("@")[2]  # no userinfo, even unparsed
+                raise ConfigError(f"AsyncClient(base_url={shown!r}) must be absolute")
             if self._base_url.password:
                 register_secret(self._base_url.password, owner=self)
         else:
@@ -155,7 +155,18 @@ class AsyncClient(ClosesOnExit):
         self._params = dict(params or {})
         self._url_cache: dict[str, tuple[httpx.URL, str | None]] = {}
         stack = default_plugins(self.settings) if plugins is None else list(plugins)
-        self._terminal = terminal if terminal is not None else AiohttpTerminal(self.settings)
+        if self._base_url is not None:
+            for plugin in stack:  # auth stages send their credentials to this origin only
+                bind = getattr(plugin, "bind_origin", None)
+                if callable(bind):
+                    bind(self._base_url)
+        self._terminal = terminal if terminal is not None else _default_terminal(self.settings)
+        if self.settings.http2 and getattr(self._terminal, "speaks_http2", True) is False:
+            raise ConfigError(
+                f"AsyncClient: HTTP/2 was asked for (http2=True, HTTP_HTTP2=true) but "
+                f"terminal={type(self._terminal).__name__} speaks HTTP/1.1 only: use "
+                "HttpxTerminal (or no terminal: then HttpxTerminal is chosen), or leave http2 unset"
+            )
         self._pipeline = Pipeline(stack, self._terminal, observers=observers)
         self._dispatch = self._pipeline._handler
         self._context = self._pipeline.new_context(raw_status=raw_status, provider=provider)
@@ -422,6 +433,15 @@ async def _awaited(outcome: Awaitable[Outcome]) -> Outcome:
     return await outcome
 
 
+def _default_terminal(settings: HttpSettings) -> TerminalPlugin:
+    """``AiohttpTerminal`` (HTTP/1.1, the fastest), or ``HttpxTerminal`` when HTTP/2 is asked."""
+    if settings.http2:
+        from .terminals._httpx import HttpxTerminal  # imported only for HTTP/2
+
+        return HttpxTerminal(settings)
+    return AiohttpTerminal(settings)
+
+
 def _url_problem(url: httpx.URL) -> str | None:
     """Why ``url`` cannot be sent over HTTP, or ``None``."""
     if url.scheme not in ("http", "https"):
@@ -431,6 +451,9 @@ def _url_problem(url: httpx.URL) -> str | None:
         return "no host"
     if "%" in host or any(ch.isspace() for ch in host):
         return f"invalid host {host!r}"
+    port = url.port
+    if port is not None and not 0 < port < 65536:
+        return f"port {port} is out of range (1-65535)"
     return None
 
 

@@ -22,7 +22,10 @@ HttprailError                      root of everything httprail returns or raises
 │   ├── DecodeError                the body is not the JSON / model that was asked for
 │   │   └── ResponseTooLargeError  .limit: the body passed max_body_bytes (decoded bytes)
 │   ├── AuthError                  credentials could not be obtained (token provider failed)
-│   └── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
+│   ├── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
+│   └── RedirectError              .status_code, .location: a redirect that is not followed
+│       ├── TooManyRedirectsError  more than max_redirects hops, or a loop
+│       └── InsecureRedirectError  https → http, refused unless allowed
 ├── ProviderNotFoundError          .key, .known: no generator is registered under that key
 └── ConfigError                    bad settings, option or argument; raised, never returned (*)
 ```
@@ -58,12 +61,14 @@ __all__ = [
     "ConnectionRotatedError",
     "DecodeError",
     "HttprailError",
+    "InsecureRedirectError",
     "InvalidRequestError",
     "MaxRetriesExceededError",
     "ProtocolError",
     "ProviderNotFoundError",
     "RateLimitedError",
     "ReadError",
+    "RedirectError",
     "RefusedStreamError",
     "RequestError",
     "RequestTimeoutError",
@@ -72,6 +77,7 @@ __all__ = [
     "ServerStatusError",
     "StatusError",
     "TimeoutPhase",
+    "TooManyRedirectsError",
     "TransportError",
     "WriteError",
 ]
@@ -371,3 +377,52 @@ class InvalidRequestError(RequestError):
 
     counts_against_upstream = False
     never_processed = True
+
+
+class RedirectError(RequestError):
+    """A redirect the ``Redirects`` stage will not follow: its ``Location`` is missing, not a
+    URL or not HTTP(S). ``status_code`` is the redirect's status, ``location`` the target
+    (redacted, as every URL in an error), or ``None``.
+
+    The upstream answered, and is not to blame for the client's policy: redirect errors are
+    not counted against it, and they are not retried.
+    """
+
+    counts_against_upstream = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        location: httpx.URL | str | None = None,
+        request: httpx.Request | None = None,
+    ) -> None:
+        shown = None if location is None else redact_url(location)
+        text = message if shown is None else f"{message} (Location: {shown})"
+        super().__init__(text, request=request)
+        self.status_code = status_code
+        self.location = shown
+
+
+class TooManyRedirectsError(RedirectError):
+    """The call was redirected more than ``max_redirects`` times (``redirects`` says how many
+    were followed), or back to a URL it had already been sent to with the same method."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        redirects: int,
+        location: httpx.URL | str | None = None,
+        request: httpx.Request | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, location=location, request=request)
+        self.redirects = redirects
+
+
+class InsecureRedirectError(RedirectError):
+    """An ``https`` request was redirected to plain ``http``: refused unless the stage was
+    built with ``allow_downgrade=True`` (the request, its credentials and the answer would
+    cross the network unencrypted)."""

@@ -2,7 +2,8 @@
 
 Recommended order, outermost first::
 
-    Logging → Metrics → Timeout(total) → Retry → CircuitBreaker → Auth → Timeout(attempt) → terminal
+    Logging → Metrics → Timeout(total) → [Redirects →] Retry → CircuitBreaker → Auth
+        → Timeout(attempt) → terminal
 """
 
 from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider, auth
@@ -13,6 +14,7 @@ from ._hedge import HEDGE_EXTENSION, Hedge, HedgeStats
 from ._logging import Logging
 from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
 from ._rate_limit import RateLimiter, RateLimitSnapshot
+from ._redirects import CREDENTIALS_EXTENSION, REDIRECT_STATUSES, Redirects
 from ._retry import (
     IDEMPOTENT_METHODS,
     NO_RETRY_EXTENSION,
@@ -25,10 +27,12 @@ from ._retry_budget import RetryBudget, RetryBudgetSnapshot
 from ._timeout import Timeout
 
 __all__ = [
+    "CREDENTIALS_EXTENSION",
     "DEFAULT_BUCKETS",
     "HEDGE_EXTENSION",
     "IDEMPOTENT_METHODS",
     "NO_RETRY_EXTENSION",
+    "REDIRECT_STATUSES",
     "RETRY_STATUSES_EXTENSION",
     "ApiKeyAuth",
     "BasicAuth",
@@ -43,6 +47,7 @@ __all__ = [
     "MetricsSnapshot",
     "RateLimitSnapshot",
     "RateLimiter",
+    "Redirects",
     "Retry",
     "RetryBudget",
     "RetryBudgetSnapshot",

@@ -3,20 +3,128 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Literal
 
 import httpx
+import structlog
 from returns.result import Failure, Result, Success
 
 from .._errors import AuthError, ConfigError, RequestError
 from .._pipeline import RequestResponsePlugin
 from .._redact import register_secret, register_sensitive_param
+from ._redirects import CREDENTIALS_EXTENSION, origin_of
 
 __all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider", "auth"]
 
 TokenProvider = Callable[[], Awaitable[str]]
 """An async callable returning a current token (it may cache and refresh on its own)."""
+
+
+_log = structlog.get_logger("httprail.auth")
+
+Origin = tuple[str, str, int | None]
+Origins = str | Collection[str] | None
+"""Where an auth stage sends its credentials: origins (``"https://api.example.com"``,
+``"http://10.0.0.5:8080"``), ``"*"`` for any origin, or ``None``: the base URL of the client it
+is given to, else the origin of the first request it sees (see ``docs/plugins/auth.md``)."""
+
+
+class _OriginBound(RequestResponsePlugin):
+    """The part every auth stage shares: which origins its credentials may go to.
+
+    A request to any other origin (a redirect to another host, an absolute URL elsewhere) is
+    sent without this stage's credentials; if it already carries them (an SDK's own redirect
+    copies the headers), they are removed. The first such request is logged once.
+    """
+
+    _origins: set[Origin]
+    _any_origin: bool
+    _auto: bool
+    _warned: bool
+
+    def _bind(self, owner: str, origins: Origins) -> None:
+        self._warned = False
+        self._any_origin = origins == "*"
+        self._auto = origins is None
+        self._origins = set()
+        if origins is None or self._any_origin:
+            return
+        listed = [origins] if isinstance(origins, str) else origins
+        if not isinstance(listed, Collection) or not listed:
+            raise ConfigError(f"{owner}(origins=...) must be '*', an origin or a list of origins")
+        for text in listed:
+            try:
+                url = httpx.URL(text) if isinstance(text, str) else None
+            except httpx.InvalidURL:
+                url = None
+            if (
+                url is None
+                or url.scheme not in ("http", "https")
+                or not url.host
+                or url.path not in ("", "/")
+                or url.query
+                or url.userinfo
+            ):
+                raise ConfigError(
+                    f"{owner}(origins=...) must hold origins like 'https://api.example.com' "
+                    f"(scheme, host, optional port), got {text!r}"
+                )
+            self._origins.add(origin_of(url))
+
+    def bind_origin(self, url: httpx.URL | str) -> None:
+        """Allow ``url``'s origin, unless ``origins`` was given explicitly.
+
+        ``AsyncClient(base_url=...)`` (and so every stack built from a stack file) calls this
+        with its base URL for every auth stage in its chain.
+        """
+        if self._auto:
+            self._origins.add(origin_of(httpx.URL(url)))
+
+    @property
+    def origins(self) -> frozenset[str] | None:
+        """The origins credentials go to (``None``: any origin, or not bound yet)."""
+        if self._any_origin or (self._auto and not self._origins):
+            return None
+        return frozenset(_origin_text(o) for o in self._origins)
+
+    def _allowed(self, request: httpx.Request) -> bool:
+        """Whether ``request`` goes to one of this stage's origins (binding the first one)."""
+        if self._any_origin:
+            return True
+        origin = origin_of(request.url)
+        origins = self._origins
+        if origin in origins:
+            return True
+        if self._auto and not origins:
+            origins.add(origin)  # trust on first use: the caller's own first request
+            return True
+        scheme, host, port = origin
+        if scheme == "https" and port == 443 and ("http", host, 80) in origins:
+            return True  # the same site upgraded to https, as httpx allows
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "httprail.auth_foreign_origin",
+                stage=type(self).__name__,
+                origin=_origin_text(origin),
+                allowed=sorted(_origin_text(o) for o in origins),
+                action="sent without credentials (logged once per stage)",
+            )
+        return False
+
+
+def _origin_text(origin: Origin) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{host}" if port is None else f"{scheme}://{host}:{port}"
+
+
+def _mark(request: httpx.Request, name: str) -> None:
+    """Name ``name`` as a credential header, for the Redirects stage to strip."""
+    extensions = request.extensions
+    marked = extensions.get(CREDENTIALS_EXTENSION, ())
+    if name not in marked:
+        extensions[CREDENTIALS_EXTENSION] = (*marked, name)
 
 
 def _require_text(owner: str, label: str, value: object) -> str:
@@ -29,7 +137,7 @@ def _require_text(owner: str, label: str, value: object) -> str:
     return value
 
 
-class BearerAuth(RequestResponsePlugin):
+class BearerAuth(_OriginBound):
     """Send ``Authorization: Bearer <token>``.
 
     The token is either a fixed string or an async ``token_provider`` called for every attempt
@@ -40,13 +148,20 @@ class BearerAuth(RequestResponsePlugin):
     Args:
         token: a fixed token.
         token_provider: an async callable returning the current token.
+        origins: where the token may go (see :data:`Origins`); elsewhere it is not sent.
     """
 
     name = "auth"
 
     def __init__(
-        self, token: str | None = None, *, token_provider: TokenProvider | None = None
+        self,
+        token: str | None = None,
+        *,
+        token_provider: TokenProvider | None = None,
+        origins: Origins = None,
     ) -> None:
+        self._bind("BearerAuth", origins)
+        self._sent: str | None = None  # the last header a provider's token made
         if (token is None) == (token_provider is None):
             raise ConfigError("BearerAuth needs exactly one of token=... or token_provider=...")
         if token is not None:
@@ -63,12 +178,15 @@ class BearerAuth(RequestResponsePlugin):
         return "BearerAuth(token=[REDACTED])" if self._header else "BearerAuth(token_provider=...)"
 
     async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
+        if not self._allowed(request):
+            _drop_header(request, "Authorization", (self._header, self._sent))
+            return Success(request)
         header = self._header
         if header is None:
             fetched = await self._fetch(request)
             if isinstance(fetched, RequestError):
                 return Failure(fetched)
-            header = f"Bearer {fetched}"
+            header = self._sent = f"Bearer {fetched}"
         request.headers["Authorization"] = header
         return Success(request)
 
@@ -89,7 +207,7 @@ class BearerAuth(RequestResponsePlugin):
         return token
 
 
-class ApiKeyAuth(RequestResponsePlugin):
+class ApiKeyAuth(_OriginBound):
     """Send an API key in a header (default ``X-API-Key``) or a query parameter.
 
     Args:
@@ -97,6 +215,7 @@ class ApiKeyAuth(RequestResponsePlugin):
         name: the header or query parameter name.
         location: ``"header"`` or ``"query"``.
         prefix: text put before the key in a header (e.g. ``"Token "``).
+        origins: where the key may go (see :data:`Origins`); elsewhere it is not sent.
     """
 
     name = "auth"
@@ -108,7 +227,9 @@ class ApiKeyAuth(RequestResponsePlugin):
         name: str = "X-API-Key",
         location: Literal["header", "query"] = "header",
         prefix: str = "",
+        origins: Origins = None,
     ) -> None:
+        self._bind("ApiKeyAuth", origins)
         self._key = _require_text("ApiKeyAuth", "key", key)
         self._param = _require_text("ApiKeyAuth", "name", name)
         if location not in ("header", "query"):
@@ -126,19 +247,27 @@ class ApiKeyAuth(RequestResponsePlugin):
         return f"ApiKeyAuth(name={self._param!r}, location={self._location!r}, key=[REDACTED])"
 
     async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
+        if not self._allowed(request):
+            if self._location == "header":
+                _drop_header(request, self._param, (self._value,))
+            elif request.url.params.get(self._param) == self._value:
+                request.url = request.url.copy_remove_param(self._param)
+            return Success(request)
         if self._location == "header":
             request.headers[self._param] = self._value
+            _mark(request, self._param.lower())
             return Success(request)
         request.url = request.url.copy_set_param(self._param, self._value)
         return Success(request)
 
 
-class BasicAuth(RequestResponsePlugin):
-    """Send HTTP Basic credentials."""
+class BasicAuth(_OriginBound):
+    """Send HTTP Basic credentials (to ``origins`` only: see :data:`Origins`)."""
 
     name = "auth"
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, *, origins: Origins = None) -> None:
+        self._bind("BasicAuth", origins)
         if not isinstance(username, str) or ":" in username:
             raise ConfigError("BasicAuth(username=...) must be a string without ':'")
         if not isinstance(password, str):
@@ -153,6 +282,9 @@ class BasicAuth(RequestResponsePlugin):
         return f"BasicAuth(username={self._username!r}, password=[REDACTED])"
 
     async def process_request(self, request: httpx.Request) -> Result[httpx.Request, RequestError]:
+        if not self._allowed(request):
+            _drop_header(request, "Authorization", (self._header,))
+            return Success(request)
         request.headers["Authorization"] = self._header
         return Success(request)
 
@@ -163,12 +295,14 @@ def auth(
     scheme: Literal["bearer", "header", "query"] = "bearer",
     name: str | None = None,
     prefix: str = "",
+    origins: Origins = None,
 ) -> BearerAuth | ApiKeyAuth:
     """The ``auth`` stage of a declared stack: sends the provider's key the way it wants it.
 
     In a stack file the key comes from the provider's ``api_key_env``; ``scheme`` picks
     ``Authorization: Bearer <key>`` (default), a header (``name``, default ``X-API-Key``, with an
-    optional ``prefix``) or a query parameter (``name``, default ``api_key``).
+    optional ``prefix``) or a query parameter (``name``, default ``api_key``). The key goes to
+    the provider's ``base_url`` only (or to ``origins``, when given).
 
     Raises:
         ConfigError: an unknown scheme, or an option that does not fit it.
@@ -176,11 +310,19 @@ def auth(
     if scheme == "bearer":
         if name is not None or prefix:
             raise ConfigError("auth(scheme='bearer') takes no name=... or prefix=...")
-        return BearerAuth(api_key)
+        return BearerAuth(api_key, origins=origins)
     if scheme == "header":
-        return ApiKeyAuth(api_key, name=name or "X-API-Key", location="header", prefix=prefix)
+        return ApiKeyAuth(
+            api_key, name=name or "X-API-Key", location="header", prefix=prefix, origins=origins
+        )
     if scheme == "query":
         if prefix:
             raise ConfigError("auth(scheme='query') takes no prefix=...")
-        return ApiKeyAuth(api_key, name=name or "api_key", location="query")
+        return ApiKeyAuth(api_key, name=name or "api_key", location="query", origins=origins)
     raise ConfigError(f"auth(scheme=...) must be 'bearer', 'header' or 'query', got {scheme!r}")
+
+
+def _drop_header(request: httpx.Request, name: str, ours: tuple[str | None, ...]) -> None:
+    """Remove ``name`` if it holds one of this stage's own values (an SDK's redirect copied it)."""
+    if request.headers.get(name) in {value for value in ours if value is not None}:
+        del request.headers[name]

@@ -12,6 +12,7 @@ from .._settings import HttpSettings
 from ._circuit_breaker import CircuitBreaker
 from ._logging import Logging
 from ._metrics import Metrics
+from ._redirects import Redirects
 from ._retry import Retry
 from ._timeout import Timeout
 
@@ -26,9 +27,10 @@ def default_plugins(
 ) -> list[MiddlewarePlugin]:
     """The recommended stack, outermost first.
 
-    ``Logging → Metrics → Timeout(total) → Retry → CircuitBreaker [→ Timeout(attempt)]``:
-    retry sits outside the breaker so the breaker counts single attempts and an open circuit
-    ends the remaining attempts at once; the attempt timeout is added when
+    ``Logging → Metrics → Timeout(total) [→ Redirects] → Retry → CircuitBreaker
+    [→ Timeout(attempt)]``: retry sits outside the breaker so the breaker counts single
+    attempts and an open circuit ends the remaining attempts at once; ``Redirects`` is added
+    when ``follow_redirects`` is on (``HTTP_FOLLOW_REDIRECTS``), the attempt timeout when
     ``timeout_attempt`` is set.
 
     Args:
@@ -46,6 +48,8 @@ def default_plugins(
         Retry.from_settings(s, clock=clock, sleep=sleep),
         CircuitBreaker.from_settings(s, clock=clock),
     ]
+    if s.follow_redirects:
+        plugins.insert(3, Redirects.from_settings(s))
     if s.timeout_attempt is not None:
         plugins.append(Timeout(s.timeout_attempt, phase="attempt", clock=clock))
     return plugins

@@ -34,7 +34,7 @@ _READ = frozenset({56})
 _WRITE = frozenset({55})
 _TIMEOUT = 28
 _URL = frozenset({3})
-_UNSUPPORTED = 1
+_UNSUPPORTED = 1  # also what libcurl says of a response it cannot read (_about_the_response)
 _REDIRECTS = 47
 _DECODING = 61
 
@@ -376,7 +376,7 @@ class CurlTerminal(LeanTerminal):
             # "Operation timed out after ... bytes received": the connection was up.
             late = "Operation timed out" in str(exc)
             translated = httpx.ReadTimeout(text) if late else httpx.ConnectTimeout(text)
-        elif code in _PROTOCOL or (code == _UNSUPPORTED and "HTTP/0.9" in str(exc)):
+        elif code in _PROTOCOL or (code == _UNSUPPORTED and _about_the_response(str(exc))):
             translated = httpx.RemoteProtocolError(text)
         elif code in _READ:
             translated = httpx.ReadError(text)
@@ -438,6 +438,16 @@ class _ClosedLoop:
         return False
 
     remove_writer = remove_reader
+
+
+def _about_the_response(message: str) -> bool:
+    """Whether a CURLE_UNSUPPORTED_PROTOCOL is about the server's answer, not the URL's scheme.
+
+    libcurl reports a status line it cannot read with the same code as a scheme it will not
+    send to ("Unsupported HTTP/1 subversion in response", "Received HTTP/0.9 when not
+    allowed"): the request went out, so it is a protocol error, not the caller's.
+    """
+    return "HTTP/0.9" in message or "in response" in message
 
 
 def _status(line: bytes) -> tuple[bytes, int, bytes]:

@@ -42,6 +42,7 @@ from .._errors import (
     RequestTimeoutError,
     StatusError,
     TimeoutPhase,
+    TooManyRedirectsError,
     TransportError,
     WriteError,
 )
@@ -107,6 +108,8 @@ _ERRORS: tuple[tuple[type[RequestError], type[httpx.RequestError]], ...] = (
     (RateLimitedError, httpx.PoolTimeout),
     (InvalidRequestError, httpx.LocalProtocolError),
     (DecodeError, httpx.DecodingError),
+    # The Redirects stage in the chain gave up (a hop too many, or a loop).
+    (TooManyRedirectsError, httpx.TooManyRedirects),
 )
 
 
