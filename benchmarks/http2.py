@@ -1,0 +1,436 @@
+"""HTTP/2 against a server that rotates its connections: httprail over httpx, raw httpx, aiohttp.
+
+One command starts hypercorn (HTTP/2 and HTTP/1.1 over TLS, a certificate made for the run by
+``trustme``) on 127.0.0.1 with ``keep_alive_max_requests`` set to ``--rotate`` (hypercorn's
+default is 1,000): after that many requests on a connection it sends a GOAWAY and closes the
+connection, dropping the streams still in flight. The server is pinned with ``taskset`` to
+CPU 1, this process to CPU 0 (when the machine has two). Each client then runs closed-loop:
+``c`` workers each send their next GET as soon as the previous one is answered, for
+``--duration`` seconds, on a fresh client:
+
+  httprail-h2       ``AsyncClient(settings=HttpSettings(http2=True))``: the default stack over
+                    ``HttpxTerminal`` (what ``http2=True`` picks), HTTP/2
+  httpx-h2          raw ``httpx.AsyncClient(http2=True)``, HTTP/2
+  httprail-default  ``AsyncClient()``: the default stack over the default ``AiohttpTerminal``,
+                    HTTP/1.1 (hypercorn rotates those connections too, with ``Connection: close``)
+
+Reported per client: successes, failures by type, the connections the server saw open (each
+beyond the first few is a rotation), responses per second, p50 and p99 latency of successes,
+and the protocol the responses came in.
+
+Target (issue 14): ``httprail-h2`` has 0 failures. Exit status 1 otherwise.
+
+Run:  python benchmarks/http2.py [--rotate 1000] [--concurrency 64] [--duration 10]
+                                 [--only httprail-h2,httpx-h2] [--write]
+
+``--write`` stores ``benchmarks/results/http2.md`` (command and date inside). The module also
+serves ``tests/integration/test_http2_rotation.py`` (:class:`RotatingServer`, :func:`drive`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import datetime
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "http2.md"
+BODY = b'{"ok":true,"service":"http2-rotation","items":[1,2,3,4,5,6,7,8],"note":"same body"}'
+CLIENTS = ("httprail-h2", "httpx-h2", "httprail-default")
+SERVER_CPU, CLIENT_CPU = 1, 0
+
+# --------------------------------------------------------------------------------- the server
+
+
+def make_app() -> Callable[..., Awaitable[None]]:
+    """The ASGI app: ``BODY`` for every path but ``/stats``, which reports what the app saw.
+
+    ``/stats``: the connections that carried a request (by client address), the requests by
+    HTTP version, and how many ``x-request-id`` values arrived more than once (a request
+    processed twice).
+    """
+    connections: set[Any] = set()
+    versions: collections.Counter[str] = collections.Counter()
+    ids: collections.Counter[str] = collections.Counter()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["path"] == "/stats":
+            duplicates = sum(1 for count in ids.values() if count > 1)
+            body = json.dumps(
+                {"connections": len(connections), "versions": versions, "duplicates": duplicates}
+            ).encode()
+        else:
+            connections.add(tuple(scope.get("client") or ()))
+            versions[scope["http_version"]] += 1
+            for name, value in scope["headers"]:
+                if name == b"x-request-id":
+                    ids[value.decode()] += 1
+            while (await receive()).get("more_body"):
+                pass
+            body = BODY
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def serve(port: int, cert: str, key: str, rotate: int) -> None:  # pragma: no cover - child
+    """Run hypercorn on 127.0.0.1:``port`` until terminated (the server process's main)."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.certfile, config.keyfile = cert, key
+    config.keep_alive_max_requests = rotate
+    config.accesslog = None
+    config.errorlog = None  # hypercorn logs every connection it drops mid-stream
+    asyncio.run(hypercorn_serve(make_app(), config))  # type: ignore[arg-type]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to send SIGTERM to the server if this process dies without cleaning up."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def pinning() -> bool:
+    """Whether the server and the clients get a CPU each (Linux, taskset, two CPUs or more)."""
+    return (
+        hasattr(os, "sched_setaffinity")
+        and (os.cpu_count() or 1) >= 2
+        and shutil.which("taskset") is not None
+    )
+
+
+class RotatingServer:
+    """hypercorn over TLS on 127.0.0.1 rotating connections every ``rotate`` requests.
+
+    The certificate is made for the run (``trustme``); ``ca`` is the path of its CA bundle, to
+    give clients as ``verify``. The server runs in its own process (group), pinned to ``cpu``
+    when :func:`pinning` allows, and is stopped on exit.
+    """
+
+    def __init__(self, rotate: int = 1000, cpu: int | None = None) -> None:
+        self.rotate = rotate
+        self.cpu = cpu if cpu is not None and pinning() else None
+        self.port = 0
+        self._dir = tempfile.TemporaryDirectory(prefix="httprail-h2-")
+        self.ca = str(Path(self._dir.name) / "ca.pem")
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca)
+
+    def __enter__(self) -> RotatingServer:
+        import trustme
+
+        authority = trustme.CA()
+        certificate = authority.issue_cert("127.0.0.1")
+        folder = Path(self._dir.name)
+        authority.cert_pem.write_to_path(self.ca)
+        certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+        certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
+        self.port = _free_port()
+        command = [
+            *([] if self.cpu is None else ["taskset", "-c", str(self.cpu)]),
+            *(sys.executable, str(Path(__file__).resolve()), "--serve", str(self.port)),
+            *(str(folder / "cert.pem"), str(folder / "key.pem"), str(self.rotate)),
+        ]
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            self._wait_ready(timeout=30.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"hypercorn exited ({self._process.returncode}): {self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                self.stats()
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hypercorn did not answer within {timeout:g} s: {self.log()}")
+            time.sleep(0.1)
+
+    def stats(self) -> dict[str, Any]:
+        """What the server's app saw so far (see :func:`make_app`)."""
+        with httpx.Client(verify=self.ssl_context(), timeout=5.0) as client:
+            answer: dict[str, Any] = client.get(f"{self.url}/stats").json()
+            return answer
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip()[-2000:]
+
+    def stop(self) -> None:
+        """Stop the server's process group (idempotent)."""
+        process, self._process = self._process, None
+        if process is not None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, sig)
+                try:
+                    process.wait(5.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self._log.close()
+        self._dir.cleanup()
+
+
+# --------------------------------------------------------------------------------- the load
+
+_NUMBERS = itertools.count()  # request numbers, never reused within a process
+Send = Callable[[int], Awaitable[tuple[str | None, str]]]
+"""Send request number ``n``; ``(None, http_version)`` on success, ``(error name, "")``."""
+
+
+@dataclass
+class Sample:
+    """One client's run: successes, failures by type, latencies, protocols and connections."""
+
+    client: str
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    versions: collections.Counter[str] = field(default_factory=collections.Counter)
+    connections: int = 0
+    duplicates: int = 0
+
+    @property
+    def successes(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rps(self) -> float:
+        return self.successes / self.seconds if self.seconds else 0.0
+
+    def quantile(self, q: float) -> float:
+        """Nearest-rank quantile of the latencies, in seconds (0 when there are none)."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+async def drive(client: str, send: Send, *, concurrency: int, duration: float) -> Sample:
+    """Closed loop: ``concurrency`` workers sending for ``duration`` seconds."""
+    sample = Sample(client, duration)
+    stop = time.perf_counter() + duration
+    counter = _NUMBERS
+
+    async def worker() -> None:
+        while (started := time.perf_counter()) < stop:
+            error, version = await send(next(counter))
+            if error is None:
+                sample.latencies.append(time.perf_counter() - started)
+                sample.versions[version] += 1
+            else:
+                sample.failures[error] += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return sample
+
+
+@contextlib.asynccontextmanager
+async def client_sender(kind: str, server: RotatingServer, method: str = "GET") -> Any:
+    """A :data:`Send` for client ``kind`` aimed at ``server`` (closed on exit)."""
+    from returns.result import Success
+
+    from httprail import AsyncClient, HttpSettings
+    from httprail.terminals import AiohttpTerminal, HttpxTerminal
+
+    url = f"{server.url}/item"
+    if kind == "httpx-h2":
+        async with httpx.AsyncClient(http2=True, verify=server.ssl_context()) as raw:
+
+            async def send_raw(number: int) -> tuple[str | None, str]:
+                try:
+                    response = await raw.request(method, url, headers=_id(number))
+                    await response.aread()
+                except httpx.HTTPError as exc:
+                    return type(exc).__name__, ""
+                return (
+                    (None, response.http_version)
+                    if response.status_code == 200
+                    else (
+                        f"HTTP {response.status_code}",
+                        "",
+                    )
+                )
+
+            yield send_raw
+        return
+    if kind == "httprail-h2":
+        settings = HttpSettings(http2=True)
+        terminal: Any = HttpxTerminal(settings, verify=server.ca)
+    elif kind == "httprail-default":
+        settings = HttpSettings()
+        terminal = AiohttpTerminal(settings, verify=server.ca)
+    else:
+        raise ValueError(f"unknown client {kind!r}; known: {', '.join(CLIENTS)}")
+    async with AsyncClient(settings=settings, terminal=terminal) as rail:
+
+        async def send_rail(number: int) -> tuple[str | None, str]:
+            outcome = await rail.request(method, url, headers=_id(number))
+            if isinstance(outcome, Success):
+                return None, outcome.unwrap().http_version
+            error = outcome.failure()
+            last = getattr(error, "last", None)
+            return type(error).__name__ + (f"({type(last).__name__})" if last else ""), ""
+
+        yield send_rail
+
+
+def _id(number: int) -> dict[str, str]:
+    """The request's id, unique within this process (the server counts repeated ids)."""
+    return {"x-request-id": f"{os.getpid()}-{number}"}
+
+
+async def measure(
+    kind: str, server: RotatingServer, *, concurrency: int, duration: float, method: str = "GET"
+) -> Sample:
+    """One run of client ``kind``, with the connections the server saw open meanwhile."""
+    before = server.stats()
+    async with client_sender(kind, server, method) as send:
+        sample = await drive(kind, send, concurrency=concurrency, duration=duration)
+    after = server.stats()
+    sample.connections = after["connections"] - before["connections"]
+    sample.duplicates = after["duplicates"] - before["duplicates"]
+    return sample
+
+
+# --------------------------------------------------------------------------------- the report
+
+
+def table(samples: list[Sample]) -> str:
+    lines = [
+        "| client | protocol | successes | failures | connections | rps | p50 ms | p99 ms |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for s in samples:
+        failures = ", ".join(f"{n:,} {name}" for name, n in s.failures.most_common()) or "0"
+        versions = ", ".join(sorted(s.versions)) or "-"
+        lines.append(
+            f"| {s.client} | {versions} | {s.successes:,} | {failures} | {s.connections:,} | "
+            f"{s.rps:,.0f} | {s.quantile(0.5) * 1000:,.1f} | {s.quantile(0.99) * 1000:,.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def report(samples: list[Sample], args: argparse.Namespace, command: str) -> str:
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    import h2
+    import httpcore
+    import hypercorn  # type: ignore[import-untyped]
+
+    versions = (
+        f"Python {platform.python_version()}, httpx {httpx.__version__}, httpcore "
+        f"{httpcore.__version__}, h2 {h2.__version__}, hypercorn "
+        f"{getattr(hypercorn, '__version__', '0.18')}; {os.cpu_count()} CPUs"
+        f"{', server and client pinned to one CPU each' if pinning() else ''}"
+    )
+    return (
+        "# HTTP/2 against a server that rotates connections\n\n"
+        f"Command: `{command}`  \nDate: {today}  \n{versions}\n\n"
+        f"hypercorn over TLS, `keep_alive_max_requests={args.rotate}` (a GOAWAY, then the "
+        f"connection closes), c={args.concurrency}, {args.duration:g} s per client, GET of a "
+        f"{len(BODY)}-byte JSON. *connections*: the connections the server saw carry a request "
+        "during the run (each beyond the client's first ones is a rotation).\n\n"
+        f"{table(samples)}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rotate", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--only", default=",".join(CLIENTS))
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    kinds = [k for k in args.only.split(",") if k]
+    for kind in kinds:
+        if kind not in CLIENTS:
+            parser.error(f"unknown client {kind!r}; known: {', '.join(CLIENTS)}")
+    if pinning():
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    samples = []
+    with RotatingServer(args.rotate, cpu=SERVER_CPU) as server:
+        for kind in kinds:
+            sample = asyncio.run(
+                measure(kind, server, concurrency=args.concurrency, duration=args.duration)
+            )
+            samples.append(sample)
+            print(table([sample]).splitlines()[-1], flush=True)
+    command = "python benchmarks/http2.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = report(samples, args, command.strip())
+    print(text)
+    if args.write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
+    missed = [s for s in samples if s.client == "httprail-h2" and s.failures]
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--serve":  # the server process
+        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        sys.exit(main())
