@@ -11,6 +11,7 @@ stream sees an httpx error, as for any other broken body), which the error mappi
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -69,8 +70,13 @@ def declared_too_large(response: httpx.Response, limit: int) -> bool:
     return length.isdigit() and int(length) > limit
 
 
+# The most one inflate step produces: a decoded body grows in pieces of at most this size, so
+# memory holds the body so far plus one piece (one unbounded step would hold it twice over).
+_STEP = 1024 * 1024
+
+
 class _Inflate:
-    """gzip or deflate (zlib-wrapped, or raw as some servers send it), inflated within a limit."""
+    """gzip or deflate (zlib-wrapped, or raw as some servers send it), inflated in pieces."""
 
     __slots__ = ("_first", "_zlib", "produced")
 
@@ -79,22 +85,25 @@ class _Inflate:
         self._first = deflate  # a first chunk that is not zlib-wrapped is retried as raw
         self.produced = 0
 
-    def decode(self, data: bytes, limit: int) -> bytes:
-        # One byte more than allowed says "too large"; never 0, which zlib takes as "no bound".
-        room = max(limit - self.produced + 1, 1)
-        try:
-            out = self._zlib.decompress(data, room)
-        except zlib.error as exc:
-            if not self._first:
-                raise httpx.DecodingError(str(exc)) from exc
+    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]:
+        while data:
+            # One byte more than allowed says "too large"; never 0, which zlib takes as "no bound".
+            room = max(min(limit - self.produced + 1, _STEP), 1)
+            try:
+                out = self._zlib.decompress(data, room)
+            except zlib.error as exc:
+                if not self._first:
+                    raise httpx.DecodingError(str(exc)) from exc
+                self._first = False
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                continue
             self._first = False
-            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-            return self.decode(data, limit)
-        self._first = False
-        self.produced += len(out)
-        return out
+            self.produced += len(out)
+            data = self._zlib.unconsumed_tail
+            if out:
+                yield out
 
-    def flush(self, limit: int) -> bytes:
+    def flush(self) -> bytes:
         out = self._zlib.flush()  # all input was taken by decompress: only what it holds back
         self.produced += len(out)
         return out
@@ -109,12 +118,13 @@ class _Foreign:
         self._decoder = decoder
         self.produced = 0
 
-    def decode(self, data: bytes, limit: int) -> bytes:
+    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]:
         out: bytes = self._decoder.decode(data)
         self.produced += len(out)
-        return out
+        if out:
+            yield out
 
-    def flush(self, limit: int) -> bytes:
+    def flush(self) -> bytes:
         out: bytes = self._decoder.flush()
         self.produced += len(out)
         return out
@@ -135,7 +145,9 @@ class CappedDecoder:
     """httpx's content decoding (``decode``/``flush``) that stops past ``limit`` decoded bytes.
 
     Encodings httpx would not decode are passed through as httpx does. Each stage of a
-    multi-encoded body is bounded by the same limit.
+    multi-encoded body is bounded by the same limit. :meth:`pieces` and :meth:`tail` give the
+    output in pieces of at most ~1 MiB; ``decode`` and ``flush`` (httpx's interface, used
+    for streams) join them.
     """
 
     __slots__ = ("_left", "_limit", "_request", "_stages")
@@ -155,30 +167,39 @@ class CappedDecoder:
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(request=self._request, limit=self._limit)
 
-    def decode(self, data: bytes) -> bytes:
-        limit = self._limit
-        for stage in self._stages:
-            data = stage.decode(data, limit)
-            if stage.produced > limit:
+    def _through(self, data: bytes, first: int) -> Iterator[bytes]:
+        """``data`` decoded by the stages from ``first`` on, in pieces, each stage bounded."""
+        if first == len(self._stages):
+            self._left -= len(data)
+            if self._left < 0:
                 raise self._too_large()
-        self._left -= len(data)
-        if self._left < 0:
-            raise self._too_large()
-        return data
+            yield data
+            return
+        stage = self._stages[first]
+        for piece in stage.pieces(data, self._limit):
+            if stage.produced > self._limit:
+                raise self._too_large()
+            yield from self._through(piece, first + 1)
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """``data`` (raw bytes) decoded, in pieces; raises once past the limit."""
+        if data:
+            yield from self._through(data, 0)
+
+    def tail(self) -> Iterator[bytes]:
+        """What the stages hold back at the end of the body, decoded, in pieces."""
+        for index, stage in enumerate(self._stages):
+            held = stage.flush()
+            if stage.produced > self._limit:
+                raise self._too_large()
+            if held:
+                yield from self._through(held, index + 1)
+
+    def decode(self, data: bytes) -> bytes:
+        return b"".join(self.pieces(data))
 
     def flush(self) -> bytes:
-        limit = self._limit
-        data = b""
-        for stage in self._stages:
-            if data:
-                data = stage.decode(data, limit)
-            data += stage.flush(limit)
-            if stage.produced > limit:
-                raise self._too_large()
-        self._left -= len(data)
-        if self._left < 0:
-            raise self._too_large()
-        return data
+        return b"".join(self.tail())
 
 
 async def read_limited(response: httpx.Response, limit: int) -> None:
@@ -194,6 +215,8 @@ async def read_limited(response: httpx.Response, limit: int) -> None:
     if declared_too_large(response, limit):
         raise BodyTooLarge(request=response.request, limit=limit)
     decoder = CappedDecoder(response, limit)
-    parts = [decoder.decode(chunk) async for chunk in response.aiter_raw()]
-    parts.append(decoder.flush())
+    parts: list[bytes] = []
+    async for chunk in response.aiter_raw():
+        parts.extend(decoder.pieces(chunk))
+    parts.extend(decoder.tail())
     keep_decoded(response, b"".join(parts))
