@@ -238,23 +238,17 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
 def redact_url(url: httpx.URL | str) -> str:
     """The URL as text without userinfo and with credential query values replaced.
 
-    A URL that cannot be parsed is scrubbed as text (:func:`redact_text`).
+    The URL is shown as httpx encodes it; one that cannot be parsed is scrubbed as text
+    (:func:`redact_text`).
     """
-    try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return redact_text(str(url)) if isinstance(url, str) else "<invalid url>"
-    if parsed.userinfo:
-        parsed = parsed.copy_with(username=None, password=None)
-    if parsed.query:
-        params = _registry.params
-        parsed = parsed.copy_with(
-            params=[
-                (k, REDACTED_QUERY if k.lower() in params else v)
-                for k, v in parsed.params.multi_items()
-            ]
-        )
-    return _mask_secrets(str(parsed), _registry.current())
+    if isinstance(url, httpx.URL):
+        text = str(url)
+    else:
+        try:
+            text = str(httpx.URL(url))
+        except (httpx.InvalidURL, TypeError, ValueError):
+            return redact_text(url) if isinstance(url, str) else "<invalid url>"
+    return _mask_secrets(_scrub_url(text), _registry.current())
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -264,13 +258,21 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
 _PARAM = re.compile(r"([?&;])([^=&;#?]+)=([^&;#\])>]*)")  # a URL in brackets keeps its ']'
 _LITERAL = r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\""""
 _REFUSED_VALUE = re.compile(rf"(?i)(header value:?\s*)({_LITERAL})")
-_PAIR = re.compile(rf"""\(\s*(b?(['"])([!#$%&*+.^_`|~0-9A-Za-z-]+)\2,\s*)({_LITERAL})\s*\)""")
+# A quoted header name and its quoted value: a tuple ``(b'cookie', b'...')`` (httpcore's trace),
+# ``b'cookie'=b'...'`` and ``b'cookie': b'...'`` (hpack's header table lines).
+_PAIR = re.compile(rf"""(b?(['"])([!#$%&*+.^_`|~0-9A-Za-z-]+)\2(?:,\s*|=|:\s*))({_LITERAL})""")
 _LINE = re.compile(r"(?m)^([ \t]*)([!#$%&*+.^_`|~0-9A-Za-z-]+)([ \t]*:[ \t]*)([^\r\n]+)")
 _BEARER = re.compile(r"\bBearer +[A-Za-z0-9\-._~+/]+=*")
 
 
 def _url_span(match: re.Match[str]) -> str:
-    url = _USERINFO.sub(r"\1", match.group(0))
+    return _scrub_url(match.group(0))
+
+
+def _scrub_url(url: str) -> str:
+    """``url`` without userinfo and with the values of sensitive query parameters replaced."""
+    if "@" in url:
+        url = _USERINFO.sub(r"\1", url)
     if "=" not in url:
         return url
     params = _registry.params
@@ -285,7 +287,7 @@ def _url_span(match: re.Match[str]) -> str:
 
 def _pair(match: re.Match[str]) -> str:
     if is_sensitive_header(match.group(3)):
-        return f"({match.group(1)}{REDACTED})"
+        return f"{match.group(1)}{REDACTED}"
     return match.group(0)
 
 

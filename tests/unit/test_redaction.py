@@ -123,6 +123,14 @@ def test_error_str_and_repr_do_not_contain_secrets() -> None:
             f"return_value=(b'HTTP/1.1', 200, b'OK', [(b'Set-Cookie', {REDACTED}), "
             "(b'Content-Type', b'text/plain')])",
         ),
+        (
+            "Adding b'x-auth-token'=b's3cret' to the header table, sensitive:False",
+            f"Adding b'x-auth-token'={REDACTED} to the header table, sensitive:False",
+        ),
+        (
+            "Evicting b'cookie': b'id=s3cret' from the header table",
+            f"Evicting b'cookie': {REDACTED} from the header table",
+        ),
         ("Authorization: Basic czNjcmV0\nAccept: */*", f"Authorization: {REDACTED}\nAccept: */*"),
         ("sent Bearer abc.def-ghi= upstream", f"sent Bearer {REDACTED} upstream"),
         ("ReadError: connection reset by peer", "ReadError: connection reset by peer"),
