@@ -28,7 +28,9 @@ from httprail import (
     DecodeError,
     Failure,
     HttpSettings,
+    InvalidRequestError,
     MaxRetriesExceededError,
+    ProtocolError,
     ServerStatusError,
     Success,
 )
@@ -221,9 +223,14 @@ def _client(kind: str, server: RawServer) -> AsyncClient:
 
 
 def _printable(outcome: object) -> None:
-    """A Failure's error (and a StatusError's kept body) can be shown without raising."""
+    """A Failure's error (and a StatusError's kept body) can be shown without raising, and
+    never blames the caller: the request was valid and sent, whatever came back (an
+    ``InvalidRequestError`` would also say "never processed", safe to send again)."""
     if isinstance(outcome, Failure):
         error = outcome.failure()
+        attempts = getattr(error, "attempts", ())
+        for each in (error, *attempts):
+            assert not isinstance(each, InvalidRequestError), each
         str(error)
         repr(error)
         response = getattr(error, "response", None)
@@ -355,3 +362,28 @@ def test_the_cli_prints_a_hostile_body_without_a_traceback(
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     assert shown in out
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"HTTP/1.1 abc OK\r\n\r\n", ProtocolError),
+        (b"FOO 200 OK\r\nContent-Length: 0\r\n\r\n", ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nNoColon\r\nContent-Length: 0\r\n\r\n", ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", DecodeError),
+    ],
+    ids=["status-code", "not-http", "no-colon", "short-body", "bad-gzip"],
+)
+async def test_an_unreadable_answer_is_the_same_error_on_every_terminal(
+    kind: str, server: RawServer, answer: bytes, expected: type[Exception]
+) -> None:
+    """A broken head or body is a ProtocolError or DecodeError, never the caller's error."""
+    server.answer = answer
+    async with AsyncClient(
+        server.url, plugins=[], terminal=build(kind, SETTINGS), settings=SETTINGS
+    ) as client:
+        result = await client.get("/")
+    error = result.failure()
+    assert isinstance(error, expected), error
+    assert not error.never_processed
