@@ -15,6 +15,7 @@ import httpx
 from .._errors import ConfigError, RequestError
 from ._gated import GatedTerminal
 from ._mapping import map_exception, safe_cause
+from ._mocked import MockDetour
 
 __all__ = ["LeanTerminal", "http_version", "import_backend", "timeout_of"]
 
@@ -64,6 +65,14 @@ class LeanTerminal(GatedTerminal):
     def _translate(self, exc: Exception) -> Exception | None:
         """The httpx exception equivalent to a backend exception (``None``: not a backend one)."""
         raise NotImplementedError
+
+    async def _open_mocked(self, library: str, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through httpx (or httpx2), where the active ``library`` mocks it
+        (see ``_mocked``): a test's mock is never bypassed for the network."""
+        detour: MockDetour | None = self.__dict__.get("_mock_detour")
+        if detour is None:
+            detour = self._mock_detour = MockDetour(self.settings)
+        return await detour.open(library, request)
 
     def map_error(self, exc: Exception, request: httpx.Request) -> RequestError:
         """The error-tree value for ``exc``, exactly as :class:`HttpxTerminal` would give it."""

@@ -75,6 +75,7 @@ def bind(terminal: GatedTerminal, loop: asyncio.AbstractEventLoop) -> GatedTermi
         clone._copies = {}
         clone._parent = terminal
         clone._forget_backend()
+        clone.__dict__.pop("_mock_detour", None)
         _attach(clone, loop)
         copies[loop] = clone
         return clone
@@ -92,6 +93,7 @@ async def close_everywhere(terminal: GatedTerminal) -> None:
         if bound is None or bound is here:
             _unbind(each)
             await each._close_backend()
+            await _close_detour(each)
         elif bound.is_running():  # in another thread: that loop closes it
             _unbind(each)
             future = asyncio.run_coroutine_threadsafe(each._close_backend(), bound)
@@ -134,6 +136,13 @@ def _close_later(terminal: GatedTerminal) -> None:
 
 
 _closing: set[asyncio.Future[None]] = set()
+
+
+async def _close_detour(terminal: GatedTerminal) -> None:
+    """Close the httpx clients a lean terminal sent through while a test mocked httpx."""
+    detour = terminal.__dict__.pop("_mock_detour", None)
+    if detour is not None:
+        await detour.aclose()
 
 
 def _attach(terminal: GatedTerminal, loop: asyncio.AbstractEventLoop) -> None:
@@ -181,6 +190,7 @@ async def _loop_ended(terminal: GatedTerminal, loop: asyncio.AbstractEventLoop) 
     terminal._sentinel = None  # being closed: nothing to end
     try:
         await terminal._close_backend()
+        await _close_detour(terminal)
     except Exception as exc:  # noqa: BLE001 - a loop's shutdown must not fail on our account
         _log.warning("httprail.terminal_close_failed", exc_info=exc)
     finally:

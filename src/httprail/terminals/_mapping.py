@@ -26,6 +26,7 @@ from .._errors import (
 )
 from .._redact import redact_text
 from ._limits import BodyTooLarge
+from ._mocked import raised_by_mock
 
 __all__ = ["RedactedBackendError", "map_exception", "safe_cause"]
 
@@ -119,6 +120,8 @@ def map_exception(exc: Exception, request: httpx.Request | None) -> RequestError
     Exceptions httpx does not know about (a bug in a backend, an OS error that slipped through)
     become a plain :class:`TransportError` rather than escaping the pipeline.
     """
+    if raised_by_mock(exc):
+        raise exc  # a test's mock refused the request (no route matched): the test must fail
     error: RequestError
     if isinstance(exc, httpx.TimeoutException):
         phase: TimeoutPhase = "read"
