@@ -32,6 +32,7 @@ PAGES = (
     "plugins/timeout.md",
     "plugins/retry.md",
     "plugins/auth.md",
+    "plugins/redirects.md",
     "plugins/logging.md",
     "plugins/metrics.md",
     "plugins/overview.md",
