@@ -31,7 +31,7 @@ _CONNECT_GRACE = 0.05
 
 # libcurl error codes (CURLE_*), by what they mean for the error tree.
 _CONNECT = frozenset({5, 6, 7, 35, 58, 59, 60, 77, 83, 90, 91, 97})
-_PROTOCOL = frozenset({8, 16, 18, 52, 92, 95})
+_PROTOCOL = frozenset({8, 16, 18, 52, 92, 95, 100})  # 100: a head over libcurl's limits
 _READ = frozenset({56})
 _WRITE = frozenset({55})
 _TIMEOUT = 28
@@ -382,7 +382,11 @@ class CurlTerminal(LeanTerminal):
             # "Operation timed out after ... bytes received": the connection was up.
             late = "Operation timed out" in str(exc)
             translated = httpx.ReadTimeout(text) if late else httpx.ConnectTimeout(text)
-        elif code in _PROTOCOL or (code == _UNSUPPORTED and _about_the_response(str(exc))):
+        elif (
+            code in _PROTOCOL
+            or (code == _UNSUPPORTED and _about_the_response(str(exc)))
+            or (code in _READ and _bad_chunking(str(exc)))
+        ):
             translated = httpx.RemoteProtocolError(text)
         elif code in _READ:
             translated = httpx.ReadError(text)
@@ -454,6 +458,12 @@ def _about_the_response(message: str) -> bool:
     allowed"): the request went out, so it is a protocol error, not the caller's.
     """
     return "HTTP/0.9" in message or "in response" in message
+
+
+def _bad_chunking(message: str) -> bool:
+    """Whether a CURLE_RECV_ERROR is a chunked body libcurl could not parse, not a broken
+    connection (``"chunk hex-length char not a hex digit"``)."""
+    return "chunk" in message
 
 
 def _status(line: bytes) -> tuple[bytes, int, bytes]:
