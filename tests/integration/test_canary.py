@@ -97,7 +97,7 @@ def server() -> Iterator[ChaosServer]:
     with ChaosServer() as chaos:
         chaos.script("/reset", Reply.fail(Fault.RESET))
         chaos.script("/malformed", Reply.fail(Fault.GARBAGE))
-        chaos.script("/timeout", Reply.slow(3.0))
+        chaos.script("/timeout", Reply.slow(5.0))
         chaos.script("/client_status", Reply.status(404, body=b"no such thing"))
         chaos.script("/server_status", Reply.status(501))
         chaos.script("/retries_exhausted", Reply.status(503))
@@ -152,9 +152,9 @@ def settings_for(kind: str) -> HttpSettings:
         max_retries=1,
         backoff_base=0.001,
         backoff_max=0.002,
-        timeout_total=0.5,
-        timeout_connect=0.5,
-        timeout_pool=0.5,
+        # Short only where the deadline is the failure: a loaded machine must not turn a reset
+        # into a timeout.
+        timeout_total=1.0 if kind == "timeout" else 10.0,
         circuit_breaker_threshold=1 if kind == "breaker_open" else 5,
     )
 
@@ -281,7 +281,8 @@ def test_no_output_mode_of_httprail_request_shows_the_canary(
     monkeypatch.setenv("HTTP_BACKOFF_MAX", "0.002")
     monkeypatch.setenv("CANARY_KEY", QUERY_KEY)
     userinfo = list(CLI_KINDS).index(kind) % 2 == 0
-    options = ["--timeout", "0.5", "--retries", "1", "-H", f"X-Auth-Token: {SENSITIVE}"]
+    timeout = "1" if kind == "timeout" else "10"
+    options = ["--timeout", timeout, "--retries", "1", "-H", f"X-Auth-Token: {SENSITIVE}"]
     options += ["-H", f"Cookie: session={COOKIE}"]
     if mode != "plain":
         options.append(mode)
