@@ -269,15 +269,20 @@ class Sample:
         return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-async def drive(client: str, send: Send, *, concurrency: int, duration: float) -> Sample:
-    """Closed loop: ``concurrency`` workers sending for ``duration`` seconds."""
+async def drive(
+    client: str, send: Send, *, concurrency: int, duration: float, requests: int | None = None
+) -> Sample:
+    """Closed loop: ``concurrency`` workers sending for ``duration`` seconds, or until
+    ``requests`` requests have been sent if that comes first."""
+    began = time.perf_counter()
     sample = Sample(client, duration)
-    stop = time.perf_counter() + duration
-    counter = _NUMBERS
+    stop = began + duration
+    left = [requests if requests is not None else -1]
 
     async def worker() -> None:
-        while (started := time.perf_counter()) < stop:
-            error, version = await send(next(counter))
+        while (started := time.perf_counter()) < stop and left[0] != 0:
+            left[0] -= 1
+            error, version = await send(next(_NUMBERS))
             if error is None:
                 sample.latencies.append(time.perf_counter() - started)
                 sample.versions[version] += 1
@@ -285,6 +290,7 @@ async def drive(client: str, send: Send, *, concurrency: int, duration: float) -
                 sample.failures[error] += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    sample.seconds = min(duration, time.perf_counter() - began)
     return sample
 
 
@@ -344,12 +350,20 @@ def _id(number: int) -> dict[str, str]:
 
 
 async def measure(
-    kind: str, server: RotatingServer, *, concurrency: int, duration: float, method: str = "GET"
+    kind: str,
+    server: RotatingServer,
+    *,
+    concurrency: int,
+    duration: float,
+    method: str = "GET",
+    requests: int | None = None,
 ) -> Sample:
     """One run of client ``kind``, with the connections the server saw open meanwhile."""
     before = server.stats()
     async with client_sender(kind, server, method) as send:
-        sample = await drive(kind, send, concurrency=concurrency, duration=duration)
+        sample = await drive(
+            kind, send, concurrency=concurrency, duration=duration, requests=requests
+        )
     after = server.stats()
     sample.connections = after["connections"] - before["connections"]
     sample.duplicates = after["duplicates"] - before["duplicates"]

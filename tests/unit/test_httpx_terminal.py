@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import httpcore
 import httpx
 import pytest
 
 from httprail import (
     ClientStatusError,
     ConnectError,
+    ConnectionRotatedError,
     DecodeError,
     Failure,
     HttpSettings,
     InvalidRequestError,
     ProtocolError,
     ReadError,
+    RefusedStreamError,
     RequestContext,
     RequestError,
     RequestTimeoutError,
@@ -26,6 +36,8 @@ from httprail import (
     set_context,
 )
 from httprail.terminals import HttpxTerminal
+from httprail.terminals._httpx import RESENDS
+from httprail.terminals._rotation import StreamProbe, Wire, WireBackend, classify
 
 URL = "https://api.test/x"
 
@@ -193,3 +205,292 @@ async def test_reclaiming_orphans_is_a_no_op_without_httpcores_pool() -> None:
         assert await reclaim_orphaned_connections(mocked) == 0
     async with httpx.AsyncClient() as pooled:  # a fresh pool: nothing to reclaim
         assert await reclaim_orphaned_connections(pooled) == 0
+
+
+# --- HTTP/2 connection rotation (terminals/_rotation.py) -------------------------------------
+#
+# A scripted HTTP/2 server (h2's server side) behind httpcore's real pool and HTTP/2 code: each
+# connection plays one action per complete request it receives, so every race of a rotation
+# can be set up deterministically.
+
+H2_URL = "https://h2.test/x"
+
+
+class _Server:
+    """Scripted HTTP/2 server: ``script[connection][request]`` is the action for that request
+    (``"answer"`` when the script says nothing); ``processed`` lists what reached the app."""
+
+    def __init__(self, script: dict[int, dict[int, str]], *, broken_from_start: bool = False):
+        self.script = script
+        self.broken_from_start = broken_from_start
+        self.connections: list[_FakeStream] = []
+        self.processed: list[tuple[int, int]] = []
+
+
+class _SslObject:
+    def selected_alpn_protocol(self) -> str:
+        return "h2"
+
+
+class _FakeStream(httpcore.AsyncNetworkStream):
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.index = len(server.connections)
+        server.connections.append(self)
+        self.h2 = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False, validate_inbound_headers=False)
+        )
+        self.h2.initiate_connection()
+        self.outbox = bytearray(self.h2.data_to_send())
+        self.ready = asyncio.Event()
+        self.requests = 0
+        self.broken = server.broken_from_start
+        self.dying = False  # the next request's HEADERS will find the connection gone
+        self.closed = False
+
+    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        return _SslObject() if info == "ssl_object" else None
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if self.broken or (self.dying and _has_headers(buffer)):
+            self.broken = True
+            raise httpcore.WriteError("[Errno 32] Broken pipe")
+        for event in self.h2.receive_data(buffer) if buffer else ():
+            if isinstance(event, h2.events.StreamEnded):
+                self.requests += 1
+                action = self.server.script.get(self.index, {}).get(self.requests, "answer")
+                self._act(action, event.stream_id)
+        self.outbox += self.h2.data_to_send()
+        self.ready.set()
+
+    def _act(self, action: str, stream_id: int) -> None:
+        if action != "refuse" and not action.startswith("reset"):
+            self.server.processed.append((self.index, stream_id))
+        if action in ("answer", "answer+break"):
+            self.h2.send_headers(stream_id, [(":status", "200"), ("content-length", "2")])
+            self.h2.send_data(stream_id, b"ok", end_stream=True)
+            self.dying = action == "answer+break"  # the server goes away after answering
+        elif action == "refuse":  # GOAWAY naming the stream before this one, then gone
+            self.h2.close_connection(last_stream_id=stream_id - 2)
+            self.broken = self.closed = True
+        elif action == "rotate":  # GOAWAY naming this stream, never answered, then gone
+            self.h2.close_connection(last_stream_id=stream_id)
+            self.broken = self.closed = True
+        elif action == "reset-refused":
+            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        elif action == "reset-error":
+            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        elif action == "vanish":  # the connection dies with the request in flight
+            self.broken = self.closed = True
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        while not self.outbox:
+            if self.closed:
+                return b""
+            self.ready.clear()
+            await self.ready.wait()
+        data = bytes(self.outbox[:max_bytes])
+        del self.outbox[:max_bytes]
+        return data
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _has_headers(buffer: bytes) -> bool:
+    """Whether ``buffer`` (whole HTTP/2 frames, maybe after the preface) holds a HEADERS frame."""
+    data = buffer.removeprefix(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    while len(data) >= 9:
+        if data[3] == 0x1:
+            return True
+        data = data[9 + int.from_bytes(data[:3], "big") :]
+    return False
+
+
+class _FakeBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _FakeStream(self.server)
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _FakeStream(self.server)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def h2_terminal(server: _Server) -> HttpxTerminal:
+    """An HTTP/2 ``HttpxTerminal`` whose pool connects to ``server`` (through its Wires)."""
+    terminal = HttpxTerminal(HttpSettings(http2=True, trust_env=False))
+    pool = terminal.client._transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pool._network_backend, WireBackend)
+    pool._network_backend = WireBackend(_FakeBackend(server))
+    return terminal
+
+
+async def send_h2(terminal: HttpxTerminal, method: str = "GET") -> Any:
+    content = b"{}" if method == "POST" else None
+    request = httpx.Request(method, H2_URL, content=content)
+    set_context(request, RequestContext())
+    return await terminal.send(request)
+
+
+async def test_http2_is_spoken_through_the_counting_wires() -> None:
+    """The scripted server answers over HTTP/2, through the wrapped network streams."""
+    server = _Server({})
+    terminal = h2_terminal(server)
+    outcome = await send_h2(terminal)
+    await terminal.aclose()
+    assert outcome.unwrap().http_version == "HTTP/2"
+    assert server.processed == [(0, 1)]
+
+
+async def test_a_stream_above_the_goaways_last_stream_id_is_resent_for_any_method() -> None:
+    """A POST whose stream the GOAWAY names as unprocessed is sent again on a new connection."""
+    server = _Server({0: {2: "refuse"}})
+    terminal = h2_terminal(server)
+    first, second = await send_h2(terminal, "POST"), await send_h2(terminal, "POST")
+    await terminal.aclose()
+    assert isinstance(first, Success)
+    assert isinstance(second, Success)
+    assert server.processed == [(0, 1), (1, 1)]  # the refused one reached no app
+
+
+async def test_a_request_not_written_before_a_used_connection_broke_is_resent() -> None:
+    """The server went away after answering: the next POST's headers never left, so it is
+    resent on a fresh connection and processed once."""
+    server = _Server({0: {1: "answer+break"}})
+    terminal = h2_terminal(server)
+    first, second = await send_h2(terminal, "POST"), await send_h2(terminal, "POST")
+    await terminal.aclose()
+    assert isinstance(first, Success)
+    assert isinstance(second, Success)
+    assert server.processed == [(0, 1), (1, 1)]
+
+
+async def test_a_request_in_flight_when_a_used_connection_rotates_is_connection_rotated() -> None:
+    """The GOAWAY includes the request (it may have been processed): ConnectionRotatedError,
+    not resent, not counted against the upstream."""
+    server = _Server({0: {2: "rotate"}})
+    terminal = h2_terminal(server)
+    await send_h2(terminal, "POST")
+    outcome = await send_h2(terminal, "POST")
+    await terminal.aclose()
+    error = outcome.failure()
+    assert isinstance(error, ConnectionRotatedError)
+    assert (error.counts_against_upstream, error.never_processed) == (False, False)
+    assert isinstance(error.__cause__, httpx.TransportError)
+    assert "closed a used connection" in str(error)
+    assert server.processed == [(0, 1), (0, 3)]
+
+
+async def test_a_used_connection_that_vanishes_with_the_request_is_connection_rotated() -> None:
+    """No GOAWAY at all, the connection just ends after serving: ConnectionRotatedError."""
+    server = _Server({0: {2: "vanish"}})
+    terminal = h2_terminal(server)
+    await send_h2(terminal)
+    outcome = await send_h2(terminal)
+    await terminal.aclose()
+    assert isinstance(outcome.failure(), ConnectionRotatedError)
+
+
+async def test_a_connection_that_never_answered_fails_as_usual() -> None:
+    """A fresh connection that breaks says nothing good about the server: a counted error."""
+    terminal = h2_terminal(_Server({}, broken_from_start=True))
+    outcome = await send_h2(terminal)
+    await terminal.aclose()
+    error = outcome.failure()
+    assert type(error) is WriteError
+    assert error.counts_against_upstream
+
+
+async def test_refused_stream_resets_are_resent_and_other_resets_are_protocol_errors() -> None:
+    """RST_STREAM REFUSED_STREAM: resent at once; RST_STREAM INTERNAL_ERROR: ProtocolError."""
+    server = _Server({0: {1: "reset-refused", 3: "reset-error"}})
+    terminal = h2_terminal(server)
+    refused_then_answered = await send_h2(terminal, "POST")
+    reset = await send_h2(terminal)
+    await terminal.aclose()
+    assert isinstance(refused_then_answered, Success)
+    assert type(reset.failure()) is ProtocolError
+    assert server.processed == [(0, 3)]
+
+
+async def test_resends_stop_after_two_with_a_refused_stream_error() -> None:
+    """The server refuses every stream: two resends, then RefusedStreamError (never
+    processed)."""
+    server = _Server({0: {1: "reset-refused", 2: "reset-refused", 3: "reset-refused"}})
+    terminal = h2_terminal(server)
+    outcome = await send_h2(terminal, "POST")
+    await terminal.aclose()
+    error = outcome.failure()
+    assert isinstance(error, RefusedStreamError)
+    assert (error.never_processed, error.counts_against_upstream) == (True, False)
+    assert server.connections[0].requests == 1 + RESENDS
+    assert server.processed == []
+
+
+async def test_a_streamed_upload_is_not_resent() -> None:
+    """A body that cannot be replayed is not sent twice: the refusal comes back as it is."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"{}"
+
+    server = _Server({0: {1: "reset-refused"}})
+    terminal = h2_terminal(server)
+    request = httpx.Request("POST", H2_URL, content=body())
+    set_context(request, RequestContext())
+    outcome = await terminal.send(request)
+    await terminal.aclose()
+    assert isinstance(outcome.failure(), RefusedStreamError)
+    assert len(server.connections) == 1
+
+
+async def test_the_callers_own_trace_hook_still_sees_every_event() -> None:
+    """A ``trace`` extension set by the caller is called, with httpcore's events, around ours."""
+    seen: list[str] = []
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        seen.append(name)
+
+    terminal = h2_terminal(_Server({}))
+    request = httpx.Request("GET", H2_URL, extensions={"trace": trace})
+    set_context(request, RequestContext())
+    await terminal.send(request)
+    await terminal.send(request)  # a second attempt keeps the caller's hook, once
+    await terminal.aclose()
+    assert seen.count("http2.send_request_headers.started") == 2
+    assert isinstance(request.extensions["trace"], StreamProbe)
+    assert request.extensions["trace"].user is trace
+
+
+def test_classify_says_nothing_without_a_probe_or_for_other_errors() -> None:
+    """No probe, a timeout, or an unknown connection: the ordinary mapping."""
+    probe = StreamProbe(None)
+    assert classify(httpx.ReadError("x"), None) is None
+    assert classify(httpx.ReadTimeout("x"), probe) is None
+    assert classify(httpx.ReadError("x"), probe) is None  # no connection seen
+
+
+async def test_a_wire_passes_everything_through_and_numbers_writes() -> None:
+    """``Wire`` delegates reads, TLS, extra info and close; only write errors mark it broken."""
+    inner = _FakeStream(_Server({}))
+    wire = Wire(inner)
+    assert await wire.start_tls(ssl.create_default_context()) is not wire
+    assert isinstance(wire.get_extra_info("ssl_object"), _SslObject)
+    assert wire._stream is None
+    assert len(await wire.read(3)) == 3  # the server's first SETTINGS frame, 3 bytes of it
+    inner.broken = True
+    with pytest.raises(httpcore.WriteError):
+        await wire.write(b"x")
+    assert (wire.writes, wire.broke_at) == (1, 1)
+    await wire.aclose()
+    assert inner.closed
+    backend = WireBackend(_FakeBackend(_Server({})))
+    assert isinstance(await backend.connect_unix_socket("/nowhere"), Wire)
+    await backend.sleep(0)
