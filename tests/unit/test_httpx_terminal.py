@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from httprail import (
+    AsyncClient,
     ClientStatusError,
+    ConfigError,
     ConnectError,
     ConnectionRotatedError,
     DecodeError,
@@ -35,7 +37,7 @@ from httprail import (
     WriteError,
     set_context,
 )
-from httprail.terminals import HttpxTerminal
+from httprail.terminals import AiohttpTerminal, HttpxTerminal
 from httprail.terminals._httpx import RESENDS
 from httprail.terminals._rotation import StreamProbe, Wire, WireBackend, classify
 
@@ -494,3 +496,31 @@ async def test_a_wire_passes_everything_through_and_numbers_writes() -> None:
     backend = WireBackend(_FakeBackend(_Server({})))
     assert isinstance(await backend.connect_unix_socket("/nowhere"), Wire)
     await backend.sleep(0)
+
+
+# --- Which terminal speaks HTTP/2 -------------------------------------------------------------
+
+
+def test_http2_true_without_a_terminal_picks_the_httpx_terminal() -> None:
+    """``HttpSettings(http2=True)`` and no terminal: ``HttpxTerminal``; unset: aiohttp."""
+    asked = AsyncClient(settings=HttpSettings(http2=True))
+    unset = AsyncClient(settings=HttpSettings())
+    assert isinstance(asked.pipeline.terminal, HttpxTerminal)
+    assert repr(asked.pipeline.terminal) == "HttpxTerminal(http2=True)"
+    assert isinstance(unset.pipeline.terminal, AiohttpTerminal)
+
+
+def test_the_aiohttp_terminal_refuses_http2_naming_what_to_use() -> None:
+    """aiohttp speaks HTTP/1.1 only: asking it for HTTP/2 is a ConfigError, never ignored."""
+    with pytest.raises(ConfigError, match=r"AiohttpTerminal.*HTTP/1\.1.*HttpxTerminal"):
+        AiohttpTerminal(HttpSettings(http2=True))
+    with pytest.raises(ConfigError, match=r"terminal=AiohttpTerminal.*HttpxTerminal"):
+        AsyncClient(settings=HttpSettings(http2=True), terminal=AiohttpTerminal())
+
+
+def test_the_httpx_terminal_offers_http2_unless_it_is_turned_off() -> None:
+    """Unset or true: HTTP/2 offered by ALPN; false: HTTP/1.1 only."""
+    offered = {value: HttpxTerminal(HttpSettings(http2=value)).http2 for value in (None, True)}
+    assert offered == {None: True, True: True}
+    off = HttpxTerminal(HttpSettings(http2=False))
+    assert (off.http2, repr(off)) == (False, "HttpxTerminal(http2=False)")
