@@ -27,6 +27,7 @@ from ._version import __version__
 from .middleware._defaults import default_plugins
 from .middleware._metrics import Metrics, MetricsSnapshot
 from .terminals._aiohttp import AiohttpTerminal
+from .terminals._limits import MAX_BODY_EXTENSION
 from .terminals._transport import PipelineTransport, TransportOptions
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class RequestOptions(TypedDict, total=False):
     raw_status: bool | None
     stream: bool
     extensions: Mapping[str, Any] | None
+    max_body_bytes: int | None
 
 
 class AsyncClient(ClosesOnExit):
@@ -202,7 +204,8 @@ class AsyncClient(ClosesOnExit):
 
         Options are httpx's (``params``, ``headers``, ``cookies``, ``content``, ``data``,
         ``files``, ``json``, ``timeout``) and httprail's (``tags``, ``raw_status``, ``stream``,
-        ``extensions``). ``extensions`` are added to the request's extensions (e.g.
+        ``extensions``, ``max_body_bytes``: this call's response size limit, ``None`` for none;
+        docs/security.md#limits). ``extensions`` are added to the request's extensions (e.g.
         ``{httprail.middleware.NO_RETRY_EXTENSION: veto}``); the request context is httprail's.
         """
         built = self._build(method, url, **options)
@@ -225,6 +228,7 @@ class AsyncClient(ClosesOnExit):
         raw_status: bool | None = None,
         stream: bool = False,
         extensions: Mapping[str, Any] | None = None,
+        max_body_bytes: int | None = UNSET,
     ) -> httpx.Request | Failure[RequestError]:
         """:meth:`build_request`'s request, unwrapped (no ``Success`` to build and unwrap)."""
         try:
@@ -269,6 +273,8 @@ class AsyncClient(ClosesOnExit):
             )
         if extensions:
             request.extensions.update(extensions)
+        if max_body_bytes is not UNSET:  # checked by the terminal
+            request.extensions[MAX_BODY_EXTENSION] = max_body_bytes
         ctx = self._stream_context if stream else self._context
         if raw_status is not None or tags:
             ctx = ctx.replace(

@@ -325,3 +325,17 @@ async def test_a_stream_the_caller_does_not_read_is_not_buffered_by_the_terminal
         assert resumed <= 64 * 1024 * 1024
     await stream.aclose()
     await response.aclose()
+
+
+async def test_the_client_call_option_sets_the_limit_of_one_call_and_of_a_stream(
+    server: BodyServer, terminal_for: Callable[..., TerminalPlugin]
+) -> None:
+    async with AsyncClient(server.url, plugins=[], terminal=terminal_for()) as client:
+        lifted = await client.get(f"/gzip/{CAP * 2}", max_body_bytes=None)
+        assert len(lifted.unwrap().content) == CAP * 2
+        too_large(await client.get("/plain/2000", max_body_bytes=1000), 1000)
+        async with client.stream("GET", "/chunked/2000", max_body_bytes=1000) as outcome:
+            with pytest.raises(httpx.DecodingError, match="1,000 bytes"):
+                await drain(outcome.unwrap(), [])
+        invalid = await client.get("/plain/1", max_body_bytes=0)
+        assert isinstance(invalid.failure(), InvalidRequestError)
