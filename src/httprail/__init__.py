@@ -96,6 +96,7 @@ from ._redact import (
 from ._result import Next, Outcome
 from ._settings import HttpSettings, ProviderOverrides
 from ._stack import Stack, StackDeclaration, build_stack, find_stack_file, load_stack_file
+from ._sync import Client
 from ._unwrap import unwrap
 from ._version import __version__
 
@@ -106,6 +107,7 @@ __all__ = [
     "BulkheadFullError",
     "CircuitBreakerOpenError",
     "CircuitState",
+    "Client",
     "ClientStatusError",
     "ConfigError",
     "ConnectError",

@@ -114,6 +114,23 @@ def test_a_loop_closed_without_shutdown_leaves_no_socket_and_no_warning(
     assert server.count("/ok") == 8
 
 
+def test_aclose_releases_the_pool_of_a_loop_closed_without_shutdown(
+    client: AsyncClient, server: ChaosServer
+) -> None:
+    """``aclose`` from a new loop releases the connections of a loop closed by ``close()``
+    alone, without that loop and without a ResourceWarning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(_calls(client, 2)) == [Success({"ok": True})] * 2
+        loop.close()
+        assert client_sockets(server.port) >= 1
+        asyncio.run(client.aclose())
+        gc.collect()
+    assert client_sockets(server.port) == 0
+    assert [str(w.message) for w in caught] == []
+
+
 def test_loops_running_at_once_in_threads_each_get_their_own_pool(
     client: AsyncClient, server: ChaosServer
 ) -> None:
@@ -162,12 +179,16 @@ def test_aclose_closes_the_pool_of_a_loop_running_in_another_thread(server: Chao
 
 
 def test_aclose_closes_an_idle_loops_pool_when_that_loop_runs_again(server: ChaosServer) -> None:
-    """A loop that is neither running nor closed gets its connections closed by the next turn
-    it runs, after ``aclose`` from another loop."""
+    """A loop that is neither running nor closed keeps its pool while others get copies (a
+    copy of a loop closed without shutdown is released at the next bind); ``aclose`` from
+    another loop closes the idle loop's connections the next turn it runs."""
     client = AsyncClient(server.url, plugins=[])
     idle = asyncio.new_event_loop()
     try:
         assert idle.run_until_complete(_calls(client, 1)) == [Success({"ok": True})]
+        dropped = asyncio.new_event_loop()
+        assert dropped.run_until_complete(_calls(client, 1)) == [Success({"ok": True})]
+        dropped.close()  # its copy's connection is released when the next loop binds
         assert asyncio.run(_calls(client, 1)) == [Success({"ok": True})]  # a copy: idle is alive
         assert client_sockets(server.port) == 1
         asyncio.run(client.aclose())

@@ -99,7 +99,7 @@ def test_errors_can_be_raised_with_their_cause() -> None:
 
 EXPECTED_TOP_LEVEL = [
     "AsyncClient", "AuthError", "BreakerEvent", "BulkheadFullError", "CircuitBreakerOpenError",
-    "CircuitState", "ClientStatusError", "ConfigError", "ConnectError",
+    "CircuitState", "Client", "ClientStatusError", "ConfigError", "ConnectError",
     "ConnectionRotatedError", "DecodeError", "Event",
     "EventObserver", "Failure", "HttpSettings", "HttprailError", "InsecureRedirectError",
     "InvalidRequestError",

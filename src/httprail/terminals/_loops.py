@@ -58,7 +58,7 @@ def bind(terminal: GatedTerminal, loop: asyncio.AbstractEventLoop) -> GatedTermi
     free, or its copy for ``loop``."""
     with terminal._binding_lock:
         bound = terminal._loop
-        if bound is loop:
+        if bound is loop:  # pragma: no cover - another thread bound it meanwhile
             return terminal
         copies = terminal._copies
         found = copies.get(loop)
@@ -191,7 +191,7 @@ async def _loop_ended(terminal: GatedTerminal, loop: asyncio.AbstractEventLoop) 
     try:
         await terminal._close_backend()
         await _close_detour(terminal)
-    except Exception as exc:  # noqa: BLE001 - a loop's shutdown must not fail on our account
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - a loop's shutdown must not fail
         _log.warning("httprail.terminal_close_failed", exc_info=exc)
     finally:
         parent = terminal._parent

@@ -414,6 +414,20 @@ class PipelineTransport(TransportBase, httpx.AsyncBaseTransport):
         """Close the pipeline (and with it the terminal's connections); idempotent."""
         await TransportBase.aclose(self)
 
+    def __enter__(self) -> None:
+        raise ConfigError(_SYNC_USE)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Refused: an ``httpx.Client`` (sync) cannot use this async transport (ConfigError)."""
+        raise ConfigError(_SYNC_USE)
+
+
+# What httpx.Client(transport=<this async transport>) gets instead of AttributeError: __enter__.
+_SYNC_USE = (
+    "as_httpx_transport() of an AsyncClient or Pipeline is an httpx.AsyncBaseTransport, for "
+    "httpx.AsyncClient; for httpx.Client use httprail.Client(...).as_httpx_transport()"
+)
+
 
 def httpx2_transport(
     pipeline: Pipeline, *, context: RequestContext | None = None, **options: Any

@@ -1,0 +1,387 @@
+"""``Client``: the synchronous face of :class:`AsyncClient`, for threads, WSGI views and scripts.
+
+One background thread per client runs an event loop (started on first use, a daemon); every
+call is handed to it and waited for. Many threads may call one client at once: their requests
+run concurrently on that loop, sharing its pool, breaker and budgets. Closing (``close()``, a
+``with`` block, garbage collection, or interpreter exit) closes the pool on that loop, then
+stops the loop and its thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import threading
+import weakref
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack, overload
+
+import httpx
+from returns.result import Failure, Result, Success
+
+from ._client import AsyncClient, RequestOptions
+from ._errors import ConfigError, RequestError, RequestTimeoutError
+from ._events import Observer
+from ._pipeline import MiddlewarePlugin, TerminalPlugin
+from ._result import Outcome
+from ._settings import HttpSettings
+from .middleware._metrics import MetricsSnapshot
+from .terminals._transport import TransportOptions
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+# Beyond the total deadline, how long a caller waits for the loop to answer before giving up
+# on the call (the Timeout stage normally ends it first).
+_GRACE = 1.0
+# How long closing waits for the loop to close the pool and stop.
+_CLOSE_WAIT = 5.0
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread, started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self.closed = False
+
+    def start(self) -> asyncio.AbstractEventLoop:
+        loop = self.loop
+        if loop is not None and not self.closed:
+            return loop
+        with self._lock:
+            if self.closed:
+                raise ConfigError("this httprail.Client is closed")
+            if self.loop is None:
+                ready = threading.Event()
+                self.thread = threading.Thread(
+                    target=self._serve, args=(ready,), name=self._name, daemon=True
+                )
+                self.thread.start()
+                ready.wait()
+            assert self.loop is not None
+            return self.loop
+
+    def _serve(self, ready: threading.Event) -> None:
+        with asyncio.Runner() as runner:  # its close() shuts async generators down: pools close
+
+            async def serve() -> None:
+                self._stop = asyncio.Event()
+                self.loop = asyncio.get_running_loop()
+                ready.set()
+                await self._stop.wait()
+
+            runner.run(serve())
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        try:
+            loop = self.start()
+        except ConfigError:
+            coroutine.close()
+            raise
+        if threading.current_thread() is self.thread:
+            coroutine.close()
+            raise ConfigError(
+                "httprail.Client was called from its own event loop (a callback or stage running "
+                "in it): await the AsyncClient there instead"
+            )
+        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    def stop(self, closing: Coroutine[Any, Any, None] | None, *, wait: bool) -> None:
+        """Run ``closing`` on the loop, then stop it; wait for the thread unless ``wait`` is
+        false or this is the loop's own thread."""
+        with self._lock:
+            self.closed = True
+            loop, stop = self.loop, self._stop
+        if loop is None or stop is None or loop.is_closed():
+            if closing is not None:
+                closing.close()
+            return
+
+        async def finish() -> None:
+            try:
+                if closing is not None:
+                    await closing
+            finally:
+                stop.set()
+
+        try:
+            done = asyncio.run_coroutine_threadsafe(finish(), loop)
+        except RuntimeError:  # pragma: no cover - the loop closed meanwhile
+            return
+        thread = self.thread
+        if wait and thread is not None and threading.current_thread() is not thread:
+            try:
+                done.result(_CLOSE_WAIT)
+            except BaseException:  # noqa: BLE001 - closing never raises; the thread ends anyway
+                done.cancel()
+            thread.join(_CLOSE_WAIT)
+
+
+def _shutdown(runner: _LoopThread, client: AsyncClient) -> None:
+    """Close ``client`` on ``runner``'s loop and stop it (a never-closed Client's finaliser,
+    at garbage collection or interpreter exit)."""
+    if not runner.closed:
+        runner.stop(client.aclose(), wait=True)
+
+
+class Client:
+    """A synchronous HTTP client whose every call returns ``Result[httpx.Response, RequestError]``.
+
+    It takes :class:`AsyncClient`'s arguments and offers its verbs, returning the same
+    ``Result`` values, without ``await``: ``request``, ``get``, ``post``, ``put``, ``patch``,
+    ``delete``, ``head``, ``options``, ``get_json`` and ``stream`` (a ``with`` block whose
+    response is read with ``iter_bytes()``/``iter_lines()``/``read()``).
+
+    Safe to share between threads (one module-level client for a whole WSGI app): calls from
+    many threads run concurrently on the client's own event loop, in a daemon thread started on
+    first use. A caller waits at most the total deadline (``timeout_total``) plus a second; a
+    caller interrupted meanwhile (``KeyboardInterrupt``) cancels its request on the loop.
+
+    Close it with ``close()`` or a ``with`` block; one never closed is closed when collected or
+    at interpreter exit, quietly.
+
+    Example:
+        >>> with Client(base_url="https://api.example.com") as client:  # doctest: +SKIP
+        ...     match client.get("/users/1"):
+        ...         case Success(response):
+        ...             print(response.json())
+        ...         case Failure(error):
+        ...             print("failed:", error)
+    """
+
+    def __init__(
+        self,
+        base_url: httpx.URL | str = "",
+        *,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        plugins: Sequence[MiddlewarePlugin] | None = None,
+        terminal: TerminalPlugin | None = None,
+        settings: HttpSettings | None = None,
+        observers: Sequence[Observer] = (),
+        raw_status: bool = False,
+        provider: str | None = None,
+    ) -> None:
+        self._async = AsyncClient(
+            base_url,
+            headers=headers,
+            params=params,
+            plugins=plugins,
+            terminal=terminal,
+            settings=settings,
+            observers=observers,
+            raw_status=raw_status,
+            provider=provider,
+        )
+        self.settings = self._async.settings
+        total = self.settings.timeout_total
+        self._wait: float | None = total + _GRACE if math.isfinite(total) else None
+        self._runner = _LoopThread(f"httprail-client-{id(self):x}")
+        self._finalizer = weakref.finalize(self, _shutdown, self._runner, self._async)
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncClient", "Client", 1)
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The :class:`AsyncClient` underneath (use it only on this client's loop)."""
+        return self._async
+
+    def _call(self, coroutine: Coroutine[Any, Any, Any], request: str) -> Any:
+        """Run ``coroutine`` on the loop; a ``Failure(RequestTimeoutError)`` if it outlasts the
+        total deadline (it is then cancelled there)."""
+        future = self._runner.submit(coroutine)
+        try:
+            return future.result(self._wait)
+        except TimeoutError:
+            future.cancel()
+            return Failure(
+                RequestTimeoutError(
+                    f"no answer within the total deadline ({request}); the request was cancelled",
+                    phase="total",
+                )
+            )
+        except BaseException:
+            future.cancel()  # the caller gave up (KeyboardInterrupt): so does the loop
+            raise
+
+    def request(
+        self, method: str, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
+    ) -> Outcome:
+        """Send one request and wait for its outcome (arguments as httpx's)."""
+        call = self._async
+
+        async def send() -> Outcome:
+            return await call.request(method, url, **kwargs)
+
+        outcome: Outcome = self._call(send(), method)
+        return outcome
+
+    def get(self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]) -> Outcome:
+        """Send a GET request."""
+        return self.request("GET", url, **kwargs)
+
+    def head(self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]) -> Outcome:
+        """Send a HEAD request."""
+        return self.request("HEAD", url, **kwargs)
+
+    def options(self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]) -> Outcome:
+        """Send an OPTIONS request."""
+        return self.request("OPTIONS", url, **kwargs)
+
+    def post(self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]) -> Outcome:
+        """Send a POST request."""
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]) -> Outcome:
+        """Send a PUT request."""
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]) -> Outcome:
+        """Send a PATCH request."""
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]) -> Outcome:
+        """Send a DELETE request."""
+        return self.request("DELETE", url, **kwargs)
+
+    @overload
+    def get_json(
+        self, url: httpx.URL | str, model: None = None, **kwargs: Any
+    ) -> Result[Any, RequestError]: ...
+    @overload
+    def get_json(
+        self, url: httpx.URL | str, model: type[T], **kwargs: Any
+    ) -> Result[T, RequestError]: ...
+    def get_json(
+        self, url: httpx.URL | str, model: Any = None, **kwargs: Any
+    ) -> Result[Any, RequestError]:
+        """GET ``url`` and decode its JSON body (as ``model`` if given), as
+        :meth:`AsyncClient.get_json`."""
+        decoded: Result[Any, RequestError] = self._call(
+            self._async.get_json(url, model, **kwargs), "GET"
+        )
+        return decoded
+
+    @contextmanager
+    def stream(self, method: str, url: httpx.URL | str, **kwargs: Any) -> Iterator[Outcome]:
+        """Send a request whose body the caller reads (``iter_bytes()``, ``iter_lines()``,
+        ``read()``) inside the ``with`` block; the response is closed on exit.
+
+        Example:
+            >>> with client.stream("GET", "/events") as outcome:  # doctest: +SKIP
+            ...     for line in outcome.unwrap().iter_lines(): ...
+        """
+        call = self._async
+
+        async def open_stream() -> Outcome:
+            built = call.build_request(method, url, stream=True, **kwargs)
+            if type(built) is Failure:
+                return built
+            return await call.send(built.unwrap())
+
+        outcome: Outcome = self._call(open_stream(), method)
+        body: _SyncBody | None = None
+        if type(outcome) is Success:
+            response = outcome.unwrap()
+            if isinstance(response.stream, httpx.AsyncByteStream):
+                body = _SyncBody(response.stream, self._runner)
+                response.stream = body
+        try:
+            yield outcome
+        finally:
+            if body is not None:
+                body.close()
+
+    def as_httpx_transport(self, **options: Unpack[TransportOptions]) -> httpx.BaseTransport:
+        """This client's chain as an ``httpx.BaseTransport``, for ``httpx.Client`` and sync
+        SDKs (``openai.OpenAI(http_client=httpx.Client(transport=...))``).
+
+        The sync counterpart of :meth:`AsyncClient.as_httpx_transport` (whose transport only an
+        ``httpx.AsyncClient`` can use): requests run on this client's loop; closing the
+        transport closes this client's pipeline too.
+        """
+        return _SyncTransport(self._async.as_httpx_transport(**options), self._runner)
+
+    def metrics(self) -> MetricsSnapshot:
+        """Per-upstream counters and latency from the stack's ``Metrics`` stage."""
+        return self._async.metrics()
+
+    def close(self) -> None:
+        """Close the connections (on the client's loop), then stop the loop and its thread."""
+        self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def _next(iterator: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+class _SyncBody(httpx.SyncByteStream):
+    """An async response body read from another thread, chunk by chunk, on the client's loop."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, runner: _LoopThread) -> None:
+        self._inner = inner
+        self._runner = runner
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = self._inner.__aiter__()
+        while True:
+            future = self._runner.submit(_next(chunks))
+            try:
+                chunk = future.result()
+            except BaseException:
+                future.cancel()
+                raise
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._runner.closed:
+            self._runner.submit(self._inner.aclose()).result(_CLOSE_WAIT)
+
+
+class _SyncTransport(httpx.BaseTransport):
+    """An ``httpx.BaseTransport`` over an async one, run on a client's loop."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, runner: _LoopThread) -> None:
+        self._inner = inner
+        self._runner = runner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()  # a sync body (an iterator, say) is read here, in the caller's thread
+        response = self._runner.submit(self._inner.handle_async_request(request)).result()
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _SyncBody(response.stream, self._runner)
+        return response
+
+    def close(self) -> None:
+        if not self._runner.closed:
+            self._runner.submit(self._inner.aclose()).result(_CLOSE_WAIT)
