@@ -388,7 +388,12 @@ def table(samples: list[Sample]) -> str:
     return "\n".join(lines)
 
 
+TITLE = "# HTTP/2 against a server that rotates connections\n"
+START, END = "<!-- --8<-- [start:report] -->", "<!-- --8<-- [end:report] -->"
+
+
 def report(samples: list[Sample], args: argparse.Namespace, command: str) -> str:
+    """One section of the results: ``## <section>``, the command, the date and the table."""
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     import h2
     import httpcore
@@ -400,15 +405,31 @@ def report(samples: list[Sample], args: argparse.Namespace, command: str) -> str
         f"{getattr(hypercorn, '__version__', '0.18')}; {os.cpu_count()} CPUs"
         f"{', server and client pinned to one CPU each' if pinning() else ''}"
     )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        "# HTTP/2 against a server that rotates connections\n\n"
-        f"Command: `{command}`  \nDate: {today}  \n{versions}\n\n"
+        f"### {args.section or f'Rotation every {args.rotate:,} requests'}\n\n"
+        f"Command: `{command}`  \nDate: {today} (load average {load:.1f} at the end)  \n"
+        f"{versions}\n\n"
         f"hypercorn over TLS, `keep_alive_max_requests={args.rotate}` (a GOAWAY, then the "
         f"connection closes), c={args.concurrency}, {args.duration:g} s per client, GET of a "
         f"{len(BODY)}-byte JSON. *connections*: the connections the server saw carry a request "
         "during the run (each beyond the client's first ones is a rotation).\n\n"
         f"{table(samples)}\n"
     )
+
+
+def replace_section(document: str, section: str) -> str:
+    """The results file ``document`` with the ``### `` section of the same title as ``section``
+    replaced by it (appended when there is none), between the snippet markers that
+    ``docs/benchmarks.md`` includes."""
+    body = document.partition(START)[2].partition(END)[0] if START in document else ""
+    sections = ["### " + part for part in ("\n" + body).split("\n### ")[1:]]
+    title = section.split("\n", 1)[0]
+    kept = [section if part.split("\n", 1)[0] == title else part for part in sections]
+    if section not in kept:
+        kept.append(section)
+    parts = [part.strip("\n") + "\n" for part in kept]
+    return f"{TITLE}\n{START}\n" + "\n".join(parts) + f"{END}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--only", default=",".join(CLIENTS))
     parser.add_argument("--write", action="store_true")
+    parser.add_argument(
+        "--section",
+        default="",
+        help="title of the section --write replaces (default: 'Rotation every N requests')",
+    )
     args = parser.parse_args(argv)
     kinds = [k for k in args.only.split(",") if k]
     for kind in kinds:
@@ -426,19 +452,26 @@ def main(argv: list[str] | None = None) -> int:
     if pinning():
         os.sched_setaffinity(0, {CLIENT_CPU})
     samples = []
-    with RotatingServer(args.rotate, cpu=SERVER_CPU) as server:
+    from httprail.cli._demo import quiet_structlog  # the logging stage's retry lines
+
+    with quiet_structlog(), RotatingServer(args.rotate, cpu=SERVER_CPU) as server:
         for kind in kinds:
             sample = asyncio.run(
                 measure(kind, server, concurrency=args.concurrency, duration=args.duration)
             )
             samples.append(sample)
             print(table([sample]).splitlines()[-1], flush=True)
-    command = "python benchmarks/http2.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/http2.py " + " ".join(
+        repr(arg) if " " in arg else arg for arg in (argv if argv is not None else sys.argv[1:])
+    )
+    if os.environ.get("PYTHONPATH"):  # another httprail than the installed one
+        command = f"PYTHONPATH={os.environ['PYTHONPATH']} {command}"
     text = report(samples, args, command.strip())
     print(text)
     if args.write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
+        old = RESULTS.read_text() if RESULTS.exists() else TITLE
+        RESULTS.write_text(replace_section(old, text))
     missed = [s for s in samples if s.client == "httprail-h2" and s.failures]
     return 1 if missed else 0
 
