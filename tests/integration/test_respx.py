@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import httpx
+import openai
 import pytest
 import respx
 from pytest_httpx2 import HTTPXMock
@@ -118,4 +119,40 @@ async def test_httpx2_pytest_error_statuses_keep_their_type(httpx2_mock: HTTPXMo
     error = outcome.failure()
     assert isinstance(error, ServerStatusError)
     assert error.response.text == "busy"
+    await client.aclose()
+
+
+COMPLETION = {
+    "id": "c1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+}
+
+
+async def test_an_sdk_over_httprail_under_respx_exercises_the_chain() -> None:
+    """openai's own (httpx2) client over ``as_httpx2_transport()``, under ``respx.mock``: the
+    SDK's request travels httprail's chain, whose Retry waits out the mocked 429's
+    retry-after-ms and gets the completion (the SDK's own retries are off)."""
+    client = AsyncClient(settings=HttpSettings(backoff_base=0.01, backoff_max=0.02))
+    sdk = openai.AsyncOpenAI(
+        api_key="sk-test",
+        base_url="https://llm.example.invalid/v1",
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(transport=client.as_httpx2_transport()),
+    )
+    with respx.mock() as mock:
+        route = mock.post("https://llm.example.invalid/v1/chat/completions")
+        route.side_effect = [
+            httpx.Response(429, headers={"retry-after-ms": "10"}),
+            httpx.Response(200, json=COMPLETION),
+        ]
+        done = await sdk.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}]
+        )
+    assert done.choices[0].message.content == "hi"
+    assert route.call_count == 2
     await client.aclose()
