@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from httprail import _fast
+from httprail import ConfigError, DecodeError, HttpSettings, ResponseTooLargeError, _fast
 from httprail.terminals import _limits
 from httprail.terminals._limits import (
     BodyTooLarge,
@@ -198,3 +198,54 @@ def test_an_extension_that_is_not_a_positive_int_or_none_is_refused_by_name(valu
     request = httpx.Request("GET", URL, extensions={"httprail.max_body_bytes": value})
     with pytest.raises(ValueError, match=r"'httprail\.max_body_bytes' must be a positive int"):
         limit_of(request, 7)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("65536", 65536),
+        ("64KiB", 65536),
+        ("100 MiB", 100 * 1024 * 1024),
+        ("1gib", 1 << 30),
+        ("none", None),
+        ("Unlimited", None),
+    ],
+)
+def test_the_variable_takes_bytes_with_binary_units_or_none(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int | None
+) -> None:
+    monkeypatch.setenv("HTTP_MAX_BODY_BYTES", value)
+    assert HttpSettings().max_body_bytes == expected
+
+
+def test_the_default_limit_is_100_mib_and_none_in_code_lifts_it() -> None:
+    assert HttpSettings().max_body_bytes == 100 * 1024 * 1024
+    assert HttpSettings(max_body_bytes=None).max_body_bytes is None
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-5", "1.5", "10TB", str(2**40 + 1)])
+def test_a_bad_value_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("HTTP_MAX_BODY_BYTES", value)
+    with pytest.raises(ConfigError, match="HTTP_MAX_BODY_BYTES"):
+        HttpSettings()
+
+
+def test_a_provider_can_change_the_limit_but_not_lift_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROVIDERS__FILES__MAX_BODY_BYTES", "1GiB")
+    assert HttpSettings().for_provider("files").max_body_bytes == 1 << 30
+    monkeypatch.setenv("HTTP_PROVIDERS__FILES__MAX_BODY_BYTES", "none")
+    with pytest.raises(ConfigError, match="cannot lift the limit"):
+        HttpSettings()
+
+
+def test_the_error_names_the_limit_and_the_setting_and_spares_the_upstream() -> None:
+    error = ResponseTooLargeError(limit=65536, request=httpx.Request("GET", URL))
+    assert isinstance(error, DecodeError)
+    assert error.limit == 65536
+    assert "65,536 bytes" in str(error)
+    assert "HTTP_MAX_BODY_BYTES" in str(error)
+    assert "httprail.max_body_bytes" in str(error)
+    assert error.counts_against_upstream is False
+    assert error.never_processed is False

@@ -384,42 +384,36 @@ class AiohttpTerminal(LeanTerminal):
 
     async def _read(self, response: httpx.Response, limit: int | None) -> None:
         stream = response.stream
-        if not isinstance(stream, _AiohttpBody) or (
-            limit is not None and "Content-Encoding" in stream._response.headers
-        ):
-            # A compressed body is counted as it is inflated, chunk by chunk (a small body can
-            # inflate to gigabytes).
+        if not isinstance(stream, _AiohttpBody):  # pragma: no cover - _open always sets it
+            await super()._read(response, limit)
+            return
+        raw = stream._response
+        encoded = "Content-Encoding" in raw.headers
+        if encoded and limit is not None:
+            # Counted as it is inflated, chunk by chunk (a small body can inflate to gigabytes).
             await super()._read(response, limit)
             return
         # The whole body in one call (aiohttp reads it faster than chunk by chunk) when it is
         # known to fit; a body that had all arrived with the head is read without any timer.
-        raw = stream._response
         try:
-            if raw.content.is_eof():
-                body = await self._read_all(raw)
+            if raw.content.is_eof() or (
+                stream._read_timeout is None and _declared_fit(raw, limit, response)
+            ):
+                try:
+                    body = await raw.read()
+                except self._errors as exc:
+                    raise self.translate_or_wrap(exc) from exc
             else:
-                length = raw.content_length
-                if limit is not None and length is not None and length > limit:
-                    raise BodyTooLarge(request=response.request, limit=limit)
-                if stream._read_timeout is None and (limit is None or length is not None):
-                    body = await self._read_all(raw)
-                else:
-                    body = await _gathered(stream, limit, response)
+                body = await _gathered(stream, limit, response)
         finally:
             stream.release()
         if limit is not None and len(body) > limit:
             raise BodyTooLarge(request=response.request, limit=limit)
-        if "Content-Encoding" in raw.headers:
+        if encoded:
             response.stream = httpx.ByteStream(body)
             response.read()  # undoes content encodings, as httpx does (no limit)
         else:
             read_plain(response, body)
-
-    async def _read_all(self, raw: aiohttp.ClientResponse) -> bytes:
-        try:
-            return await raw.read()
-        except self._errors as exc:
-            raise self.translate_or_wrap(exc) from exc
 
     def translate_or_wrap(self, exc: Exception) -> Exception:
         return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")
@@ -562,15 +556,30 @@ def _os_error_in(exc: BaseException) -> bool:
     return False
 
 
+def _declared_fit(raw: aiohttp.ClientResponse, limit: int | None, response: httpx.Response) -> bool:
+    """Whether the body is known to fit ``limit`` (by its ``Content-Length``; no limit: yes).
+
+    Raises:
+        BodyTooLarge: the declared length is over the limit (nothing is read).
+    """
+    if limit is None:
+        return True
+    length = raw.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(request=response.request, limit=limit)
+    return length is not None
+
+
 async def _gathered(stream: _AiohttpBody, limit: int | None, response: httpx.Response) -> bytes:
     """The body, chunk by chunk (each read timed), stopping past ``limit`` bytes."""
+    if _declared_fit(stream._response, limit, response) or limit is None:
+        return b"".join([chunk async for chunk in stream])
     chunks = []
-    left = -1 if limit is None else limit
+    left = limit
     async for chunk in stream:
-        if left >= 0:
-            left -= len(chunk)
-            if left < 0:
-                raise BodyTooLarge(request=response.request, limit=limit or 0)
+        left -= len(chunk)
+        if left < 0:
+            raise BodyTooLarge(request=response.request, limit=limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
