@@ -18,6 +18,7 @@ import os
 import zlib
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,9 +34,11 @@ from httprail import (
     ProtocolError,
     ServerStatusError,
     Success,
+    TransportError,
 )
 from httprail.cli import main
 from httprail.middleware import RateLimiter, Retry, default_plugins
+from httprail.terminals import _aiohttp
 from httprail.testing import ChaosServer, FakeClock, Reply
 
 from ._raw_server import RawServer
@@ -389,3 +392,29 @@ async def test_an_unreadable_answer_is_the_same_error_on_every_terminal(
     error = result.failure()
     assert isinstance(error, expected), error
     assert not error.never_processed
+
+
+async def test_the_aiohttp_terminal_closes_a_response_it_cannot_convert(
+    server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever fails between aiohttp's head and httpx's response: a TransportError, and the
+    aiohttp response (its connection) is closed."""
+    closed: list[object] = []
+    close = aiohttp.ClientResponse.close
+
+    def spy(self: aiohttp.ClientResponse) -> None:
+        closed.append(self)
+        close(self)
+
+    def broken(*_: object) -> httpx.Response:
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(aiohttp.ClientResponse, "close", spy)
+    monkeypatch.setattr(_aiohttp, "new_response", broken)
+    terminal = build("aiohttp", SETTINGS)
+    try:
+        result = await terminal.send(httpx.Request("GET", server.url + "/"))
+    finally:
+        await terminal.aclose()
+    assert isinstance(result.failure(), TransportError)
+    assert len(closed) == 1
