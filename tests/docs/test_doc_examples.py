@@ -36,6 +36,7 @@ PAGES = (
     "plugins/logging.md",
     "plugins/metrics.md",
     "plugins/overview.md",
+    "sync.md",
 )
 
 MARKER = re.compile(r"^<!--\s*(run|output|not run:.+?)\s*-->$")
