@@ -376,9 +376,21 @@ def test_the_cli_prints_a_hostile_body_without_a_traceback(
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", ProtocolError),
         (b"HTTP/1.1 200 OK\r\nX-Huge: " + b"a" * 200_000 + b"\r\n\r\n", ProtocolError),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", ProtocolError),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nxyz", ProtocolError),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", ProtocolError),
         (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", DecodeError),
     ],
-    ids=["status-code", "not-http", "no-colon", "short-body", "huge-head", "bad-chunk", "bad-gzip"],
+    ids=[
+        "status-code",
+        "not-http",
+        "no-colon",
+        "short-body",
+        "huge-head",
+        "bad-chunk",
+        "unasked-101",
+        "only-100",
+        "bad-gzip",
+    ],
 )
 async def test_an_unreadable_answer_is_the_same_error_on_every_terminal(
     kind: str, server: RawServer, answer: bytes, expected: type[Exception]

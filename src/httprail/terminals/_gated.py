@@ -238,6 +238,11 @@ class GatedTerminal:
         started = time.perf_counter()
         try:
             response = await self._open(request)
+            if response.status_code < 200:  # no final answer: a 1xx, or a 101 nobody asked for
+                await response.aclose()
+                raise httpx.RemoteProtocolError(
+                    f"no final response: the server answered {response.status_code} and stopped"
+                )
             if response.status_code >= 400 and not raw_status:
                 return Failure(
                     StatusError.from_response(await read_capped(response, self._max_error_body))
