@@ -96,6 +96,8 @@ status_lines = st.one_of(
             b"HTTP/1.1 200",
             b"HTTP/1.1 503 Service \xe9\x80\x80 Unavailable",
             b"HTTP/1.1 503 \xe2\x82\xac",
+            b"HTTP/1.1 100 Continue",
+            b"HTTP/1.1 101 Switching Protocols",
         ]
     ),
 )
