@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,8 +39,14 @@ from httprail import (
     set_context,
 )
 from httprail.terminals import AiohttpTerminal, HttpxTerminal
-from httprail.terminals._httpx import RESENDS
-from httprail.terminals._rotation import StreamProbe, Wire, WireBackend, classify
+from httprail.terminals._httpx import RESENDS, _count_writes
+from httprail.terminals._rotation import (
+    StreamProbe,
+    Wire,
+    WireBackend,
+    _connection_of,
+    classify,
+)
 
 URL = "https://api.test/x"
 
@@ -472,11 +479,20 @@ async def test_the_callers_own_trace_hook_still_sees_every_event() -> None:
 
 
 def test_classify_says_nothing_without_a_probe_or_for_other_errors() -> None:
-    """No probe, a timeout, or an unknown connection: the ordinary mapping."""
+    """No probe, a timeout, an unknown connection, or a connection that never answered and
+    sent no GOAWAY: the ordinary mapping."""
     probe = StreamProbe(None)
     assert classify(httpx.ReadError("x"), None) is None
     assert classify(httpx.ReadTimeout("x"), probe) is None
     assert classify(httpx.ReadError("x"), probe) is None  # no connection seen
+    probe.connection, probe.wire = object(), Wire(_FakeStream(_Server({})))
+    assert classify(httpx.ReadError("x"), probe) is None
+
+
+def test_the_connection_is_found_only_among_httpcores_frames() -> None:
+    """Called from anywhere but httpcore's HTTP/2 connection, the probe finds no connection."""
+    assert _connection_of(None) is None
+    assert _connection_of(sys._getframe()) is None
 
 
 async def test_a_wire_passes_everything_through_and_numbers_writes() -> None:
@@ -491,6 +507,9 @@ async def test_a_wire_passes_everything_through_and_numbers_writes() -> None:
     with pytest.raises(httpcore.WriteError):
         await wire.write(b"x")
     assert (wire.writes, wire.broke_at) == (1, 1)
+    with pytest.raises(httpcore.WriteError):
+        await wire.write(b"y")
+    assert (wire.writes, wire.broke_at) == (2, 1)  # the first broken write is the one kept
     await wire.aclose()
     assert inner.closed
     backend = WireBackend(_FakeBackend(_Server({})))
@@ -524,3 +543,28 @@ def test_the_httpx_terminal_offers_http2_unless_it_is_turned_off() -> None:
     assert offered == {None: True, True: True}
     off = HttpxTerminal(HttpSettings(http2=False))
     assert (off.http2, repr(off)) == (False, "HttpxTerminal(http2=False)")
+
+
+async def test_no_trace_hook_is_installed_when_http2_is_off() -> None:
+    """HTTP/1.1 only: the terminal adds nothing to the request (no rotation to watch)."""
+    answer = httpx.MockTransport(lambda request: httpx.Response(200, text="ok"))
+    terminal = HttpxTerminal(HttpSettings(http2=False), transport=answer)
+    request = httpx.Request("GET", URL)
+    set_context(request, RequestContext())
+    outcome = await terminal.send(request)
+    await terminal.aclose()
+    assert isinstance(outcome, Success)
+    assert "trace" not in request.extensions
+
+
+def test_write_counting_wraps_a_pool_once_and_leaves_other_transports_alone() -> None:
+    """``_count_writes`` wraps httpcore's backend once; a transport without a pool is untouched."""
+    transport = httpx.AsyncHTTPTransport(http2=True)
+    _count_writes(transport)
+    wrapped = transport._pool._network_backend
+    _count_writes(transport)
+    assert transport._pool._network_backend is wrapped
+    assert isinstance(wrapped, WireBackend)
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    _count_writes(mock)  # type: ignore[arg-type]
+    assert not hasattr(mock, "_pool")

@@ -218,9 +218,10 @@ class HttpxTerminal(GatedTerminal):
         if "timeout" not in extensions:
             extensions["timeout"] = self._timeout_ext
         client = self._get_client()
-        resends = RESENDS if isinstance(request.stream, httpx.ByteStream) else 0
+        http2 = self.http2  # only HTTP/2 connections are watched for rotation
+        resends = RESENDS if http2 and isinstance(request.stream, httpx.ByteStream) else 0
         while True:
-            probe = probe_request(request)
+            probe = probe_request(request) if http2 else None
             try:
                 response = await client.send(request, stream=True, follow_redirects=False)
                 break
