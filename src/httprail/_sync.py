@@ -9,12 +9,9 @@ stops the loop and its thread.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import math
-import threading
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
@@ -23,8 +20,9 @@ import httpx
 from returns.result import Failure, Result, Success
 
 from ._client import AsyncClient, RequestOptions
-from ._errors import ConfigError, RequestError, RequestTimeoutError
+from ._errors import RequestError, RequestTimeoutError
 from ._events import Observer
+from ._loop_thread import LoopThread, SyncBody, SyncTransport
 from ._pipeline import MiddlewarePlugin, TerminalPlugin
 from ._result import Outcome
 from ._settings import HttpSettings
@@ -38,95 +36,9 @@ T = TypeVar("T")
 # Beyond the total deadline, how long a caller waits for the loop to answer before giving up
 # on the call (the Timeout stage normally ends it first).
 _GRACE = 1.0
-# How long closing waits for the loop to close the pool and stop.
-_CLOSE_WAIT = 5.0
 
 
-class _LoopThread:
-    """An event loop running in a daemon thread, started on first use."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._lock = threading.Lock()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
-        self._stop: asyncio.Event | None = None
-        self.closed = False
-
-    def start(self) -> asyncio.AbstractEventLoop:
-        loop = self.loop
-        if loop is not None and not self.closed:
-            return loop
-        with self._lock:
-            if self.closed:
-                raise ConfigError("this httprail.Client is closed")
-            if self.loop is None:
-                ready = threading.Event()
-                self.thread = threading.Thread(
-                    target=self._serve, args=(ready,), name=self._name, daemon=True
-                )
-                self.thread.start()
-                ready.wait()
-            assert self.loop is not None
-            return self.loop
-
-    def _serve(self, ready: threading.Event) -> None:
-        with asyncio.Runner() as runner:  # its close() shuts async generators down: pools close
-
-            async def serve() -> None:
-                self._stop = asyncio.Event()
-                self.loop = asyncio.get_running_loop()
-                ready.set()
-                await self._stop.wait()
-
-            runner.run(serve())
-
-    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        try:
-            loop = self.start()
-        except ConfigError:
-            coroutine.close()
-            raise
-        if threading.current_thread() is self.thread:
-            coroutine.close()
-            raise ConfigError(
-                "httprail.Client was called from its own event loop (a callback or stage running "
-                "in it): await the AsyncClient there instead"
-            )
-        return asyncio.run_coroutine_threadsafe(coroutine, loop)
-
-    def stop(self, closing: Coroutine[Any, Any, None] | None, *, wait: bool) -> None:
-        """Run ``closing`` on the loop, then stop it; wait for the thread unless ``wait`` is
-        false or this is the loop's own thread."""
-        with self._lock:
-            self.closed = True
-            loop, stop = self.loop, self._stop
-        if loop is None or stop is None or loop.is_closed():
-            if closing is not None:
-                closing.close()
-            return
-
-        async def finish() -> None:
-            try:
-                if closing is not None:
-                    await closing
-            finally:
-                stop.set()
-
-        try:
-            done = asyncio.run_coroutine_threadsafe(finish(), loop)
-        except RuntimeError:  # pragma: no cover - the loop closed meanwhile
-            return
-        thread = self.thread
-        if wait and thread is not None and threading.current_thread() is not thread:
-            try:
-                done.result(_CLOSE_WAIT)
-            except BaseException:  # noqa: BLE001 - closing never raises; the thread ends anyway
-                done.cancel()
-            thread.join(_CLOSE_WAIT)
-
-
-def _shutdown(runner: _LoopThread, client: AsyncClient) -> None:
+def _shutdown(runner: LoopThread, client: AsyncClient) -> None:
     """Close ``client`` on ``runner``'s loop and stop it (a never-closed Client's finaliser,
     at garbage collection or interpreter exit)."""
     if not runner.closed:
@@ -185,7 +97,7 @@ class Client:
         self.settings = self._async.settings
         total = self.settings.timeout_total
         self._wait: float | None = total + _GRACE if math.isfinite(total) else None
-        self._runner = _LoopThread(f"httprail-client-{id(self):x}")
+        self._runner = LoopThread(f"httprail-client-{id(self):x}")
         self._finalizer = weakref.finalize(self, _shutdown, self._runner, self._async)
 
     def __repr__(self) -> str:
@@ -290,11 +202,11 @@ class Client:
             return await call.send(built.unwrap())
 
         outcome: Outcome = self._call(open_stream(), method)
-        body: _SyncBody | None = None
+        body: SyncBody | None = None
         if type(outcome) is Success:
             response = outcome.unwrap()
             if isinstance(response.stream, httpx.AsyncByteStream):
-                body = _SyncBody(response.stream, self._runner)
+                body = SyncBody(response.stream, self._runner)
                 response.stream = body
         try:
             yield outcome
@@ -310,7 +222,7 @@ class Client:
         ``httpx.AsyncClient`` can use): requests run on this client's loop; closing the
         transport closes this client's pipeline too.
         """
-        return _SyncTransport(self._async.as_httpx_transport(**options), self._runner)
+        return SyncTransport(self._async.as_httpx_transport(**options), self._runner)
 
     def metrics(self) -> MetricsSnapshot:
         """Per-upstream counters and latency from the stack's ``Metrics`` stage."""
@@ -330,58 +242,3 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-async def _next(iterator: AsyncIterator[bytes]) -> bytes | None:
-    try:
-        return await iterator.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
-class _SyncBody(httpx.SyncByteStream):
-    """An async response body read from another thread, chunk by chunk, on the client's loop."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, runner: _LoopThread) -> None:
-        self._inner = inner
-        self._runner = runner
-        self._closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        chunks = self._inner.__aiter__()
-        while True:
-            future = self._runner.submit(_next(chunks))
-            try:
-                chunk = future.result()
-            except BaseException:
-                future.cancel()
-                raise
-            if chunk is None:
-                return
-            yield chunk
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if not self._runner.closed:
-            self._runner.submit(self._inner.aclose()).result(_CLOSE_WAIT)
-
-
-class _SyncTransport(httpx.BaseTransport):
-    """An ``httpx.BaseTransport`` over an async one, run on a client's loop."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, runner: _LoopThread) -> None:
-        self._inner = inner
-        self._runner = runner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.read()  # a sync body (an iterator, say) is read here, in the caller's thread
-        response = self._runner.submit(self._inner.handle_async_request(request)).result()
-        if isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = _SyncBody(response.stream, self._runner)
-        return response
-
-    def close(self) -> None:
-        if not self._runner.closed:
-            self._runner.submit(self._inner.aclose()).result(_CLOSE_WAIT)
