@@ -28,6 +28,7 @@ import contextlib
 import copy
 import logging
 import socket
+import sys
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
@@ -148,6 +149,8 @@ async def _close_detour(terminal: GatedTerminal) -> None:
 def _attach(terminal: GatedTerminal, loop: asyncio.AbstractEventLoop) -> None:
     terminal._gate = Slots(terminal._gate.limit)
     terminal._loop = loop
+    if sys.get_asyncgen_hooks().firstiter is None:  # pragma: no cover - a loop without hooks
+        return  # nothing would close the sentinel: the pool is released at the next bind
     terminal._sentinel = sentinel = _until_shutdown(terminal, loop)
     with contextlib.suppress(StopIteration):  # runs it to its yield: registered with ``loop``
         sentinel.asend(None).send(None)
