@@ -339,3 +339,15 @@ async def test_the_client_call_option_sets_the_limit_of_one_call_and_of_a_stream
                 await drain(outcome.unwrap(), [])
         invalid = await client.get("/plain/1", max_body_bytes=0)
         assert isinstance(invalid.failure(), InvalidRequestError)
+
+
+@pytest.mark.parametrize("own_timeout", [False, True])
+async def test_a_large_declared_length_fails_without_reading_the_body(
+    server: BodyServer, terminal_for: Callable[..., TerminalPlugin], own_timeout: bool
+) -> None:
+    request = get(f"{server.url}/plain/{64 * 1024 * 1024}")
+    if own_timeout:  # the backend keeps the read timeout itself
+        request.extensions["timeout"] = httpx.Timeout(5.0).as_dict()
+    started = time.perf_counter()
+    too_large(await terminal_for().send(request))
+    assert time.perf_counter() - started < 1.0
