@@ -36,7 +36,7 @@ class RetryEvent:
     attempt: int
     delay: float
     error: RequestError
-    delay_source: str  # "backoff" | "retry-after" | "retry-after-ms"
+    delay_source: str  # "backoff" | "retry-after" | "retry-after-ms" | "connection"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import pytest
 
 from httprail import (
     AsyncClient,
+    CircuitState,
     ClientStatusError,
     ConfigError,
     ConnectError,
@@ -26,6 +27,8 @@ from httprail import (
     Failure,
     HttpSettings,
     InvalidRequestError,
+    MaxRetriesExceededError,
+    Pipeline,
     ProtocolError,
     ReadError,
     RefusedStreamError,
@@ -37,7 +40,9 @@ from httprail import (
     TransportError,
     WriteError,
     set_context,
+    upstream_of,
 )
+from httprail.middleware import CircuitBreaker, Retry, RetryBudget
 from httprail.terminals import AiohttpTerminal, HttpxTerminal
 from httprail.terminals._httpx import RESENDS, _count_writes
 from httprail.terminals._rotation import (
@@ -47,6 +52,7 @@ from httprail.terminals._rotation import (
     _connection_of,
     classify,
 )
+from httprail.testing import FakeClock, MockTerminal
 
 URL = "https://api.test/x"
 
@@ -568,3 +574,28 @@ def test_write_counting_wraps_a_pool_once_and_leaves_other_transports_alone() ->
     mock = httpx.MockTransport(lambda request: httpx.Response(200))
     _count_writes(mock)  # type: ignore[arg-type]
     assert not hasattr(mock, "_pool")
+
+
+# --- What the default stack does with a rotation ----------------------------------------------
+
+
+async def test_a_rotation_is_retried_at_once_without_the_budget_or_the_breaker() -> None:
+    """Retry resends a GET after ConnectionRotatedError and a POST after RefusedStreamError at
+    once (no backoff: the upstream did not fail), spending no retry budget, and the breaker
+    stays closed through a burst of them."""
+    clock = FakeClock()
+    budget = RetryBudget(ratio=0.0, min_per_second=0.0, clock=clock)  # no retry allowed by it
+    breaker = CircuitBreaker(failure_threshold=2, clock=clock)
+    retry = Retry(sleep=clock.sleep, clock=clock, budget=budget)
+    rotated = [ConnectionRotatedError("rotated")] * 5
+    refused = [RefusedStreamError("refused")] * 5
+    terminal = MockTerminal.sequence(
+        [*rotated, httpx.Response(200), *refused[:2], httpx.Response(200)]
+    )
+    pipeline = Pipeline([retry, breaker], terminal)
+    outcomes = [await pipeline.send(httpx.Request("GET", URL)) for _ in range(2)]
+    outcomes.append(await pipeline.send(httpx.Request("POST", URL, content=b"{}")))
+    assert type(outcomes[0].failure()) is MaxRetriesExceededError  # 4 rotated attempts
+    assert [type(o) for o in outcomes[1:]] == [Success, Success]
+    assert set(clock.sleeps) == {0.0}
+    assert await breaker.state(upstream_of(terminal.requests[0])) is CircuitState.CLOSED

@@ -292,6 +292,11 @@ class Retry:
         if attempt > self.max_retries:
             return _EXHAUSTED
         delay, source = self._backoff(attempt), "backoff"
+        if not error.counts_against_upstream:
+            # The connection ended (a rotation), the upstream did not fail: nothing to back off
+            # from, and a retry at once lands on a fresh connection rather than on a random
+            # point of the next one's life (ConnectionRotatedError, RefusedStreamError).
+            delay, source = 0.0, "connection"
         if isinstance(error, StatusError):
             asked = parse_server_delay(error.response.headers, self._wall_clock())
             if asked.malformed is not None:
