@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import ssl
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+import trustme
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from returns.result import Failure, Success
@@ -270,3 +273,59 @@ def test_one_starlette_testclient_per_test_shares_the_module_level_client(
     assert answer.json() == {"upstream": {"ok": True}, "error": None}
     assert upstream.count("/ok") == before + 1
     assert client_sockets(upstream.port) == 0
+
+
+class _Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the client pools the TLS connection
+
+    def do_GET(self) -> None:
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """No access log."""
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, int]]:
+    """An HTTPS server on 127.0.0.1 with a certificate from a test CA: (url, CA file, port)."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    httpd.daemon_threads = True
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    port = httpd.server_address[1]
+    yield f"https://127.0.0.1:{port}", str(ca_file), port
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx"])
+def test_a_tls_pool_of_a_loop_closed_without_shutdown_is_released(
+    tls_server: tuple[str, str, int], kind: str
+) -> None:
+    """A TLS connection left by a loop closed with ``close()`` alone is released by ``aclose``
+    from another loop (the socket under the TLS layer is closed), without a ResourceWarning."""
+    url, ca_file, port = tls_server
+    settings = HttpSettings()
+    terminal = (AiohttpTerminal if kind == "aiohttp" else HttpxTerminal)(settings, verify=ca_file)
+    client = AsyncClient(url, plugins=[], settings=settings, terminal=terminal)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(_calls(client, 1)) == [Success({"ok": True})]
+        loop.close()
+        assert client_sockets(port) == 1
+        asyncio.run(client.aclose())
+        gc.collect()
+    assert client_sockets(port) == 0
+    assert [str(w.message) for w in caught] == []
