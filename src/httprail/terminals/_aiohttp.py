@@ -7,6 +7,7 @@ terminal is built, never when httprail is imported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import io
@@ -14,6 +15,8 @@ import os
 import re
 import ssl
 import sys
+import warnings
+import weakref
 from collections.abc import AsyncIterator
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -271,7 +274,9 @@ class AiohttpTerminal(LeanTerminal):
                 force_close=expiry == 0,
                 **({"keepalive_timeout": expiry} if expiry > 0 else {}),
             )
-            connector.terminal = self
+            # Weakly: a terminal nobody holds is then freed (and its __del__ closes the
+            # connector) before the connector could be collected unclosed.
+            connector.terminal = weakref.ref(self)
             session = a.ClientSession(
                 connector=connector,
                 timeout=self._default_timeout,
@@ -477,6 +482,21 @@ class AiohttpTerminal(LeanTerminal):
         self._header_sets = {}
         self._last_headers = ([], None)
 
+    def __del__(self) -> None:
+        # Never closed: say so in httprail's words (aiohttp's own "Unclosed client session" /
+        # "Unclosed connector" would name objects the user never made) and free the sockets.
+        session = getattr(self, "_session", None)
+        if session is not None and not session.closed:
+            warnings.warn(
+                f"{self!r} of an httprail client was never closed: use 'async with "
+                "AsyncClient(...)' or 'await client.aclose()'",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+            with contextlib.suppress(Exception):
+                self._discard_backend()
+
     def _discard_backend(self) -> None:
         session = self._session
         self._forget_backend()
@@ -501,10 +521,10 @@ def _watching_connector(aiohttp_module: Any) -> Any:
     """
 
     class WatchingConnector(aiohttp_module.TCPConnector):  # type: ignore[misc]
-        terminal: AiohttpTerminal | None = None
+        terminal: weakref.ref[AiohttpTerminal] | None = None
 
         async def _create_connection(self, *args: Any, **kwargs: Any) -> Any:
-            terminal = self.terminal
+            terminal = None if self.terminal is None else self.terminal()
             if terminal is None:  # pragma: no cover - set as soon as it is built
                 return await super()._create_connection(*args, **kwargs)
             task = asyncio.current_task()
