@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    FilePath,
     ValidationError,
     field_validator,
     model_validator,
@@ -63,6 +64,19 @@ Connections = Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)]
 IdleConnections = Annotated[int, Field(ge=0, le=MAX_CONNECTIONS)]
 StatusSet = Annotated[frozenset[int], NoDecode]
 ProxyURL = Annotated[str, Field(max_length=2048)]
+
+
+def _existing_file(value: Path) -> Path:
+    try:
+        found = value.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL in it
+        found = False
+    if not found:
+        raise ValueError("not an existing file")
+    return value
+
+
+PemFile = Annotated[Path, AfterValidator(_existing_file)]
 BodyBytes = Annotated[int, Field(ge=1, le=MAX_BODY_LIMIT)]
 
 # Rules ``low <= high`` (``low`` may be None: no rule then).
@@ -183,9 +197,9 @@ class _Knobs(BaseModel):
     http2: bool | None = None
     max_body_bytes: BodyBytes | None = DEFAULT_MAX_BODY_BYTES
     verify: bool = True
-    ca_bundle: FilePath | None = None
-    client_cert: FilePath | None = None
-    client_key: FilePath | None = None
+    ca_bundle: PemFile | None = None
+    client_cert: PemFile | None = None
+    client_key: PemFile | None = None
     proxy_url: ProxyURL | None = Field(default=None, repr=False)
     trust_env: bool = True
     follow_redirects: bool = False
@@ -237,9 +251,9 @@ class ProviderOverrides(BaseModel):
     http2: bool | None = None
     max_body_bytes: BodyBytes | None = None
     verify: bool | None = None
-    ca_bundle: FilePath | None = None
-    client_cert: FilePath | None = None
-    client_key: FilePath | None = None
+    ca_bundle: PemFile | None = None
+    client_cert: PemFile | None = None
+    client_key: PemFile | None = None
     proxy_url: ProxyURL | None = Field(default=None, repr=False)
     trust_env: bool | None = None
     follow_redirects: bool | None = None

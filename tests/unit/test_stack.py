@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -496,7 +497,7 @@ def test_relative_tls_paths_are_relative_to_the_stack_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "ca.pem").write_text("pem")
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "certs" / "ca.pem"))
     (tmp_path / "httprail.toml").write_text(
         '[services.s]\nbase_url = "https://s.test"\nterminal = "httpx"\n'
         'settings = { ca_bundle = "certs/ca.pem", proxy_url = "http://proxy.test:3128" }\n'
