@@ -249,3 +249,51 @@ def test_the_error_names_the_limit_and_the_setting_and_spares_the_upstream() -> 
     assert "httprail.max_body_bytes" in str(error)
     assert error.counts_against_upstream is False
     assert error.never_processed is False
+
+
+async def test_an_error_body_that_is_a_compression_bomb_is_inflated_only_to_the_cap() -> None:
+    """``read_capped`` (the body a StatusError keeps) decodes through the bounded decoder: a
+    50 MB gzip bomb in a 503 costs about the cap, not a whole inflated chunk."""
+    import gzip
+    import tracemalloc
+
+    from httprail.terminals import read_capped
+
+    bomb = gzip.compress(b"\0" * 50_000_000)
+    response = httpx.Response(
+        503,
+        headers={"Content-Encoding": "gzip"},
+        stream=_Chunked([bomb[i : i + 16_384] for i in range(0, len(bomb), 16_384)]),
+        request=httpx.Request("GET", "http://api.test/x"),
+    )
+    tracemalloc.start()
+    try:
+        capped = await read_capped(response, 64 * 1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert capped.content == b"\0" * (64 * 1024)
+    assert capped.extensions["httprail.truncated"] is True
+    assert peak < 8 * 1024 * 1024
+
+
+async def test_an_error_body_read_already_is_kept_as_it_is() -> None:
+    from httprail.terminals import read_capped
+
+    response = httpx.Response(500, content=b"boom", request=httpx.Request("GET", "http://a.test"))
+    capped = await read_capped(response, 3)
+    assert capped.content == b"boo"
+    assert capped.extensions["httprail.truncated"] is True
+    whole = await read_capped(
+        httpx.Response(500, content=b"boom", request=httpx.Request("GET", "http://a.test")), 10
+    )
+    assert (whole.content, whole.extensions["httprail.truncated"]) == (b"boom", False)
+
+
+class _Chunked(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self):  # type: ignore[override]
+        for chunk in self._chunks:
+            yield chunk

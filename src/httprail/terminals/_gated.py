@@ -28,6 +28,7 @@ from .._slots import Slots
 from .._validate import SendCheck
 from ._limits import (
     MAX_BODY_EXTENSION,
+    PIECE_BYTES,
     BodyTooLarge,
     CappedDecoder,
     declared_too_large,
@@ -54,14 +55,26 @@ async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
     chunks: list[bytes] = []
     size = 0
     truncated = False
+    # Decoded through the bounded decoder: a compressed error body (a bomb) is inflated a
+    # piece at a time and no further than the limit, not a whole chunk at once.
+    # Its own bound is a piece beyond ours, so the pieces up to ours come out before it stops.
+    decoder = CappedDecoder(response, limit + PIECE_BYTES)
     try:
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
+        if response.is_stream_consumed:  # read already (built with its content): decoded
+            chunks.append(response.content)
+        async for raw in _unread(response):
+            for piece in decoder.pieces(raw):
+                chunks.append(piece)
+                size += len(piece)
+                if size >= limit:
+                    break
             if size >= limit:
-                truncated = size > limit
+                truncated = True
                 break
-    except httpx.HTTPError:
+        else:
+            chunks.extend(decoder.tail())
+            truncated = sum(map(len, chunks)) > limit
+    except httpx.HTTPError:  # BodyTooLarge, a decoding error, a broken body: keep what came
         truncated = True
     finally:
         await response.aclose()
@@ -77,6 +90,13 @@ async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
         request=response.request,
         extensions=extensions,
     )
+
+
+async def _unread(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The raw bytes of a body not read yet (nothing for one that was)."""
+    if not response.is_stream_consumed:
+        async for raw in response.aiter_raw():
+            yield raw
 
 
 class _GatedStream(httpx.AsyncByteStream):

@@ -20,6 +20,7 @@ from .._fast import httpx_decoder, keep_decoded
 
 __all__ = [
     "MAX_BODY_EXTENSION",
+    "PIECE_BYTES",
     "BodyTooLarge",
     "CappedDecoder",
     "declared_too_large",
@@ -72,7 +73,7 @@ def declared_too_large(response: httpx.Response, limit: int) -> bool:
 
 # The most one inflate step produces: a decoded body grows in pieces of at most this size, so
 # memory holds the body so far plus one piece (one unbounded step would hold it twice over).
-_STEP = 1024 * 1024
+PIECE_BYTES = _STEP = 1024 * 1024
 
 
 class _Inflate:
