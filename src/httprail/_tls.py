@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import ssl
 import urllib.request
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,7 +175,6 @@ class Proxies:
         terminal: str,
         *,
         schemes: Collection[str] = ALL_PROXY_SCHEMES,
-        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.fixed: str | None = settings.proxy_url
         self._env: dict[str, str] = {}
@@ -183,7 +182,7 @@ class Proxies:
         if self.fixed is not None:
             _check_scheme(self.fixed, "HTTP_PROXY_URL", terminal, schemes)
         elif settings.trust_env:
-            self._env = _environment_proxies(environ)
+            self._env = _environment_proxies()
             for key, value in self._env.items():
                 if key == "no":
                     continue
@@ -198,11 +197,6 @@ class Proxies:
     def never(self) -> bool:
         """No request ever goes through a proxy."""
         return self.fixed is None and not any(k in self._env for k in ("http", "https", "all"))
-
-    @property
-    def from_environment(self) -> dict[str, str]:
-        """The proxy variables read (keys as urllib gives them: ``https``, ``no``, ...)."""
-        return dict(self._env)
 
     def for_url(self, url: httpx.URL) -> str | None:
         """The proxy for ``url`` (``None``: straight to the server)."""
@@ -231,17 +225,10 @@ class Proxies:
         return proxy
 
 
-def _environment_proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
-    if environ is None:
-        found = urllib.request.getproxies_environment()
-    else:  # the same rules on a given mapping (tests)
-        found = {}
-        for name, value in environ.items():
-            lowered = name.lower()
-            if value and lowered.endswith("_proxy"):
-                found.setdefault(lowered[:-6], value)
-        if "REQUEST_METHOD" in environ:
-            found.pop("http", None)
+def _environment_proxies() -> dict[str, str]:
+    """``HTTP_PROXY`` & co. by urllib's rules (lower case first; ``HTTP_PROXY`` ignored under
+    CGI), keyed ``http``, ``https``, ``all`` and ``no``; a bare ``host:port`` is ``http://``."""
+    found = urllib.request.getproxies_environment()
     proxies: dict[str, str] = {}
     for key, value in found.items():
         if key not in ("http", "https", "all", "no") or not value.strip():
