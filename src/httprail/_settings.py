@@ -446,8 +446,9 @@ class HttpSettings(_Knobs, BaseSettings):
         try:
             reconcile(values, given)
             return type(self).model_validate({**values, "providers": self.providers})
-        except ValidationError as exc:
-            raise _config_error(exc, where) from None
+        except ConfigError as exc:  # model_validate goes through __init__
+            detail = str(exc).removeprefix("invalid settings: ")
+            raise ConfigError(f"invalid settings{where}: {detail}") from None
         except ValueError as exc:
             raise ConfigError(_one_line(f"invalid settings{where}: {exc}")) from None
 
@@ -485,7 +486,7 @@ def _settings_error(exc: SettingsError) -> str:
     """pydantic-settings says 'error parsing value for field "providers" from source ...'."""
     text = str(exc)
     start = text.find('field "')
-    if start < 0:
+    if start < 0:  # pragma: no cover - every SettingsError names its field today
         return "a variable could not be read"
     field = text[start + 7 :].partition('"')[0]
     return f"{ENV_PREFIX}{field.upper()}: not valid JSON"

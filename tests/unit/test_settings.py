@@ -293,3 +293,19 @@ def test_every_tls_and_proxy_field_is_a_setting_of_both_layers() -> None:
 
     assert set(HttpSettings.model_fields) >= TLS_PROXY_FIELDS
     assert set(HttpSettings.model_fields) - {"providers"} == set(ProviderOverrides.model_fields)
+
+
+def test_a_proxy_url_that_does_not_parse_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY_URL", "http://[::1")
+    with pytest.raises(ConfigError, match=r"HTTP_PROXY_URL .*not a valid URL"):
+        HttpSettings()
+
+
+def test_a_provider_tls_override_that_breaks_a_rule_names_the_provider(tmp_path: Path) -> None:
+    pem = tmp_path / "key.pem"
+    pem.write_text("key")
+    s = HttpSettings(ca_bundle=pem, providers={"lab": {"verify": False}, "k": {"client_key": pem}})
+    with pytest.raises(ConfigError, match=r"for provider 'lab'.*HTTP_CA_BUNDLE is set but"):
+        s.for_provider("lab")
+    with pytest.raises(ConfigError, match=r"for provider 'k'.*HTTP_CLIENT_KEY is set without"):
+        s.for_provider("k")

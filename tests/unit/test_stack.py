@@ -582,3 +582,18 @@ def test_any_text_as_a_stack_file_gives_a_declaration_or_a_config_error(text: st
             load_stack_file(path)
         except ConfigError as exc:
             assert "\n" not in str(exc)  # noqa: PT017 - the property: one line
+
+
+def test_more_malformed_declarations_name_the_place(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="service 's', base_url: not a valid URL"):
+        StackDeclaration.from_mapping({"services": {"s": {"base_url": "http://[::1"}}})
+    with pytest.raises(ConfigError, match=r"service 's', plugin 'retry': Input should be a valid"):
+        StackDeclaration.from_mapping(
+            {"services": {"s": {"base_url": "http://s.test", "options": {"retry": 3}}}}
+        )
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool]\nhttprail = 3\n")
+    with pytest.raises(
+        ConfigError, match=r"\[tool.httprail\]: a stack declaration must be a table"
+    ):
+        load_stack_file(pyproject)
