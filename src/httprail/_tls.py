@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from ._errors import ConfigError
+from ._redact import register_secret
 from ._settings import HttpSettings, check_proxy_url
 
 __all__ = ["ALL_PROXY_SCHEMES", "Proxies", "ProxyRouter", "Tls", "resolve_tls"]
@@ -167,7 +168,7 @@ class Proxies:
             environment, naming the terminal and the variable (never the URL).
     """
 
-    __slots__ = ("_cache", "_env", "fixed")
+    __slots__ = ("__weakref__", "_cache", "_env", "fixed")
 
     def __init__(
         self,
@@ -181,6 +182,7 @@ class Proxies:
         self._cache: dict[tuple[str, str, int | None], str | None] = {}
         if self.fixed is not None:
             _check_scheme(self.fixed, "HTTP_PROXY_URL", terminal, schemes)
+            _register_password(self.fixed, self)
         elif settings.trust_env:
             self._env = _environment_proxies()
             for key, value in self._env.items():
@@ -192,6 +194,7 @@ class Proxies:
                 except ValueError as exc:
                     raise ConfigError(f"the {terminal} terminal: {name}: {exc}") from None
                 _check_scheme(value, name, terminal, schemes)
+                _register_password(value, self)
 
     @property
     def never(self) -> bool:
@@ -238,6 +241,13 @@ def _environment_proxies() -> dict[str, str]:
             value = f"http://{value}"  # curl and urllib take a bare host:port as http
         proxies[key] = value
     return proxies
+
+
+def _register_password(url: str, owner: Proxies) -> None:
+    """A proxy's password joins the redaction set: no message, log or output shows it."""
+    password = httpx.URL(url).password  # checked by check_proxy_url before
+    if password:
+        register_secret(password, owner=owner)
 
 
 def _check_scheme(url: str, name: str, terminal: str, schemes: Collection[str]) -> None:

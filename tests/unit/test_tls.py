@@ -137,3 +137,16 @@ async def test_the_router_keeps_one_transport_per_proxy_and_closes_them() -> Non
     assert [proxy for proxy, _ in made] == ["http://proxy.test:3128"]
     await router.aclose()
     assert router._transports == {}
+
+
+def test_a_proxy_password_joins_the_redaction_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from httprail._redact import redact_text
+
+    fixed = Proxies(HttpSettings(proxy_url="http://u:Fixed-Pr0xy-Pw@proxy.test:1"), "t")
+    monkeypatch.setenv("HTTPS_PROXY", "http://u:Env-Pr0xy-Pw@proxy.test:1")
+    from_env = Proxies(HttpSettings(), "t")
+    text = redact_text("proxy said: Fixed-Pr0xy-Pw and Env-Pr0xy-Pw")
+    assert "Fixed-Pr0xy-Pw" not in text
+    assert "Env-Pr0xy-Pw" not in text
+    assert fixed.fixed is not None
+    assert not from_env.never
