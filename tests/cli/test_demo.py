@@ -125,9 +125,9 @@ def test_phases_split_the_arrivals_by_their_shares() -> None:
 
 
 def test_breaker_cooldown_scales_with_the_outage() -> None:
-    assert breaker_cooldown(DemoConfig()) == 0.25
+    assert breaker_cooldown(DemoConfig()) == 0.1
     assert breaker_cooldown(DemoConfig(min_phase_seconds=0, requests=200)) == pytest.approx(0.05)
-    assert breaker_cooldown(DemoConfig(requests=1)) == 0.25  # the outage lasts 2 s at least
+    assert breaker_cooldown(DemoConfig(requests=1)) == 0.05  # the outage lasts 2 s at least
     assert demo_settings(3, 0.5).max_connections == 3
 
 

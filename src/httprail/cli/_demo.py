@@ -295,7 +295,7 @@ _SHOWN_SETTINGS = (
 )
 
 
-def demo_changes(connections: int = 4, cooldown: float = 0.25) -> dict[str, Any]:
+def demo_changes(connections: int = 4, cooldown: float = 0.1) -> dict[str, Any]:
     """The settings the demo changes from httprail's defaults, to fit a run of seconds.
 
     Backoff starts at 0.1 s, a server-asked delay up to 2 s is obeyed, and the breaker cools
@@ -321,7 +321,7 @@ def demo_changes(connections: int = 4, cooldown: float = 0.25) -> dict[str, Any]
     }
 
 
-def demo_settings(connections: int = 4, cooldown: float = 0.25) -> HttpSettings:
+def demo_settings(connections: int = 4, cooldown: float = 0.1) -> HttpSettings:
     """httprail's settings for the demo: ``HTTP_*`` from the environment, then the defaults,
     with :func:`demo_changes` applied to every setting the environment does not set."""
     changes = demo_changes(connections, cooldown)
@@ -348,10 +348,11 @@ def settings_used(settings: HttpSettings) -> list[tuple[str, Any, Any, str]]:
 
 
 def breaker_cooldown(config: DemoConfig) -> float:
-    """An eighth of the outage, from 0.05 to 0.25 s: the circuit is probed often enough that
-    the requests arriving after the upstream is back are not turned away for long."""
+    """A fortieth of the outage, from 0.05 to 0.1 s: the circuit is probed often enough that
+    few requests arriving after the upstream is back are turned away (a probe every 0.1 s is
+    40 requests in a 4 s outage; the naive client sends four for every arrival)."""
     outage = config.phase_seconds()[_OUTAGE]
-    return min(0.25, max(0.05, outage / 8.0))
+    return min(0.1, max(0.05, outage / 40.0))
 
 
 class _Schedule:

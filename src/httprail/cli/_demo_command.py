@@ -264,7 +264,8 @@ _WHY = (
     "its retries are not limited by a retry budget.",
     "its retries reached the server after the outage ended; httprail's open circuit "
     "fails such calls at once instead of hammering the server.",
-    "its slow calls were retried.",
+    "httprail's circuit, opened by the outage, turned the first arrivals away until its next "
+    "probe found the server back.",
     "it retries without the waits the server asks for; httprail honours them and its retry "
     "budget caps retries at a share of the traffic.",
 )
