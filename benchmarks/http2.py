@@ -38,9 +38,7 @@ import itertools
 import json
 import os
 import platform
-import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -52,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from throughput import _die_with_parent, _free_port, pinning
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "http2.md"
@@ -112,31 +112,6 @@ def serve(port: int, cert: str, key: str, rotate: int) -> None:  # pragma: no co
     config.accesslog = None
     config.errorlog = None  # hypercorn logs every connection it drops mid-stream
     asyncio.run(hypercorn_serve(make_app(), config))  # type: ignore[arg-type]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to send SIGTERM to the server if this process dies without cleaning up."""
-    os.setsid()
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def pinning() -> bool:
-    """Whether the server and the clients get a CPU each (Linux, taskset, two CPUs or more)."""
-    return (
-        hasattr(os, "sched_setaffinity")
-        and (os.cpu_count() or 1) >= 2
-        and shutil.which("taskset") is not None
-    )
 
 
 class RotatingServer:

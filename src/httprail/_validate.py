@@ -22,6 +22,7 @@ from ._fast import header_items
 
 __all__ = [
     "SendCheck",
+    "as_origin",
     "header_problem",
     "headers_problem",
     "method_problem",
@@ -169,3 +170,23 @@ class SendCheck:
                     return problem
             self._headers = list(items)
         return None
+
+
+def as_origin(value: object) -> httpx.URL | None:
+    """``value`` (text or an ``httpx.URL``) as an origin, ``http(s)://host[:port]`` with no
+    path, query, fragment or credentials; ``None`` when it is not one."""
+    try:
+        url = httpx.URL(value) if isinstance(value, str | httpx.URL) else None
+    except httpx.InvalidURL:
+        return None
+    if (
+        url is None
+        or url.scheme not in ("http", "https")
+        or not url.host
+        or url.path not in ("", "/")
+        or url.query
+        or url.fragment
+        or url.userinfo
+    ):
+        return None
+    return url

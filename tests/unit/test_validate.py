@@ -7,6 +7,7 @@ import pytest
 
 from httprail._validate import (
     SendCheck,
+    as_origin,
     header_problem,
     headers_problem,
     method_problem,
@@ -122,3 +123,24 @@ def test_send_check_refuses_a_url_holding_a_control_character() -> None:
 
     request.url = Sneaky("http://example.test/")
     assert SendCheck().problem(request) == "the URL contains CR at position 20"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://api.example.com", "https://api.example.com"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/"),
+        (httpx.URL("https://a.test"), "https://a.test"),
+        ("ftp://a.test", None),
+        ("https://a.test/path", None),
+        ("https://a.test/?q=1", None),
+        ("https://a.test/#top", None),
+        ("https://user:pw@a.test", None),
+        ("https://", None),
+        ("http://[::1", None),  # not a URL at all
+        (42, None),
+    ],
+)
+def test_as_origin_takes_only_a_bare_origin(value: object, expected: str | None) -> None:
+    origin = as_origin(value)
+    assert (None if origin is None else str(origin)) == expected

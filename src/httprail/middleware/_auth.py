@@ -13,6 +13,7 @@ from returns.result import Failure, Result, Success
 from .._errors import AuthError, ConfigError, RequestError
 from .._pipeline import RequestResponsePlugin
 from .._redact import register_secret, register_sensitive_param
+from .._validate import as_origin
 from ._redirects import CREDENTIALS_EXTENSION, origin_of
 
 __all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider", "auth"]
@@ -54,18 +55,8 @@ class _OriginBound(RequestResponsePlugin):
         if not isinstance(listed, Collection) or not listed:
             raise ConfigError(f"{owner}(origins=...) must be '*', an origin or a list of origins")
         for text in listed:
-            try:
-                url = httpx.URL(text) if isinstance(text, str) else None
-            except httpx.InvalidURL:
-                url = None
-            if (
-                url is None
-                or url.scheme not in ("http", "https")
-                or not url.host
-                or url.path not in ("", "/")
-                or url.query
-                or url.userinfo
-            ):
+            url = as_origin(text) if isinstance(text, str) else None
+            if url is None:
                 raise ConfigError(
                     f"{owner}(origins=...) must hold origins like 'https://api.example.com' "
                     f"(scheme, host, optional port), got {text!r}"

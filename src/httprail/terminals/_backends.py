@@ -12,6 +12,7 @@ import httpx
 from .._errors import ConfigError, RequestError
 from .._pipeline import TerminalPlugin
 from .._redact import redact_url
+from .._validate import as_origin
 
 __all__ = ["Backend", "BackendHealth", "BackendSpec", "BackendState", "Slot", "parse_backends"]
 
@@ -175,19 +176,8 @@ def parse_backends(backends: Sequence[BackendSpec]) -> tuple[Slot, ...]:
 def _origin(value: object, where: str) -> httpx.URL | None:
     if value is None:
         return None
-    try:
-        url = httpx.URL(value) if isinstance(value, str | httpx.URL) else None
-    except httpx.InvalidURL:
-        url = None
-    if (
-        url is None
-        or url.scheme not in ("http", "https")
-        or not url.host
-        or url.path not in ("", "/")
-        or url.query
-        or url.fragment
-        or url.userinfo
-    ):
+    url = as_origin(value)
+    if url is None:
         shown = repr(redact_url(value)) if isinstance(value, str | httpx.URL) else repr(value)
         raise ConfigError(
             f"{where}: origin must be 'http(s)://host[:port]' with no path, query or "
