@@ -147,6 +147,14 @@ def test_every_phase_lasts_at_least_the_minimum_whatever_the_rate() -> None:
     assert arrival_offsets(default)[1] == pytest.approx(0.01)
 
 
+def test_the_rate_limit_follows_the_arrivals_of_its_phase() -> None:
+    """At -n 200 --rate 300 the phase's 50 arrivals are spread over 2 s (25/s): the server
+    serves 20/s, not 80% of 300/s, so the phase limits as its label says."""
+    assert _demo.rate_limit(DemoConfig()) == pytest.approx(80.0)
+    assert _demo.rate_limit(DemoConfig(requests=200, rate=300.0)) == pytest.approx(20.0)
+    assert _demo.rate_limit(DemoConfig(requests=1)) == 1.0  # no arrival in that phase
+
+
 def test_demo_settings_say_what_differs_from_the_defaults_and_honour_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

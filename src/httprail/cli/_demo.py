@@ -55,6 +55,7 @@ __all__ = [
     "demo_settings",
     "environment_name",
     "quiet_structlog",
+    "rate_limit",
     "run_demo",
     "settings_used",
 ]
@@ -86,7 +87,8 @@ PHASES: Final = (
     ),
     Phase(
         "rate limit",
-        f"429 + retry-after-ms (the wait for a free slot) over {RATE_LIMIT_SHARE:.0%} of the rate",
+        "429 + retry-after-ms (the wait for a free slot) over "
+        f"{RATE_LIMIT_SHARE:.0%} of the arrival rate",
         0.25,
     ),
 )
@@ -347,6 +349,14 @@ def settings_used(settings: HttpSettings) -> list[tuple[str, Any, Any, str]]:
     return rows
 
 
+def rate_limit(config: DemoConfig) -> float:
+    """Requests per second the server serves in the rate-limit phase, per client: a share of
+    the rate the arrivals really come at in that phase (spread thinner when the phase is
+    stretched to its minimum length), so the phase limits at any ``-n`` and ``--rate``."""
+    arrivals = config.phase_counts()[_LIMITED] / config.phase_seconds()[_LIMITED]
+    return max(1.0, RATE_LIMIT_SHARE * arrivals)
+
+
 def breaker_cooldown(config: DemoConfig) -> float:
     """A fortieth of the outage, from 0.05 to 0.1 s: the circuit is probed often enough that
     few requests arriving after the upstream is back are turned away (a probe every 0.1 s is
@@ -471,7 +481,7 @@ async def run_demo(config: DemoConfig, progress: DemoProgress | None = None) -> 
     clients are closed before this returns or raises.
     """
     schedule = _Schedule()
-    limit = config.rate * RATE_LIMIT_SHARE
+    limit = rate_limit(config)
     upstreams = {name: _Upstream(schedule, config.seed, limit) for name in CLIENTS}
     figures = {name: ClientFigures(name) for name in CLIENTS}
     server = ChaosServer()
