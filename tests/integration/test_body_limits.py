@@ -31,22 +31,13 @@ from httprail import (
     set_context,
 )
 from httprail._pipeline import TerminalPlugin
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, map_exception
+from httprail.terminals import map_exception
 
-KINDS = ["httpx", "aiohttp", "curl"]
+from ._terminals import KINDS, build
+
 CAP = 64 * 1024
 PIECE = 16 * 1024
 FAST = {"timeout_connect": 2.0, "timeout_read": 2.0, "timeout_pool": 2.0}
-
-
-def build(kind: str, settings: HttpSettings) -> TerminalPlugin:
-    match kind:
-        case "httpx":
-            return HttpxTerminal(settings)
-        case "aiohttp":
-            return AiohttpTerminal(settings)
-        case _:
-            return CurlTerminal(settings)
 
 
 class BodyServer:

@@ -22,28 +22,19 @@ from httprail import (
 from httprail._pipeline import TerminalPlugin
 from httprail._result import Next
 from httprail.middleware import ApiKeyAuth, BearerAuth, Redirects, default_plugins
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
+from httprail.terminals import HttpxTerminal
 from httprail.testing import ChaosServer, RecordedRequest, Reply
+
+from ._terminals import KINDS, build
 
 KEY = "k3y-for-origin-a"
 TOKEN = "t0ken-for-origin-a"
 CREDENTIALS = ("authorization", "proxy-authorization", "cookie", "x-api-key")
 
 
-def build(kind: str) -> TerminalPlugin:
-    settings = HttpSettings(timeout_connect=2, timeout_read=2)
-    match kind:
-        case "httpx":
-            return HttpxTerminal(settings)
-        case "aiohttp":
-            return AiohttpTerminal(settings)
-        case _:
-            return CurlTerminal(settings)
-
-
-@pytest.fixture(params=["httpx", "aiohttp", "curl"])
+@pytest.fixture(params=KINDS)
 async def terminal(request: pytest.FixtureRequest) -> AsyncIterator[TerminalPlugin]:
-    built = build(request.param)
+    built = build(request.param, HttpSettings(timeout_connect=2, timeout_read=2))
     yield built
     await built.aclose()
 

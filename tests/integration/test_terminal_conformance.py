@@ -37,23 +37,14 @@ from httprail import (
     set_context,
 )
 from httprail._pipeline import TerminalPlugin
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, map_exception
+from httprail.terminals import map_exception
 from httprail.testing import ChaosServer, Fault, Reply
 
-KINDS = ["httpx", "aiohttp", "curl"]
+from ._terminals import KINDS, build
+
 FAST = {"timeout_connect": 0.3, "timeout_read": 0.3, "timeout_pool": 0.3}
 
 TerminalFactory = Callable[..., TerminalPlugin]
-
-
-def build(kind: str, settings: HttpSettings, **options: Any) -> TerminalPlugin:
-    match kind:
-        case "httpx":
-            return HttpxTerminal(settings, **options)
-        case "aiohttp":
-            return AiohttpTerminal(settings, **options)
-        case _:
-            return CurlTerminal(settings, **options)
 
 
 @pytest.fixture(params=KINDS)
