@@ -11,6 +11,8 @@ from httprail import AsyncClient, HttpSettings
 from httprail.terminals import AiohttpTerminal, HttpxTerminal
 from httprail.testing import ChaosServer
 
+from ._terminals import KINDS
+
 # Backoff windows small enough that tests run in milliseconds, with the real sleep.
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
 
@@ -53,3 +55,10 @@ def pool_state(terminal: object) -> tuple[int, int]:
     assert connector is not None
     idle = sum(len(held) for held in connector._conns.values())  # type: ignore[attr-defined]
     return len(connector._acquired), idle  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each terminal by name (``httpx``, ``aiohttp``, ``curl``), for conformance-style tests."""
+    name: str = request.param
+    return name

@@ -42,7 +42,7 @@ from httprail.terminals import _aiohttp
 from httprail.testing import ChaosServer, FakeClock, Reply
 
 from ._raw_server import RawServer
-from .test_terminal_conformance import KINDS, build
+from ._terminals import build
 
 # Examples per terminal; HTTPRAIL_FUZZ_EXAMPLES=2000 for a longer hunt.
 EXAMPLES = int(os.environ.get("HTTPRAIL_FUZZ_EXAMPLES", "60"))
@@ -203,12 +203,6 @@ def answers(draw: st.DrawFn) -> bytes:
 
 
 # --- the checks ---------------------------------------------------------------------------
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from httprail import AsyncClient, ConfigError, HttpSettings, InvalidRequestError
 from httprail.testing import MockTerminal
 
 from ._raw_server import RawServer
-from .test_terminal_conformance import FAST, KINDS, build
+from ._terminals import build
+from .test_terminal_conformance import FAST
 
 INJECTED = "v\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x"
 SECRET = "sk-canary-4242"
@@ -46,12 +47,6 @@ CASES: list[tuple[str, str, str, dict[str, str]]] = [
     ("query-lf", "GET", "/?q=a\nb", {}),
     ("query-nul", "GET", "/?q=a\x00b", {}),
 ]
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
 
 
 @pytest.fixture

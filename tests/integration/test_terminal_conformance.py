@@ -40,17 +40,11 @@ from httprail._pipeline import TerminalPlugin
 from httprail.terminals import map_exception
 from httprail.testing import ChaosServer, Fault, Reply
 
-from ._terminals import KINDS, build
+from ._terminals import build
 
 FAST = {"timeout_connect": 0.3, "timeout_read": 0.3, "timeout_pool": 0.3}
 
 TerminalFactory = Callable[..., TerminalPlugin]
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
 
 
 @pytest.fixture
