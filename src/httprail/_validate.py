@@ -143,11 +143,13 @@ class SendCheck:
     them costs an identity test and a list compare (the tuples in it are the same objects).
     """
 
-    __slots__ = ("_headers", "_url")
+    __slots__ = ("_headers", "_url", "userinfo")
 
     def __init__(self) -> None:
         self._url: httpx.URL | None = None
         self._headers: list[tuple[bytes, bytes, bytes]] = []
+        self.userinfo = False
+        """Whether the URL of the last request that passed carries credentials (userinfo)."""
 
     def problem(self, request: httpx.Request) -> str | None:
         """Why ``request`` cannot be sent (``None``: it can)."""
@@ -162,6 +164,7 @@ class SendCheck:
             if problem is not None:
                 return problem
             self._url = url
+            self.userinfo = bool(url.userinfo)
         items = header_items(request.headers)
         if items != self._headers:
             for name, _, value in items:

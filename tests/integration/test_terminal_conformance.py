@@ -568,6 +568,32 @@ async def test_no_header_the_request_lacks_is_added(
         assert seen.body == (body or b"")
 
 
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, "Basic dXNlcjpwIHc="),  # user:p w
+        ({"Authorization": "Bearer explicit"}, "Bearer explicit"),
+    ],
+)
+async def test_url_credentials_become_basic_auth_unless_a_header_says_otherwise(
+    chaos_server: ChaosServer,
+    make_terminal: TerminalFactory,
+    headers: dict[str, str],
+    expected: str,
+) -> None:
+    """Userinfo never goes on the wire in the URL; it becomes ``Authorization: Basic`` unless
+    the request has an Authorization header, which wins (httpx let the URL win, curl the
+    header, aiohttp refused the pair)."""
+    terminal = make_terminal()
+    url = chaos_server.url_for("/who").replace("http://", "http://user:p%20w@")
+    for _ in range(2):  # the second time from the terminal's caches
+        request = httpx.Request("GET", url, headers=headers)
+        assert isinstance(await terminal.send(request), Success)
+    for seen in chaos_server.requests_for("/who"):
+        assert seen.header("authorization") == expected
+        assert seen.path == "/who"
+
+
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "OPTIONS"])
 async def test_other_methods_carry_their_body(
     chaos_server: ChaosServer, make_terminal: TerminalFactory, method: str

@@ -9,6 +9,7 @@ handing streams over and the error tree live here, once, so every terminal behav
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 from asyncio import _get_running_loop as _running_loop
@@ -90,6 +91,17 @@ async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
         request=response.request,
         extensions=extensions,
     )
+
+
+def credentials_from_url(request: httpx.Request) -> None:
+    """Move the URL's userinfo into ``Authorization: Basic`` (unless the request has an
+    ``Authorization`` header already: an explicit header wins), the same on every terminal:
+    httpx let the URL win, curl the header, and aiohttp refused the pair."""
+    url = request.url
+    if "authorization" not in request.headers:
+        pair = f"{url.username}:{url.password}".encode()
+        request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    request.url = url.copy_with(username=None, password=None)
 
 
 async def _unread(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -224,11 +236,14 @@ class GatedTerminal:
             return Failure(InvalidRequestError("the terminal is closed", request=request))
         if _running_loop() is not self._loop:  # another event loop: its own backend and gate
             return await send_elsewhere(self, request)
-        problem = self._check.problem(request)  # nothing that would smuggle a request out
+        check = self._check
+        problem = check.problem(request)  # nothing that would smuggle a request out
         if problem is not None:
             return Failure(
                 InvalidRequestError(f"refused before sending: {problem}", request=request)
             )
+        if check.userinfo:
+            credentials_from_url(request)
         limit = self._max_body
         if MAX_BODY_EXTENSION in request.extensions:
             try:
