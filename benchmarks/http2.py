@@ -38,20 +38,18 @@ import itertools
 import json
 import os
 import platform
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
-from throughput import _die_with_parent, _free_port, pinning
+from throughput import ServerProcess, pinning
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "http2.md"
@@ -114,22 +112,22 @@ def serve(port: int, cert: str, key: str, rotate: int) -> None:  # pragma: no co
     asyncio.run(hypercorn_serve(make_app(), config))  # type: ignore[arg-type]
 
 
-class RotatingServer:
+class RotatingServer(ServerProcess):
     """hypercorn over TLS on 127.0.0.1 rotating connections every ``rotate`` requests.
 
     The certificate is made for the run (``trustme``); ``ca`` is the path of its CA bundle, to
-    give clients as ``verify``. The server runs in its own process (group), pinned to ``cpu``
-    when :func:`pinning` allows, and is stopped on exit.
+    give clients as ``verify``. The server runs in its own process group (see
+    ``throughput.ServerProcess``), pinned to ``cpu`` when :func:`pinning` allows.
     """
 
+    name = "hypercorn"
+    ready_timeout = 30.0
+
     def __init__(self, rotate: int = 1000, cpu: int | None = None) -> None:
+        super().__init__(cpu)
         self.rotate = rotate
-        self.cpu = cpu if cpu is not None and pinning() else None
-        self.port = 0
         self._dir = tempfile.TemporaryDirectory(prefix="httprail-h2-")
         self.ca = str(Path(self._dir.name) / "ca.pem")
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
 
     @property
     def url(self) -> str:
@@ -138,7 +136,7 @@ class RotatingServer:
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca)
 
-    def __enter__(self) -> RotatingServer:
+    def __enter__(self) -> Self:
         import trustme
 
         authority = trustme.CA()
@@ -147,41 +145,21 @@ class RotatingServer:
         authority.cert_pem.write_to_path(self.ca)
         certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
         certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
-        self.port = _free_port()
-        command = [
-            *([] if self.cpu is None else ["taskset", "-c", str(self.cpu)]),
+        return super().__enter__()
+
+    def _command(self) -> list[str]:
+        folder = Path(self._dir.name)
+        return [
             *(sys.executable, str(Path(__file__).resolve()), "--serve", str(self.port)),
             *(str(folder / "cert.pem"), str(folder / "key.pem"), str(self.rotate)),
         ]
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
+
+    def _answers(self) -> bool:
         try:
-            self._wait_ready(timeout=30.0)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise RuntimeError(f"hypercorn exited ({self._process.returncode}): {self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                self.stats()
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hypercorn did not answer within {timeout:g} s: {self.log()}")
-            time.sleep(0.1)
+            self.stats()
+        except httpx.HTTPError:
+            return False
+        return True
 
     def stats(self) -> dict[str, Any]:
         """What the server's app saw so far (see :func:`make_app`)."""
@@ -189,23 +167,9 @@ class RotatingServer:
             answer: dict[str, Any] = client.get(f"{self.url}/stats").json()
             return answer
 
-    def log(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace").strip()[-2000:]
-
     def stop(self) -> None:
-        """Stop the server's process group (idempotent)."""
-        process, self._process = self._process, None
-        if process is not None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, sig)
-                try:
-                    process.wait(5.0)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self._log.close()
+        """Stop the server's process group and remove its certificates (idempotent)."""
+        super().stop()
         self._dir.cleanup()
 
 

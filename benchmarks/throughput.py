@@ -66,7 +66,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -125,48 +125,43 @@ def pinning() -> bool:
     )
 
 
-class Server:
-    """granian serving :func:`app` on 127.0.0.1 in its own process group, stopped on exit.
+class ServerProcess:
+    """A server in its own process group on 127.0.0.1, stopped on exit.
 
-    The process (granian's supervisor and its worker) is pinned to ``cpu`` with taskset when
-    :func:`pinning` allows; ``__exit__`` stops the whole group (SIGTERM, then SIGKILL), also on
-    Ctrl-C, and the kernel sends SIGTERM to the server should this process die first.
+    The process is pinned to ``cpu`` with taskset when :func:`pinning` allows; ``__exit__``
+    stops the whole group (SIGTERM, then SIGKILL), also on Ctrl-C, and the kernel sends
+    SIGTERM to the server should this process die first. Subclasses say how to start it
+    (:meth:`_command`, after ``port`` is chosen) and how to tell it is ready (:meth:`_answers`).
     """
 
-    def __init__(self, cpu: int | None = SERVER_CPU) -> None:
-        self.cpu = cpu if pinning() else None
+    name = "server"
+    ready_timeout = 20.0
+
+    def __init__(self, cpu: int | None) -> None:
+        self.cpu = cpu if cpu is not None and pinning() else None
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PATH}"
+    def _command(self) -> list[str]:
+        raise NotImplementedError
 
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def _answers(self) -> bool:
+        """One readiness probe: whether the server answers as it should now."""
+        raise NotImplementedError
 
-    def __enter__(self) -> Server:
-        if importlib.util.find_spec("granian") is None:
-            raise RuntimeError("granian is not installed (pip install -e '.[bench]')")
+    def __enter__(self) -> Self:
         self.port = _free_port()
-        command = [
-            *([] if self.cpu is None else ["taskset", "-c", str(self.cpu)]),
-            *(sys.executable, "-m", "granian", "--interface", "rsgi", "--http", "auto"),
-            *("--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
-            *("--no-ws", "--no-access-log", "--log-level", "warning"),
-            *("--working-dir", str(HERE), "throughput:app"),
-        ]
+        command = [*([] if self.cpu is None else ["taskset", "-c", str(self.cpu)])]
         self._process = subprocess.Popen(
-            command,
+            [*command, *self._command()],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,  # new session; SIGTERM when this process dies
         )
         try:
-            self._wait_ready(timeout=20.0)
+            self._wait_ready(self.ready_timeout)
         except BaseException:
             self.stop()
             raise
@@ -180,20 +175,12 @@ class Server:
         while True:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(f"granian exited ({self._process.returncode}): {self.log()}")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
-                try:
-                    connection.request("GET", PATH)
-                    response = connection.getresponse()
-                    if response.status == 200 and response.read() == BODY:
-                        return
-                finally:
-                    connection.close()
-            except OSError:
-                pass
+                code = self._process.returncode
+                raise RuntimeError(f"{self.name} exited ({code}): {self.log()}")
+            if self._answers():
+                return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"granian did not answer within {timeout:g} s: {self.log()}")
+                raise RuntimeError(f"{self.name} did not answer within {timeout:g} s: {self.log()}")
             time.sleep(0.05)
 
     def log(self) -> str:
@@ -205,7 +192,7 @@ class Server:
         return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
-        """Stop granian's process group (idempotent)."""
+        """Stop the server's process group (idempotent)."""
         process, self._process = self._process, None
         if process is not None:
             for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
@@ -219,6 +206,48 @@ class Server:
             with contextlib.suppress(ProcessLookupError):  # a worker outliving the supervisor
                 os.killpg(process.pid, signal.SIGKILL)
         self._log.close()
+
+
+class Server(ServerProcess):
+    """granian serving :func:`app` (RSGI, one worker, HTTP/1.1 and h2c)."""
+
+    name = "granian"
+
+    def __init__(self, cpu: int | None = SERVER_CPU) -> None:
+        super().__init__(cpu)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{PATH}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        if importlib.util.find_spec("granian") is None:
+            raise RuntimeError("granian is not installed (pip install -e '.[bench]')")
+        return super().__enter__()
+
+    def _command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "granian", "--interface", "rsgi", "--http", "auto"),
+            *("--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
+            *("--no-ws", "--no-access-log", "--log-level", "warning"),
+            *("--working-dir", str(HERE), "throughput:app"),
+        ]
+
+    def _answers(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
+            try:
+                connection.request("GET", PATH)
+                response = connection.getresponse()
+                return response.status == 200 and response.read() == BODY
+            finally:
+                connection.close()
+        except OSError:
+            return False
 
 
 def _pin(cpu: int) -> None:
