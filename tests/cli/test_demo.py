@@ -12,7 +12,7 @@ import pytest
 import structlog
 from rich.console import Console
 
-from httprail import AsyncClient, Outcome
+from httprail import AsyncClient, HttpSettings, Outcome
 from httprail.cli import _demo
 from httprail.cli._demo import (
     PHASES,
@@ -65,6 +65,18 @@ async def test_run_demo_reports_both_clients_and_progress() -> None:
     document = report.as_dict()
     assert document["httprail_settings"]["circuit_breaker_threshold"] == 8
     assert [p["name"] for p in document["phases"]] == [p.name for p in PHASES]
+    assert document["httprail_stack"] == (
+        "Logging → Metrics → Timeout → Retry → CircuitBreaker, aiohttp terminal"
+    )
+
+
+async def test_the_stack_named_is_the_one_the_client_runs() -> None:
+    """Settings from the environment can change the stack: the demo names what was built."""
+    settings = HttpSettings(follow_redirects=True, http2=True)
+    async with AsyncClient("http://a.test", settings=settings) as client:
+        named = _demo.stack_of(client)
+    assert named.startswith("Logging → Metrics → Timeout → Redirects → Retry")
+    assert named.endswith(", httpx terminal")
 
 
 async def test_an_exception_escaping_httprail_would_be_counted(
@@ -306,8 +318,7 @@ def test_tradeoffs_explain_each_figure_httprail_is_behind_on() -> None:
     assert tradeoffs(report) == []
     report.naive.phase_successes[1] += 3
     report.naive.phase_server[1] += 9
-    report.httprail.latencies.extend([9.0] * 10)
-    report.httprail.phase_latencies[3].append(9.0)
+    report.httprail.phase_latencies[3].extend([9.0] * 11)
     lines = tradeoffs(report)
     assert lines[0].startswith("outage: naive has 3 more successes")
     assert "after the outage ended" in lines[0]

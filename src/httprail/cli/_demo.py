@@ -42,7 +42,6 @@ from ..testing import ChaosServer, RecordedRequest, Reply, TokenBucket
 __all__ = [
     "CLIENTS",
     "PHASES",
-    "STACK",
     "ClientFigures",
     "DemoConfig",
     "DemoProgress",
@@ -58,6 +57,7 @@ __all__ = [
     "rate_limit",
     "run_demo",
     "settings_used",
+    "stack_of",
 ]
 
 
@@ -95,8 +95,6 @@ PHASES: Final = (
 _FLAKY, _OUTAGE, _SLOW, _LIMITED = range(len(PHASES))
 
 CLIENTS: Final = ("naive", "httprail")
-STACK: Final = "Logging → Metrics → Timeout(total) → Retry → CircuitBreaker, aiohttp terminal"
-"""What the httprail column runs: the default stack (``AsyncClient(plugins=None)``)."""
 
 _OK = Reply.json({"ok": True})
 _UNAVAILABLE = Reply.status(503)
@@ -176,7 +174,6 @@ class ClientFigures:
     untyped_errors: Counter[str] = field(default_factory=Counter)
     server_requests: int = 0
     attempts: int | None = None
-    latencies: list[float] = field(default_factory=list)
     breaker_trips: int | None = None
     retries: int | None = None
     phase_logical: list[int] = field(default_factory=lambda: [0] * len(PHASES))
@@ -194,7 +191,6 @@ class ClientFigures:
         """
         self.logical += 1
         self.phase_logical[phase] += 1
-        self.latencies.append(seconds)
         self.phase_latencies[phase].append(seconds)
         if typed is not None:
             self.typed_failures[typed] += 1
@@ -214,7 +210,10 @@ class ClientFigures:
         request or those that arrived in ``phase`` (``nan``: none)."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within 0..1, got {q}")
-        latencies = self.latencies if phase is None else self.phase_latencies[phase]
+        if phase is None:
+            latencies = [seconds for each in self.phase_latencies for seconds in each]
+        else:
+            latencies = self.phase_latencies[phase]
         if not latencies:
             return math.nan
         ordered = sorted(latencies)
@@ -262,6 +261,8 @@ class DemoReport:
     httprail: ClientFigures
     seconds: float
     settings: HttpSettings
+    stack: str = "the default stack"
+    """What the httprail column ran: its stages and terminal, as the client was built."""
 
     def as_dict(self) -> dict[str, Any]:
         """The report as one JSON-ready object."""
@@ -274,7 +275,7 @@ class DemoReport:
             "phases": [
                 {"name": p.name, "description": p.description, "share": p.share} for p in PHASES
             ],
-            "httprail_stack": STACK,
+            "httprail_stack": self.stack,
             "httprail_settings": {name: getattr(self.settings, name) for name in _SHOWN_SETTINGS},
             "httprail_settings_changed": [
                 {"setting": name, "default": default, "used": value, "from": source}
@@ -500,6 +501,7 @@ async def run_demo(config: DemoConfig, progress: DemoProgress | None = None) -> 
                     await _drive(config, schedule, naive, rail, figures, progress)
                     seconds = time.perf_counter() - started
                     snapshot = rail.metrics()
+                    stack = stack_of(rail)
             finally:
                 await naive.aclose()
             for name, upstream in upstreams.items():
@@ -515,7 +517,16 @@ async def run_demo(config: DemoConfig, progress: DemoProgress | None = None) -> 
         moves: Mapping[str, int] = upstream_metrics.breaker_transitions
         rail_figures.breaker_trips += moves.get("closed->open", 0) + moves.get("half_open->open", 0)
         rail_figures.retries += upstream_metrics.retries
-    return DemoReport(config, figures["naive"], rail_figures, seconds, settings)
+    return DemoReport(config, figures["naive"], rail_figures, seconds, settings, stack)
+
+
+def stack_of(client: AsyncClient) -> str:
+    """The client's chain as the demo names it: its stages, outermost first, and terminal
+    (``HTTP_*`` may change both: ``HTTP_FOLLOW_REDIRECTS`` adds a stage, ``HTTP_HTTP2`` picks
+    the httpx terminal)."""
+    pipeline = client.pipeline
+    stages = " → ".join(type(stage).__name__ for stage in pipeline.plugins)
+    return f"{stages}, {pipeline.terminal.name} terminal"
 
 
 def _phase_of(index: int, requests: int) -> int:

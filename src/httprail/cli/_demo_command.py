@@ -23,7 +23,6 @@ from rich.table import Table
 from ._demo import (
     CLIENTS,
     PHASES,
-    STACK,
     ClientFigures,
     DemoConfig,
     DemoReport,
@@ -217,7 +216,7 @@ def render_report(console: Console, report: DemoReport) -> None:
         phases.add_row(f"{phase.name} ({durations[index]:.1f} s)", phase.description, *cells)
     console.print(phases)
     console.print("[dim]Latency runs from a request's arrival to its caller's result.[/]")
-    console.print(f"[dim]httprail runs {STACK}; {_settings_line(report)}[/]")
+    console.print(f"[dim]httprail runs {report.stack}; {_settings_line(report)}[/]")
     for line in tradeoffs(report):
         console.print(f"[yellow]{line}[/]")
     console.print(verdict(report))
