@@ -49,7 +49,7 @@ from typing import Any, Self
 
 import httpx
 
-from throughput import ServerProcess, pinning
+from throughput import ServerProcess, pinning, quantile
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "http2.md"
@@ -202,10 +202,7 @@ class Sample:
 
     def quantile(self, q: float) -> float:
         """Nearest-rank quantile of the latencies, in seconds (0 when there are none)."""
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+        return quantile(self.latencies, q) if self.latencies else 0.0
 
 
 async def drive(
