@@ -82,6 +82,20 @@ class RequestOptions(TypedDict, total=False):
     max_body_bytes: int | None
 
 
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`AsyncClient` after ``base_url``, which
+    :class:`~httprail.Client` passes on (``tests/unit/test_client.py`` keeps the two in step)."""
+
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None
+    params: Mapping[str, Any] | None
+    plugins: Sequence[MiddlewarePlugin] | None
+    terminal: TerminalPlugin | None
+    settings: HttpSettings | None
+    observers: Sequence[Observer]
+    raw_status: bool
+    provider: str | None
+
+
 class AsyncClient(ClosesOnExit):
     """An async HTTP client whose every call returns ``Result[httpx.Response, RequestError]``.
 
@@ -370,15 +384,18 @@ class AsyncClient(ClosesOnExit):
             ...     if isinstance(outcome, Success):
             ...         async for line in outcome.unwrap().aiter_lines(): ...
         """
-        built = self.build_request(method, url, stream=True, **kwargs)
-        outcome: Outcome = (
-            built if type(built) is Failure else await self._pipeline.send(built.unwrap())
-        )
+        outcome = await self._open_stream(method, url, **kwargs)
         try:
             yield outcome
         finally:
             if type(outcome) is Success:
                 await outcome.unwrap().aclose()
+
+    async def _open_stream(self, method: str, url: httpx.URL | str, **kwargs: Any) -> Outcome:
+        """The outcome :meth:`stream` (and ``Client.stream``) yields: the head is in, the body
+        is the caller's to read and close."""
+        built = self._build(method, url, stream=True, **kwargs)
+        return built if type(built) is Failure else await self._pipeline.send(built)
 
     @overload
     async def get_json(

@@ -74,21 +74,19 @@ class LoopThread:
             )
         return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
-    def stop(self, closing: Coroutine[Any, Any, None] | None, *, wait: bool) -> None:
-        """Run ``closing`` on the loop, then stop it; wait for the thread unless ``wait`` is
-        false or this is the loop's own thread."""
+    def stop(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Run ``closing`` on the loop, then stop it; wait for the thread (unless this is the
+        loop's own thread)."""
         with self._lock:
             self.closed = True
             loop, stop = self.loop, self._stop
         if loop is None or stop is None or loop.is_closed():
-            if closing is not None:
-                closing.close()
+            closing.close()
             return
 
         async def finish() -> None:
             try:
-                if closing is not None:
-                    await closing
+                await closing
             finally:
                 stop.set()
 
@@ -97,7 +95,7 @@ class LoopThread:
         except RuntimeError:  # pragma: no cover - the loop closed meanwhile
             return
         thread = self.thread
-        if wait and thread is not None and threading.current_thread() is not thread:
+        if thread is not None and threading.current_thread() is not thread:
             try:
                 done.result(CLOSE_WAIT)
             except BaseException:  # noqa: BLE001 - closing never raises; the thread ends anyway

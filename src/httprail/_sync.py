@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
@@ -19,13 +19,10 @@ from typing import Any, Self, TypeVar, Unpack, overload
 import httpx
 from returns.result import Failure, Result, Success
 
-from ._client import AsyncClient, RequestOptions
+from ._client import AsyncClient, ClientOptions, RequestOptions
 from ._errors import RequestError, RequestTimeoutError
-from ._events import Observer
 from ._loop_thread import LoopThread, SyncBody, SyncTransport
-from ._pipeline import MiddlewarePlugin, TerminalPlugin
 from ._result import Outcome
-from ._settings import HttpSettings
 from .middleware._metrics import MetricsSnapshot
 from .terminals._transport import TransportOptions
 
@@ -39,10 +36,9 @@ _GRACE = 1.0
 
 
 def _shutdown(runner: LoopThread, client: AsyncClient) -> None:
-    """Close ``client`` on ``runner``'s loop and stop it (a never-closed Client's finaliser,
-    at garbage collection or interpreter exit)."""
-    if not runner.closed:
-        runner.stop(client.aclose(), wait=True)
+    """Close ``client`` on ``runner``'s loop and stop it (``close()``, or a never-closed
+    Client's finaliser at garbage collection or interpreter exit; it runs once)."""
+    runner.stop(client.aclose())
 
 
 class Client:
@@ -70,30 +66,8 @@ class Client:
         ...             print("failed:", error)
     """
 
-    def __init__(
-        self,
-        base_url: httpx.URL | str = "",
-        *,
-        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        plugins: Sequence[MiddlewarePlugin] | None = None,
-        terminal: TerminalPlugin | None = None,
-        settings: HttpSettings | None = None,
-        observers: Sequence[Observer] = (),
-        raw_status: bool = False,
-        provider: str | None = None,
-    ) -> None:
-        self._async = AsyncClient(
-            base_url,
-            headers=headers,
-            params=params,
-            plugins=plugins,
-            terminal=terminal,
-            settings=settings,
-            observers=observers,
-            raw_status=raw_status,
-            provider=provider,
-        )
+    def __init__(self, base_url: httpx.URL | str = "", **options: Unpack[ClientOptions]) -> None:
+        self._async = AsyncClient(base_url, **options)
         self.settings = self._async.settings
         total = self.settings.timeout_total
         self._wait: float | None = total + _GRACE if math.isfinite(total) else None
@@ -193,15 +167,7 @@ class Client:
             >>> with client.stream("GET", "/events") as outcome:  # doctest: +SKIP
             ...     for line in outcome.unwrap().iter_lines(): ...
         """
-        call = self._async
-
-        async def open_stream() -> Outcome:
-            built = call.build_request(method, url, stream=True, **kwargs)
-            if type(built) is Failure:
-                return built
-            return await call.send(built.unwrap())
-
-        outcome: Outcome = self._call(open_stream(), method)
+        outcome: Outcome = self._call(self._async._open_stream(method, url, **kwargs), method)
         body: SyncBody | None = None
         if type(outcome) is Success:
             response = outcome.unwrap()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import typing
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from httprail import (
     Success,
     get_context,
 )
+from httprail._client import ClientOptions
 from httprail.middleware import CircuitBreaker, Logging, Metrics, Retry, Timeout
 from httprail.terminals import AiohttpTerminal, HttpxTerminal
 from httprail.testing import MockTerminal
@@ -99,6 +101,15 @@ async def test_every_verb_sends_its_method(method: str) -> None:
 def test_the_default_terminal_is_aiohttp() -> None:
     client = AsyncClient("https://api.test")
     assert isinstance(client.pipeline.terminal, AiohttpTerminal)
+
+
+def test_client_options_are_exactly_the_async_clients_keyword_arguments() -> None:
+    """``ClientOptions`` (what the sync ``Client`` takes after ``base_url``) names every
+    keyword argument of ``AsyncClient`` with the same type, and nothing else."""
+    hints = typing.get_type_hints(AsyncClient.__init__)
+    parameters = inspect.signature(AsyncClient).parameters.values()
+    keywords = {p.name: hints[p.name] for p in parameters if p.kind is p.KEYWORD_ONLY}
+    assert typing.get_type_hints(ClientOptions) == keywords
 
 
 @respx.mock
