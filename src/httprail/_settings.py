@@ -161,10 +161,23 @@ def check_proxy_url(value: str | None) -> str | None:
     return value
 
 
-class _Knobs(BaseModel):
-    """The tunable fields, shared by the settings and the per-provider overrides."""
+class _Parsed(BaseModel):
+    """The parsing and checks the settings and the per-provider overrides share."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _unset_if_empty = field_validator(
+        "ca_bundle", "client_cert", "client_key", "proxy_url", mode="before", check_fields=False
+    )(_empty_is_unset)
+    _valid_proxy = field_validator("proxy_url", check_fields=False)(check_proxy_url)
+    _split_statuses = field_validator("retry_statuses", mode="before", check_fields=False)(
+        _parse_statuses
+    )
+    _valid_statuses = field_validator("retry_statuses", check_fields=False)(_check_statuses)
+
+
+class _Knobs(_Parsed):
+    """The tunable fields, shared by the settings and the per-provider overrides."""
 
     timeout_connect: PositiveSeconds = 5.0
     timeout_read: PositiveSeconds = 30.0
@@ -205,22 +218,14 @@ class _Knobs(BaseModel):
     follow_redirects: bool = False
     max_redirects: RedirectHops = 20
 
-    _unset_if_empty = field_validator(
-        "ca_bundle", "client_cert", "client_key", "proxy_url", mode="before"
-    )(_empty_is_unset)
-    _valid_proxy = field_validator("proxy_url")(check_proxy_url)
     _parse_body_bytes = field_validator("max_body_bytes", mode="before")(_parse_size)
-    _split_statuses = field_validator("retry_statuses", mode="before")(_parse_statuses)
-    _valid_statuses = field_validator("retry_statuses")(_check_statuses)
 
 
 _KNOB_FIELDS = tuple(_Knobs.model_fields)
 
 
-class ProviderOverrides(BaseModel):
+class ProviderOverrides(_Parsed):
     """Per-provider values that replace the global ones (every field optional)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout_connect: PositiveSeconds | None = None
     timeout_read: PositiveSeconds | None = None
@@ -259,13 +264,7 @@ class ProviderOverrides(BaseModel):
     follow_redirects: bool | None = None
     max_redirects: RedirectHops | None = None
 
-    _unset_if_empty = field_validator(
-        "ca_bundle", "client_cert", "client_key", "proxy_url", mode="before"
-    )(_empty_is_unset)
-    _valid_proxy = field_validator("proxy_url")(check_proxy_url)
     _parse_body_bytes = field_validator("max_body_bytes", mode="before")(_parse_size_override)
-    _split_statuses = field_validator("retry_statuses", mode="before")(_parse_statuses)
-    _valid_statuses = field_validator("retry_statuses")(_check_statuses)
 
 
 def reconcile(values: dict[str, Any], explicit: Collection[str], prefix: str = ENV_PREFIX) -> None:
@@ -307,8 +306,12 @@ def _variable(loc: tuple[int | str, ...]) -> str:
     return f"{ENV_PREFIX}{path}"
 
 
-def _quoted(value: Any) -> str:
-    text = repr(value)
+def quoted(value: Any) -> str:
+    """``repr(value)``, cut to :data:`_QUOTE_LIMIT` characters, for an error message."""
+    try:
+        text = repr(value)
+    except RecursionError:  # pragma: no cover - depth is checked before anything is quoted
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
 
@@ -325,12 +328,13 @@ def _config_error(exc: ValidationError, source: str = "") -> ConfigError:
         detail = f"{_variable(loc)} ({'.'.join(map(str, loc))}): {message}"
         got = err.get("input")
         if not isinstance(got, dict) and not _UNQUOTED.intersection(map(str, loc)):
-            detail += f" (got {_quoted(got)})"
+            detail += f" (got {quoted(got)})"
         problems.append(detail)
-    return ConfigError(_one_line(f"invalid settings{source}: " + "; ".join(problems)))
+    return ConfigError(one_line(f"invalid settings{source}: " + "; ".join(problems)))
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines too) made one space."""
     return " ".join(text.split())
 
 
@@ -396,7 +400,7 @@ class HttpSettings(_Knobs, BaseSettings):
         except ValidationError as exc:
             raise _config_error(exc) from None
         except SettingsError as exc:  # a variable that should hold JSON does not
-            raise ConfigError(_one_line(f"invalid settings: {_settings_error(exc)}")) from None
+            raise ConfigError(one_line(f"invalid settings: {_settings_error(exc)}")) from None
         except RecursionError:
             raise ConfigError(
                 "invalid settings: a variable holds JSON nested too deeply to read"
@@ -450,7 +454,7 @@ class HttpSettings(_Knobs, BaseSettings):
             detail = str(exc).removeprefix("invalid settings: ")
             raise ConfigError(f"invalid settings{where}: {detail}") from None
         except ValueError as exc:
-            raise ConfigError(_one_line(f"invalid settings{where}: {exc}")) from None
+            raise ConfigError(one_line(f"invalid settings{where}: {exc}")) from None
 
     def httpx_timeout(self) -> httpx.Timeout:
         """The per-phase timeouts as an ``httpx.Timeout``."""

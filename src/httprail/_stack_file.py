@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._errors import ConfigError
-from ._settings import ProviderOverrides
+from ._settings import ProviderOverrides, one_line, quoted
 from ._validate import header_problem, url_problem
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "load_stack_file",
     "one_line",
     "quoted",
+    "read_toml",
 ]
 
 STACK_FILE = "httprail.toml"
@@ -42,7 +43,6 @@ Kind = Literal["provider", "service"]
 MAX_DEPTH = 32
 """The deepest nesting of tables and arrays a stack declaration may have."""
 _PATH_SETTINGS = ("ca_bundle", "client_cert", "client_key")
-_QUOTE_LIMIT = 60
 
 
 class _Entry(BaseModel):
@@ -146,18 +146,6 @@ def _describe(exc: ValidationError, source: str) -> str:
     return one_line(f"{source}: " + "; ".join(problems[:5]))
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def quoted(value: Any) -> str:
-    try:
-        text = repr(value)
-    except RecursionError:  # pragma: no cover - depth is checked before anything is quoted
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
-
-
 def _too_deep(data: Mapping[str, Any]) -> str | None:
     """Where ``data`` nests more than :data:`MAX_DEPTH` tables or arrays (``None``: it does not).
 
@@ -199,14 +187,7 @@ def load_stack_file(path: str | os.PathLike[str]) -> StackDeclaration:
         ConfigError: the file is missing, is not TOML, or does not declare a valid stack.
     """
     file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read the stack file ({exc.strerror or exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(one_line(f"{file}: not valid TOML ({exc})")) from None
-    except RecursionError:
-        raise ConfigError(f"{file}: not valid TOML (nested too deeply to read)") from None
+    data = read_toml(file, "the stack file")
     source = str(file)
     if file.name == "pyproject.toml":
         tool = data.get("tool")
@@ -215,6 +196,23 @@ def load_stack_file(path: str | os.PathLike[str]) -> StackDeclaration:
             raise ConfigError(f"{file}: has no [tool.httprail] table")
         data, source = table, f"{file} [tool.httprail]"
     return StackDeclaration.from_mapping(_paths_from(data, file.parent), source=source)
+
+
+def read_toml(file: Path, what: str) -> dict[str, Any]:
+    """The TOML table in ``file`` (``what`` names it in errors: "the stack file").
+
+    Raises:
+        ConfigError: one line naming ``file``: it cannot be read, or is not TOML (nesting too
+            deep to parse included).
+    """
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read {what} ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(one_line(f"{file}: not valid TOML ({exc})")) from None
+    except RecursionError:
+        raise ConfigError(f"{file}: not valid TOML (nested too deeply to read)") from None
 
 
 def _paths_from(data: Any, folder: Path) -> Any:

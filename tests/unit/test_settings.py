@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -293,6 +294,21 @@ def test_every_tls_and_proxy_field_is_a_setting_of_both_layers() -> None:
 
     assert set(HttpSettings.model_fields) >= TLS_PROXY_FIELDS
     assert set(HttpSettings.model_fields) - {"providers"} == set(ProviderOverrides.model_fields)
+
+
+def test_every_provider_override_has_the_type_and_bounds_of_its_setting() -> None:
+    """ProviderOverrides restates HttpSettings' fields as optional: a bound changed in one
+    place only (a type, a maximum) fails here."""
+    from httprail import ProviderOverrides
+
+    def bare(schema: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in schema.items() if k not in ("default", "title")}
+
+    knobs = HttpSettings.model_json_schema()["properties"]
+    overrides = ProviderOverrides.model_json_schema()["properties"]
+    for name, schema in overrides.items():
+        knob = bare(knobs[name])
+        assert bare(schema) == (knob if "anyOf" in knob else {"anyOf": [knob, {"type": "null"}]})
 
 
 def test_a_proxy_url_that_does_not_parse_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

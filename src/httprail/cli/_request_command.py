@@ -42,7 +42,7 @@ from .._errors import (
 from .._events import BreakerEvent, Event, RetryEvent
 from .._redact import REDACTED, is_sensitive_header, redact_text, redact_url, register_secret
 from .._result import Outcome
-from .._settings import HttpSettings, ProviderOverrides
+from .._settings import HttpSettings, ProviderOverrides, one_line
 from .._stack import build_stack
 from ._demo import quiet_structlog
 
@@ -227,7 +227,7 @@ def request(
         _render(call, exchange, show_headers=show_headers, max_body=max_body)
     error = exchange.error
     if error is not None:
-        message = _one_line(_sanitize(str(error), call.raw_url))
+        message = one_line(_sanitize(str(error), call.raw_url))
         name = type(error).__name__
         return _fail(kind, message if message.startswith(f"{name}:") else f"{name}: {message}")
     return _CODE_OF[kind]
@@ -236,10 +236,6 @@ def request(
 def _fail(kind: str, message: str) -> int:
     typer.echo(f"{PROG}: error: {redact_text(message)}", err=True)
     return _CODE_OF[kind]
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # -- preparing -------------------------------------------------------------------------------
@@ -420,7 +416,7 @@ async def _send(call: _Call) -> _Exchange:
         try:
             built = build_stack(call.stack_file, call.stack_name, settings=call.settings)
         except ConfigError as exc:
-            raise _UsageError(_one_line(str(exc))) from None
+            raise _UsageError(one_line(str(exc))) from None
         client, settings = built.client, built.settings
         closer: Any = built
     else:
@@ -432,7 +428,7 @@ async def _send(call: _Call) -> _Exchange:
         )
         if isinstance(prepared, Failure):
             message = _sanitize(prepared.failure().message, call.raw_url)
-            raise _UsageError(_one_line(message))
+            raise _UsageError(one_line(message))
         outgoing: httpx.Request = prepared.unwrap()
         exchange = _Exchange(redact_url(outgoing.url), time.monotonic())
         ctx = get_context(outgoing)
@@ -501,7 +497,7 @@ def _status_text(response: httpx.Response | None) -> str:
 def _outcome_text(error: RequestError) -> str:
     if isinstance(error, StatusError):
         return _status_text(error.response)
-    name, message = type(error).__name__, _one_line(redact_text(error.message, error.request))
+    name, message = type(error).__name__, one_line(redact_text(error.message, error.request))
     return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
@@ -653,6 +649,6 @@ def _as_json(call: _Call, exchange: _Exchange, max_body: int) -> dict[str, Any]:
         report["error"] = {
             "kind": kind,
             "type": type(error).__name__,
-            "message": _one_line(_sanitize(str(error), call.raw_url)),
+            "message": one_line(_sanitize(str(error), call.raw_url)),
         }
     return report

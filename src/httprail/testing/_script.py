@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -50,6 +49,7 @@ from pydantic import (
 )
 
 from .._errors import ConfigError
+from .._stack_file import read_toml
 from ._chaos import ChaosServer, Fault, Reply
 
 __all__ = ["ChaosScript", "load_chaos_script"]
@@ -235,12 +235,7 @@ def load_chaos_script(path: str | os.PathLike[str]) -> ChaosScript:
             the file, the path and the field.
     """
     file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read the chaos script ({exc.strerror or exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    data = read_toml(file, "the chaos script")
     return ChaosScript.from_mapping(data, source=str(file))
 
 
