@@ -25,8 +25,7 @@ import httpx
 import httpx2
 
 from .._errors import RequestError
-from ._mapping import map_exception
-from ._transport import TransportBase, httpx_class, read_parts
+from ._transport import Flavour, RelayStream, TransportBase, httpx_class
 
 __all__ = ["HTTPX2", "Httpx2PipelineTransport", "to_httpx2_exception"]
 
@@ -76,27 +75,9 @@ class _Body(httpx.AsyncByteStream):
             yield chunk
 
 
-class _RelayStream(httpx2.AsyncByteStream):
-    """An unread response's raw bytes, handed to an httpx2 client; any other exception than
-    httpx2's while reading (httpx's, a backend's) becomes the matching httpx2 exception."""
-
-    def __init__(self, response: httpx.Response, request: httpx2.Request, core: httpx.Request):
-        self._response = response
-        self._request = request
-        self._core = core
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_raw():
-                yield chunk
-        except (httpx2.HTTPError, httpx2.StreamError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the seam back: a foreign error becomes httpx2
-            error = map_exception(exc, self._core)
-            raise to_httpx2_exception(error, self._request) from error
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
+class _RelayStream(RelayStream, httpx2.AsyncByteStream):
+    """The relay of an unread body, on httpx2's base class too (an ``httpx2.Response`` reads
+    only from an ``httpx2.AsyncByteStream``)."""
 
 
 def _slow_core(
@@ -169,8 +150,13 @@ else:
 _core = _fast_core if FAST else _slow_core
 
 
-class _Httpx2:
+class _Httpx2(Flavour):
     """The :class:`~httprail.terminals._transport.Flavour` of httpx2 clients."""
+
+    response_class = httpx2.Response
+    byte_stream = httpx2.ByteStream
+    relay = _RelayStream
+    errors = (httpx2.HTTPError, httpx2.StreamError)
 
     def owns(self, request: object) -> bool:
         return isinstance(request, httpx2.Request)
@@ -186,24 +172,8 @@ class _Httpx2:
         core.extensions = request.extensions  # one dict: what the chain sets, the caller sees
         return core
 
-    def hand_over(
-        self, response: httpx.Response, request: httpx2.Request, core: httpx.Request
-    ) -> httpx2.Response:
-        extensions = dict(response.extensions)
-        if not response.is_stream_consumed:
-            return httpx2.Response(
-                response.status_code,
-                headers=response.headers.raw,
-                stream=_RelayStream(response, request, core),
-                extensions=extensions,
-            )
-        headers, body = read_parts(response)
-        return httpx2.Response(
-            response.status_code,
-            headers=headers.raw,
-            stream=httpx2.ByteStream(body),
-            extensions=extensions,
-        )
+    def headers(self, headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+        return headers.raw  # pairs as they are: httpx2 would merge repeats of an httpx.Headers
 
     def exception(self, error: RequestError, request: httpx2.Request) -> Exception:
         return to_httpx2_exception(error, request)

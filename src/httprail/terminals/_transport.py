@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 import httpx
 from returns.result import Success
@@ -189,23 +189,28 @@ def to_httpx_exception(
     return exc
 
 
-class _RelayStream(httpx.AsyncByteStream):
-    """An unread response's raw bytes, handed on; a backend's foreign exception while reading
-    becomes the matching httpx exception."""
+class RelayStream(httpx.AsyncByteStream):
+    """An unread response's raw bytes, handed to the caller's client. While reading, an
+    exception of the caller's library (``flavour.errors``) passes through; any other (a
+    backend's, httpx's under an httpx2 client) becomes that library's (``flavour.exception``)."""
 
-    def __init__(self, response: httpx.Response, request: httpx.Request) -> None:
+    def __init__(
+        self, response: httpx.Response, request: Any, core: httpx.Request, flavour: Flavour
+    ) -> None:
         self._response = response
         self._request = request
+        self._core = core
+        self._flavour = flavour
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._response.aiter_raw():
                 yield chunk
-        except (httpx.HTTPError, httpx.StreamError):
+        except self._flavour.errors:
             raise
-        except Exception as exc:  # noqa: BLE001 - the seam back: a foreign error becomes httpx
-            error = map_exception(exc, self._request)
-            raise to_httpx_exception(error, self._request) from error
+        except Exception as exc:  # noqa: BLE001 - the seam back: foreign becomes the caller's
+            error = map_exception(exc, self._core)
+            raise self._flavour.exception(error, self._request) from error
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -231,38 +236,48 @@ def read_parts(response: httpx.Response) -> tuple[httpx.Headers, bytes]:
     return headers, body
 
 
-def _hand_over(response: httpx.Response, request: httpx.Request) -> httpx.Response:
-    """A fresh response for the caller's client, carrying ``response``'s status and body."""
-    extensions = dict(response.extensions)
-    if not response.is_stream_consumed:
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_RelayStream(response, request),
-            extensions=extensions,
-        )
-    headers, body = read_parts(response)
-    return httpx.Response(
-        response.status_code,
-        headers=headers,
-        stream=httpx.ByteStream(body),
-        extensions=extensions,
-    )
-
-
-class Flavour(Protocol):
+class Flavour:
     """How the requests, responses and exceptions of one client library meet the pipeline's
-    ``httpx`` ones (the httpx2 flavour is in :mod:`httprail.terminals._httpx2`)."""
+    ``httpx`` ones. This one is httpx's (:data:`HTTPX`: its requests are the pipeline's own);
+    the httpx2 flavour, a subclass, is in :mod:`httprail.terminals._httpx2`."""
+
+    response_class: Callable[..., Any] = httpx.Response
+    byte_stream: Callable[[bytes], Any] = httpx.ByteStream
+    relay: type[RelayStream] = RelayStream  # on the library's AsyncByteStream base
+    errors: tuple[type[Exception], ...] = (httpx.HTTPError, httpx.StreamError)
+    """The library's own exceptions, passed through as they are while a body is read."""
 
     def adopt(self, request: Any) -> httpx.Request:
         """The pipeline's ``httpx.Request`` for the caller's ``request``; it shares the
         caller's ``extensions`` dict."""
+        core: httpx.Request = request
+        return core
 
-    def hand_over(self, response: httpx.Response, request: Any, core: httpx.Request) -> Any:
-        """The caller's library's response for ``response`` (``core`` is the adopted request)."""
+    def headers(self, headers: httpx.Headers) -> Any:
+        """``headers`` as the library's response takes them."""
+        return headers
 
     def exception(self, error: RequestError, request: Any) -> Exception:
         """The caller's library's exception for ``error``."""
+        return to_httpx_exception(error, request)
+
+    def hand_over(self, response: httpx.Response, request: Any, core: httpx.Request) -> Any:
+        """A fresh response of the caller's library carrying ``response``'s status and body
+        (``core`` is the adopted request)."""
+        if response.is_stream_consumed:
+            headers, body = read_parts(response)
+            stream = self.byte_stream(body)
+        else:
+            headers, stream = response.headers, self.relay(response, request, core, self)
+        return self.response_class(
+            response.status_code,
+            headers=self.headers(headers),
+            stream=stream,
+            extensions=dict(response.extensions),
+        )
+
+
+HTTPX = Flavour()
 
 
 def _foreign_flavour(request: object) -> Flavour:
@@ -325,12 +340,12 @@ class TransportBase:
         exception."""
         if self._closed:
             raise RuntimeError("Cannot send a request, as the transport has been closed.")
-        flavour = None if isinstance(request, httpx.Request) else _foreign_flavour(request)
+        flavour = HTTPX if isinstance(request, httpx.Request) else _foreign_flavour(request)
         if self._idempotency_keys and request.method not in _REPEATABLE_METHODS:
             headers = request.headers  # the caller's: a request sent again keeps its key
             if IDEMPOTENCY_HEADER not in headers:
                 headers[IDEMPOTENCY_HEADER] = f"httprail-{uuid.uuid4()}"
-        core = request if flavour is None else flavour.adopt(request)
+        core = flavour.adopt(request)
         policy = self._stream
         stream = policy if isinstance(policy, bool) else bool(policy(core))
         extensions = core.extensions
@@ -351,12 +366,8 @@ class TransportBase:
             error = outcome.failure()
             found = response_of(error)
             if found is None:
-                if flavour is None:
-                    raise to_httpx_exception(error, request) from error
                 raise flavour.exception(error, request) from error
             response = found
-        if flavour is None:
-            return _hand_over(response, request)
         return flavour.hand_over(response, request, core)
 
     async def aclose(self) -> None:
