@@ -199,7 +199,8 @@ class RequestTimeoutError(RequestError):
 
     ``phase`` says which: ``connect``, ``read``, ``write`` or ``pool`` (the backend's own
     timeouts), ``attempt`` (one try, set by ``Timeout(phase="attempt")``) or ``total``
-    (the whole call across retries).
+    (the whole call across retries). A ``connect`` or ``pool`` timeout ended before the
+    request was sent: ``never_processed`` is true for those two phases.
     """
 
     def __init__(
@@ -207,6 +208,7 @@ class RequestTimeoutError(RequestError):
     ) -> None:
         super().__init__(message, request=request)
         self.phase: TimeoutPhase = phase
+        self.never_processed = phase in ("connect", "pool")
 
 
 class StatusError(RequestError):

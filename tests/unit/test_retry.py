@@ -150,6 +150,20 @@ async def test_post_is_retried_when_the_request_was_never_sent(fake_clock: FakeC
     assert len(terminal.requests) == 2
 
 
+@pytest.mark.parametrize(("phase", "retried"), [("connect", True), ("pool", True), ("read", False)])
+async def test_post_is_retried_after_a_timeout_only_when_it_was_never_sent(
+    fake_clock: FakeClock, phase: str, retried: bool
+) -> None:
+    """A connect or pool timeout left the request unsent (``never_processed``); a read did not."""
+    request = httpx.Request("POST", URL, json={})
+    error = RequestTimeoutError("slow", phase=phase, request=request)  # type: ignore[arg-type]
+    assert error.never_processed is retried
+    terminal = responses(error, 200)
+    outcome = await make(terminal, fake_clock).send(request)
+    assert isinstance(outcome, Success) is retried
+    assert len(terminal.requests) == (2 if retried else 1)
+
+
 async def test_post_is_not_retried_after_a_read_error(fake_clock: FakeClock) -> None:
     request = httpx.Request("POST", URL, json={})
     terminal = responses(ReadError("reset", request=request), 200)

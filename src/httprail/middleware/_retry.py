@@ -64,7 +64,6 @@ REFUSED_STATUSES = frozenset({429})
 Requests): retried, when their status is retried at all, for any method."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_NEVER_SENT_PHASES = frozenset({"connect", "pool"})
 _RETRYABLE_TIMEOUT_PHASES = frozenset({"connect", "pool", "read", "write", "attempt"})
 
 _log = structlog.get_logger("httprail.retry")
@@ -282,7 +281,6 @@ class Retry:
         elif isinstance(error, RequestTimeoutError):
             if error.phase not in _RETRYABLE_TIMEOUT_PHASES:
                 return _STOP
-            never_sent = never_sent or error.phase in _NEVER_SENT_PHASES
         elif not isinstance(error, TransportError):
             return _STOP
         if not never_sent and not self._safe_to_repeat(request):
