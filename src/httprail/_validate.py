@@ -26,7 +26,6 @@ __all__ = [
     "header_problem",
     "headers_problem",
     "method_problem",
-    "request_problem",
     "url_problem",
 ]
 
@@ -126,17 +125,9 @@ def url_problem(url: str | httpx.URL) -> str | None:
     return f"the URL contains {_describe(text[at])} at position {at}"
 
 
-def request_problem(request: httpx.Request) -> str | None:
-    """Why ``request`` cannot be sent as it is (``None``: it can): method, URL, then headers."""
-    return (
-        method_problem(request.method)
-        or url_problem(request.url)
-        or headers_problem(request.headers.raw)
-    )
-
-
 class SendCheck:
-    """:func:`request_problem` for a terminal, cheap for the requests that repeat themselves.
+    """Why a request cannot be sent (method, URL, then headers), cheap for the requests that
+    repeat themselves.
 
     Most requests of a client share their URL object and their header items with the previous
     one: the last URL and the last header list that passed are kept, and a request that repeats

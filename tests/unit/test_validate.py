@@ -11,7 +11,6 @@ from httprail._validate import (
     header_problem,
     headers_problem,
     method_problem,
-    request_problem,
     url_problem,
 )
 
@@ -88,14 +87,14 @@ def test_headers_problem_reports_the_first_bad_pair() -> None:
     assert problem == "the value of header 'B' contains LF at position 1"
 
 
-def test_request_problem_checks_method_then_url_then_headers() -> None:
+def test_send_check_checks_method_then_url_then_headers() -> None:
     """A whole request is checked: method, URL and every header."""
     ok = httpx.Request("GET", "http://example.test/", headers={"X-A": "1"})
-    assert request_problem(ok) is None
+    assert SendCheck().problem(ok) is None
     bad_method = httpx.Request("GET\r\n", "http://example.test/")
-    assert request_problem(bad_method) == "the method 'GET...' contains CR at position 3"
+    assert SendCheck().problem(bad_method) == "the method 'GET...' contains CR at position 3"
     bad_header = httpx.Request("GET", "http://example.test/", headers={"X-A": "v\r\nB: c"})
-    assert request_problem(bad_header) == "the value of header 'X-A' contains CR at position 1"
+    assert SendCheck().problem(bad_header) == "the value of header 'X-A' contains CR at position 1"
 
 
 def test_send_check_remembers_what_passed_and_still_refuses_what_changed() -> None:
