@@ -3,7 +3,6 @@ on plain http, no chain of exception names)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 
@@ -11,6 +10,8 @@ import pytest
 
 from httprail import AsyncClient, ConnectError, InvalidRequestError, ProtocolError
 from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
+
+from ._raw_server import RawServer
 
 
 def free_port() -> int:
@@ -22,19 +23,8 @@ def free_port() -> int:
 
 @pytest.fixture
 async def garbage_url() -> AsyncIterator[str]:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1024)
-        writer.write(b"garbage\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with RawServer(b"garbage\r\n\r\n") as server:
+        yield f"{server.url}/"
 
 
 async def test_a_refused_connection_says_so_without_aiohttps_wording() -> None:
