@@ -34,10 +34,10 @@ from httprail._redact import (
     install_backend_log_filters,
     is_sensitive_param,
 )
-from httprail.middleware import ApiKeyAuth, BasicAuth, BearerAuth, Logging
+from httprail.middleware import ApiKeyAuth, BasicAuth, BearerAuth, Logging, default_plugins
 from httprail.terminals import HttpxTerminal, map_exception
 from httprail.terminals._mapping import RedactedBackendError, safe_cause
-from httprail.testing import MockTerminal
+from httprail.testing import FakeClock, MockTerminal
 
 
 def secret() -> str:
@@ -374,3 +374,36 @@ async def test_logging_redacts_a_message_set_after_the_error_was_built() -> None
     await pipeline.aclose()
     assert logs
     assert value not in repr(logs)
+
+
+async def test_a_successful_request_on_the_default_stack_never_runs_the_redactor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redaction is paid when text is built for a failure, never by a success (the hot path)."""
+    calls: list[str] = []
+    mask = _redact._mask_secrets
+
+    def counting(text: str, secrets: object) -> str:
+        calls.append(text)
+        return mask(text, secrets)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_redact, "_mask_secrets", counting)
+    status = {"/ok": 200, "/bad": 404}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status[request.url.path])
+
+    clock = FakeClock()
+    async with AsyncClient(
+        "http://user:pw-s3cret@api.test",
+        headers={"Authorization": f"Bearer {secret()}"},
+        plugins=[BearerAuth(secret()), *default_plugins(clock=clock, sleep=clock.sleep)],
+        terminal=HttpxTerminal(transport=httpx.MockTransport(answer)),
+    ) as client:
+        for _ in range(3):
+            ok = await client.get("/ok", params={"api_key": "k3y-s3cret"})
+            assert ok.unwrap().status_code == 200
+        assert calls == []
+        failed = await client.get("/bad", params={"api_key": "k3y-s3cret"})
+    assert isinstance(failed.failure(), ClientStatusError)
+    assert calls  # the failure's text was redacted: the counter sees the redactor run
