@@ -126,3 +126,21 @@ def test_a_bad_bound_is_a_config_error(build: object, option: str) -> None:
     """A bound that is not an int >= 1 is a ConfigError naming it."""
     with pytest.raises(ConfigError, match=option):
         build()  # type: ignore[operator]
+
+
+async def test_an_upstream_used_since_the_last_sweep_outlives_an_idle_older_one(
+    fake_clock: FakeClock,
+) -> None:
+    """Metrics and the hedge forget by second chance: once full, an upstream with a request
+    since the last sweep is kept and an older idle one goes (folded into Metrics.OTHER)."""
+    metrics = Metrics(max_upstreams=10)
+    hedge = Hedge(delay=5, max_upstreams=10, clock=fake_clock, sleep=fake_clock.sleep)
+    pipeline = Pipeline([metrics, hedge], MockTerminal(lambda request: httpx.Response(200)))
+    for n in [*range(11), 1, 11]:  # the 11th sweeps once; host 1 is used again, then 11 comes
+        await pipeline.send(httpx.Request("GET", url(n)))
+    kept = {f"https://host-{n}.test" for n in (1, *range(3, 12))}
+    assert set(hedge.snapshot()) == kept
+    figures = metrics.snapshot()
+    assert set(figures) == {*kept, Metrics.OTHER}
+    assert figures["https://host-1.test"].requests == 2
+    assert figures[Metrics.OTHER].requests == 2  # hosts 0 and 2

@@ -32,6 +32,7 @@ from .._context import get_context, upstream_of
 from .._errors import ConfigError, StatusError
 from .._events import CircuitState
 from .._result import Next, Outcome
+from ..state._store import shed_idle
 from ._circuit_breaker import CircuitBreaker
 from ._retry import IDEMPOTENT_METHODS
 
@@ -249,7 +250,7 @@ class Hedge:
         up = self._upstreams.get(key)
         if up is None:
             if len(self._upstreams) >= self.max_upstreams:
-                self._sweep()
+                shed_idle(self._upstreams, self.max_upstreams)  # unused ones first
             up = self._upstreams[key] = _Upstream(self.window, self.budget_burst)
         up.requests += 1
         up.tokens = min(self.budget_burst, up.tokens + self.budget_ratio)
@@ -265,23 +266,6 @@ class Hedge:
                 up.record(self._clock() - start)
             return outcome
         return await self._race(_Race(self, request, call_next, up, caller), delay, start)
-
-    def _sweep(self) -> None:
-        """Forget upstreams unused since the last sweep until a tenth of the room is free
-        (the used ones move to the back, a second chance; then the oldest go)."""
-        table = self._upstreams
-        target = self.max_upstreams - max(1, self.max_upstreams // 10)
-        for key in list(table):
-            if len(table) <= target:
-                break
-            up = table.pop(key)
-            if up.swept != up.requests:  # used since the last sweep: a second chance
-                up.swept = up.requests
-                table[key] = up
-        for key in list(table):
-            if len(table) <= target:
-                break
-            del table[key]
 
     async def _race(self, race: _Race, delay: float, start: float) -> Outcome:
         """Run the primary in the caller's task while hedges start on a timer beside it.

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -18,7 +19,7 @@ from .._context import upstream_of
 from .._errors import ConfigError, StatusError
 from .._events import BreakerEvent, Event, RetryEvent
 from .._result import Next, Outcome
-from ..state._store import DEFAULT_MAX_KEYS
+from ..state._store import DEFAULT_MAX_KEYS, shed_idle
 
 __all__ = ["DEFAULT_BUCKETS", "Histogram", "Metrics", "MetricsSnapshot", "UpstreamMetrics"]
 
@@ -159,24 +160,10 @@ class Metrics:
 
     def _sweep(self) -> None:
         """Fold the upstreams unused since the last sweep into :attr:`OTHER` until a tenth of
-        the room is free (used ones move to the back, a second chance)."""
+        the room is free (used ones move to the back, a second chance: see ``shed_idle``)."""
         table = self._series
         other = table.pop(self.OTHER, None) or _Series(len(self._bounds) + 1)
-        target = self.max_upstreams - max(1, self.max_upstreams // 10)
-        for key in list(table):
-            if len(table) <= target:
-                break
-            series = table[key]
-            if series.swept != series.requests:  # used since the last sweep: a second chance
-                series.swept = series.requests
-                del table[key]
-                table[key] = series
-            else:
-                _fold(other, table.pop(key))
-        for key in list(table):  # every one had been used: the oldest go all the same
-            if len(table) <= target:
-                break
-            _fold(other, table.pop(key))
+        shed_idle(table, self.max_upstreams, partial(_fold, other))
         table[self.OTHER] = other
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:

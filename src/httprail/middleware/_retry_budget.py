@@ -28,6 +28,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from .._settings import HttpSettings
+from ..state._store import DEFAULT_MAX_KEYS
 
 __all__ = ["RetryBudget", "RetryBudgetSnapshot"]
 
@@ -138,7 +139,7 @@ class RetryBudget:
         min_per_second: float = 10.0,
         window: float = 10.0,
         buckets: int = 10,
-        max_keys: int = 10_000,
+        max_keys: int = DEFAULT_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not _is_number(ratio) or not 0 <= ratio <= 1:

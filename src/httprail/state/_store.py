@@ -12,14 +12,15 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from .._errors import ConfigError
 
-__all__ = ["DEFAULT_MAX_KEYS", "MemoryStore", "StateStore"]
+__all__ = ["DEFAULT_MAX_KEYS", "MemoryStore", "StateStore", "shed_idle"]
 
 V = TypeVar("V")
 R = TypeVar("R")
 
 DEFAULT_MAX_KEYS = 10_000
 """How many keys (upstreams) a per-upstream table keeps by default: the breaker's store, the
-retry budget, the hedge and the metrics (see each one's ``max_keys`` / ``max_upstreams``)."""
+retry budget and the metrics (see each one's ``max_keys`` / ``max_upstreams``; the hedge, with a
+latency window per upstream, keeps 1,000)."""
 
 
 @runtime_checkable
@@ -117,3 +118,39 @@ class MemoryStore(Generic[V]):
         # Kept values (open circuits) may leave the table fuller than the target: sweep again
         # only after ``slack`` more keys, so the cost per key stays O(1).
         self._limit = max(self.max_keys, len(values) + slack)
+
+
+class Counted(Protocol):
+    """An entry of a per-upstream table that counts its requests (what :func:`shed_idle` reads).
+
+    ``swept`` starts at -1; the sweep sets it to ``requests``, so "unchanged" means "unused".
+    """
+
+    requests: int
+    swept: int
+
+
+C = TypeVar("C", bound=Counted)
+
+
+def shed_idle(table: dict[str, C], room: int, forget: Callable[[C], object] | None = None) -> None:
+    """Free a tenth of ``room`` in ``table`` (ordered oldest first), by second chance: entries
+    with no request since the last sweep go (``forget`` is given each), those with one move to
+    the back; if all had one, the oldest go all the same. A request pays nothing for this: it
+    only counts ``requests``, which it does anyway (the Metrics and Hedge tables)."""
+    target = room - max(1, room // 10)
+    for key in list(table):
+        if len(table) <= target:
+            return
+        entry = table.pop(key)
+        if entry.swept != entry.requests:  # used since the last sweep: a second chance
+            entry.swept = entry.requests
+            table[key] = entry
+        elif forget is not None:
+            forget(entry)
+    for key in list(table):
+        if len(table) <= target:
+            return
+        entry = table.pop(key)
+        if forget is not None:
+            forget(entry)
