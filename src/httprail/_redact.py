@@ -12,7 +12,9 @@
 
 It runs when text is built (an error's message, a log event, a CLI line), never on the path of
 a successful request. The backends' own loggers get it through :class:`RedactingFilter`, which
-every terminal installs when it is built (:func:`install_backend_log_filters`).
+every terminal installs when it is built (:func:`install_backend_log_filters`); the filter sees
+only records a logger lets through, so a success pays for it only where the application turned
+a backend's logging up (httpx's ``HTTP Request:`` line is at INFO).
 
 The registry of secrets is process-wide and bounded: a secret registered with an ``owner``
 (an auth stage) is held as long as the owner lives (the owner is held weakly) and each owner
