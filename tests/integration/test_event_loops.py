@@ -26,17 +26,17 @@ from returns.result import Failure, Success
 
 from httprail import AsyncClient, HttpSettings, InvalidRequestError
 from httprail.middleware import CircuitBreaker, Retry
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, MultiTerminal
+from httprail.terminals import AiohttpTerminal, HttpxTerminal, MultiTerminal
 from httprail.testing import ChaosServer, Reply
+
+from ._terminals import TERMINALS as BY_KIND
 
 pytestmark = pytest.mark.timeout(60)
 
 Terminal = Callable[[HttpSettings], object]
 
 TERMINALS: dict[str, Terminal] = {
-    "aiohttp": AiohttpTerminal,
-    "httpx": HttpxTerminal,
-    "curl": CurlTerminal,
+    **BY_KIND,
     "multi": lambda settings: MultiTerminal(
         [AiohttpTerminal(settings), HttpxTerminal(settings)], strategy="round_robin"
     ),

@@ -16,17 +16,13 @@ from pytest_httpx2 import HTTPXMock
 from returns.result import Success
 
 from httprail import AsyncClient, HttpSettings, ServerStatusError
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
 from httprail.terminals._mocked import mocking
+
+from ._terminals import TERMINALS as BY_KIND
 
 BASE = "https://api.example.invalid"
 
-TERMINALS: dict[str, Callable[[HttpSettings], object] | None] = {
-    "default": None,
-    "aiohttp": AiohttpTerminal,
-    "curl": CurlTerminal,
-    "httpx": HttpxTerminal,
-}
+TERMINALS: dict[str, Callable[[HttpSettings], object] | None] = {"default": None, **BY_KIND}
 
 
 @pytest.fixture(params=sorted(TERMINALS))
@@ -61,7 +57,7 @@ async def test_the_chain_runs_under_respx_retrying_a_mocked_503(client: AsyncCli
 
 async def test_a_request_no_route_matches_fails_loudly(client: AsyncClient) -> None:
     """An unmatched request raises respx's assertion to the test (not a retried Failure, not
-    a network call): it was seen once."""
+    a network call), and the route it did not match saw no call."""
     with respx.mock(assert_all_called=False) as mock:
         mock.get(f"{BASE}/known").respond(200)
         with pytest.raises(AssertionError, match="not mocked"):

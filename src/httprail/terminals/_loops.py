@@ -198,7 +198,7 @@ async def _loop_ended(terminal: GatedTerminal, loop: asyncio.AbstractEventLoop) 
         _log.warning("httprail.terminal_close_failed", exc_info=exc)
     finally:
         parent = terminal._parent
-        with (parent or terminal)._binding_lock:
+        with terminal._binding_lock:  # a copy shares its parent's (``copy.copy`` in bind)
             if terminal._loop is loop:
                 terminal._loop = None
             if parent is not None and parent._copies.get(loop) is terminal:
