@@ -94,7 +94,7 @@ TLS_PROXY_FIELDS = frozenset(
 )
 # Fields whose value is never quoted in an error (a proxy URL may hold a password).
 _UNQUOTED = frozenset({"proxy_url"})
-_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
 _QUOTE_LIMIT = 60
 
 
@@ -154,7 +154,7 @@ def check_proxy_url(value: str | None) -> str | None:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError, TypeError):
         raise ValueError("not a valid URL") from None
-    if url.scheme not in _PROXY_SCHEMES:
+    if url.scheme not in PROXY_SCHEMES:
         raise ValueError("a proxy URL starts with http://, https://, socks5:// or socks5h://")
     if not url.host:
         raise ValueError("a proxy URL names a host (scheme://host:port)")

@@ -21,11 +21,11 @@ import httpx
 
 from ._errors import ConfigError
 from ._redact import register_secret
-from ._settings import HttpSettings, check_proxy_url
+from ._settings import PROXY_SCHEMES, HttpSettings, check_proxy_url
 
 __all__ = ["ALL_PROXY_SCHEMES", "Proxies", "ProxyRouter", "Tls", "resolve_tls"]
 
-ALL_PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
+ALL_PROXY_SCHEMES = PROXY_SCHEMES  # every scheme a proxy URL may have
 # How urllib names the environment's proxy variables (lower-cased, without ``_proxy``).
 _ENV_NAMES = {"http": "HTTP_PROXY", "https": "HTTPS_PROXY", "all": "ALL_PROXY"}
 _CACHE_SIZE = 1024
