@@ -94,7 +94,8 @@ def test_environment_proxies_follow_the_usual_rules(monkeypatch: pytest.MonkeyPa
     assert proxies.for_url(httpx.URL("http://api.test/x")) == "http://proxy.test:3128"
     assert proxies.for_url(httpx.URL("https://a.internal.test/")) is None
     assert proxies.for_url(httpx.URL("https://10.0.0.1:8443/")) is None
-    assert proxies.for_url(httpx.URL("https://api.test/y")) == "http://proxy.test:3128"  # cached
+    proxies._cache[("https", "api.test", None)] = "http://cached.test:1"
+    assert proxies.for_url(httpx.URL("https://api.test/y")) == "http://cached.test:1"  # cached
 
 
 def test_the_proxy_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
