@@ -33,6 +33,8 @@ import pytest
 from httprail import AsyncClient, HttpSettings, MaxRetriesExceededError, RequestTimeoutError
 from httprail.testing import ChaosServer, RecordedRequest, Reply
 
+from .test_openai_sdk import causes
+
 API_KEY = "sk-test-0123456789"
 OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
@@ -282,14 +284,6 @@ def sdk_for(setup: Setup, apis: FakeAPIs, *, key: str = API_KEY, **options: Any)
 
 def seen(setup: Setup, apis: FakeAPIs) -> list[RecordedRequest]:
     return apis.server.requests_for(setup.path)
-
-
-def causes(exc: BaseException | None) -> list[BaseException]:
-    found: list[BaseException] = []
-    while exc is not None:
-        found.append(exc)
-        exc = exc.__cause__
-    return found
 
 
 # -- scenarios -----------------------------------------------------------------------------------
