@@ -202,7 +202,3 @@ class Httpx2PipelineTransport(TransportBase, httpx2.AsyncBaseTransport):
         """Send ``request`` through the pipeline; return a response or raise an httpx2 error."""
         response: httpx2.Response = await self._handle(request)
         return response
-
-    async def aclose(self) -> None:
-        """Close the pipeline (and with it the terminal's connections); idempotent."""
-        await TransportBase.aclose(self)

@@ -421,10 +421,6 @@ class PipelineTransport(TransportBase, httpx.AsyncBaseTransport):
         response: httpx.Response = await self._handle(request)
         return response
 
-    async def aclose(self) -> None:
-        """Close the pipeline (and with it the terminal's connections); idempotent."""
-        await TransportBase.aclose(self)
-
     def __enter__(self) -> None:
         raise ConfigError(_SYNC_USE)
 
