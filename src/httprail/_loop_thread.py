@@ -74,6 +74,17 @@ class LoopThread:
             )
         return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and wait for its result; if the wait ends otherwise
+        (``TimeoutError`` after ``timeout`` seconds, ``KeyboardInterrupt``), it is cancelled
+        there too."""
+        future = self.submit(coroutine)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
     def stop(self, closing: Coroutine[Any, Any, None]) -> None:
         """Run ``closing`` on the loop, then stop it; wait for the thread (unless this is the
         loop's own thread)."""
@@ -121,12 +132,7 @@ class SyncBody(httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         chunks = self._inner.__aiter__()
         while True:
-            future = self._runner.submit(_next(chunks))
-            try:
-                chunk = future.result()
-            except BaseException:
-                future.cancel()
-                raise
+            chunk = self._runner.call(_next(chunks))
             if chunk is None:
                 return
             yield chunk
@@ -136,7 +142,7 @@ class SyncBody(httpx.SyncByteStream):
             return
         self._closed = True
         if not self._runner.closed:
-            self._runner.submit(self._inner.aclose()).result(CLOSE_WAIT)
+            self._runner.call(self._inner.aclose(), CLOSE_WAIT)
 
 
 class SyncTransport(httpx.BaseTransport):
@@ -148,11 +154,11 @@ class SyncTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()  # a sync body (an iterator, say) is read here, in the caller's thread
-        response = self._runner.submit(self._inner.handle_async_request(request)).result()
+        response = self._runner.call(self._inner.handle_async_request(request))
         if isinstance(response.stream, httpx.AsyncByteStream):
             response.stream = SyncBody(response.stream, self._runner)
         return response
 
     def close(self) -> None:
         if not self._runner.closed:
-            self._runner.submit(self._inner.aclose()).result(CLOSE_WAIT)
+            self._runner.call(self._inner.aclose(), CLOSE_WAIT)

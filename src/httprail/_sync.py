@@ -85,20 +85,15 @@ class Client:
     def _call(self, coroutine: Coroutine[Any, Any, Any], request: str) -> Any:
         """Run ``coroutine`` on the loop; a ``Failure(RequestTimeoutError)`` if it outlasts the
         total deadline (it is then cancelled there)."""
-        future = self._runner.submit(coroutine)
         try:
-            return future.result(self._wait)
+            return self._runner.call(coroutine, self._wait)  # interrupted: cancelled there too
         except TimeoutError:
-            future.cancel()
             return Failure(
                 RequestTimeoutError(
                     f"no answer within the total deadline ({request}); the request was cancelled",
                     phase="total",
                 )
             )
-        except BaseException:
-            future.cancel()  # the caller gave up (KeyboardInterrupt): so does the loop
-            raise
 
     def request(
         self, method: str, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -124,17 +124,38 @@ def test_a_call_that_outlasts_its_deadline_is_cancelled_on_the_loop(server: Chao
         assert client.get("/ok").map(lambda response: response.json()) == Success({"ok": True})
 
 
+# One connection, a short pool wait: a hung request left running on the loop would hold the
+# only slot (for the 30 s read timeout), and the next call would fail waiting for it.
+ONE_SLOT = HttpSettings(max_connections=1, max_keepalive=1, timeout_pool=2.0)
+
+
+def _interrupted(call: Callable[[], object]) -> None:
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        call()
+    timer.join()
+
+
 def test_an_interrupted_caller_does_not_wedge_the_loop(server: ChaosServer) -> None:
-    """Ctrl-C while waiting raises KeyboardInterrupt in the caller, cancels the request on the
-    loop, and the client keeps working."""
+    """Ctrl-C while waiting raises KeyboardInterrupt in the caller and cancels the request on
+    the loop (its connection slot, the only one, is free again): the next call succeeds."""
     server.script("/hang", Reply.fail(Fault.HANG))
-    with Client(server.url, plugins=[]) as client:
-        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            client.get("/hang")
-        timer.join()
+    with Client(server.url, plugins=[], settings=ONE_SLOT) as client:
+        _interrupted(lambda: client.get("/hang"))
         assert client.get("/ok").map(lambda response: response.json()) == Success({"ok": True})
+
+
+def test_an_interrupted_httpx_client_cancels_its_request_on_the_loop(server: ChaosServer) -> None:
+    """The same over ``as_httpx_transport()``: Ctrl-C in ``httpx.Client.get`` cancels the
+    request on the loop, and the next request gets the only connection slot."""
+    server.script("/hang", Reply.fail(Fault.HANG))
+    with (
+        Client(server.url, plugins=[], settings=ONE_SLOT) as client,
+        httpx.Client(transport=client.as_httpx_transport(), base_url=server.url) as http,
+    ):
+        _interrupted(lambda: http.get("/hang"))
+        assert http.get("/ok").json() == {"ok": True}
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
