@@ -589,7 +589,9 @@ async def test_url_credentials_become_basic_auth_unless_a_header_says_otherwise(
     for _ in range(2):  # the second time from the terminal's caches
         request = httpx.Request("GET", url, headers=headers)
         assert isinstance(await terminal.send(request), Success)
-    for seen in chaos_server.requests_for("/who"):
+    seen_twice = chaos_server.requests_for("/who")
+    assert len(seen_twice) == 2
+    for seen in seen_twice:
         assert seen.header("authorization") == expected
         assert seen.path == "/who"
 

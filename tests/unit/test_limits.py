@@ -290,6 +290,19 @@ async def test_an_error_body_read_already_is_kept_as_it_is() -> None:
     assert (whole.content, whole.extensions["httprail.truncated"]) == (b"boom", False)
 
 
+async def test_an_error_body_of_exactly_the_cap_is_kept_whole_and_not_marked_cut() -> None:
+    from httprail.terminals import read_capped
+
+    def error(body: bytes) -> httpx.Response:
+        request = httpx.Request("GET", "http://a.test")
+        return httpx.Response(500, stream=_Chunked([body[:2], body[2:]]), request=request)
+
+    whole = await read_capped(error(b"boom"), 4)
+    assert (whole.content, whole.extensions["httprail.truncated"]) == (b"boom", False)
+    cut = await read_capped(error(b"boom!"), 4)
+    assert (cut.content, cut.extensions["httprail.truncated"]) == (b"boom", True)
+
+
 class _Chunked(httpx.AsyncByteStream):
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = chunks

@@ -32,7 +32,7 @@ from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
-from ._limits import BodyTooLarge
+from ._limits import BodyTooLarge, counted
 from ._loops import release_socket
 from ._mocked import mocking
 
@@ -594,14 +594,7 @@ async def _gathered(stream: _AiohttpBody, limit: int | None, response: httpx.Res
     """The body, chunk by chunk (each read timed), stopping past ``limit`` bytes."""
     if _declared_fit(stream._response, limit, response) or limit is None:
         return b"".join([chunk async for chunk in stream])
-    chunks = []
-    left = limit
-    async for chunk in stream:
-        left -= len(chunk)
-        if left < 0:
-            raise BodyTooLarge(request=response.request, limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join([chunk async for chunk in counted(stream, limit, response.request)])
 
 
 async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:

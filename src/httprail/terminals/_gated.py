@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import threading
 import time
 from asyncio import _get_running_loop as _running_loop
@@ -32,7 +33,9 @@ from ._limits import (
     PIECE_BYTES,
     BodyTooLarge,
     CappedDecoder,
+    counted,
     declared_too_large,
+    decoded,
     limit_of,
     read_limited,
 )
@@ -55,26 +58,22 @@ async def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
     """
     chunks: list[bytes] = []
     size = 0
-    truncated = False
-    # Decoded through the bounded decoder: a compressed error body (a bomb) is inflated a
-    # piece at a time and no further than the limit, not a whole chunk at once.
-    # Its own bound is a piece beyond ours, so the pieces up to ours come out before it stops.
-    decoder = CappedDecoder(response, limit + PIECE_BYTES)
     try:
         if response.is_stream_consumed:  # read already (built with its content): decoded
             chunks.append(response.content)
-        async for raw in _unread(response):
-            for piece in decoder.pieces(raw):
-                chunks.append(piece)
-                size += len(piece)
-                if size >= limit:
-                    break
-            if size >= limit:
-                truncated = True
-                break
+            size = len(response.content)
         else:
-            chunks.extend(decoder.tail())
-            truncated = sum(map(len, chunks)) > limit
+            # Decoded through the bounded decoder: a compressed error body (a bomb) is inflated
+            # a piece at a time and no further than the limit, not a whole chunk at once. Its
+            # own bound is a piece beyond ours, so the pieces past ours come out before it stops.
+            decoder = CappedDecoder(response, limit + PIECE_BYTES)
+            async with contextlib.aclosing(decoded(response, decoder)) as pieces:
+                async for piece in pieces:
+                    chunks.append(piece)
+                    size += len(piece)
+                    if size > limit:
+                        break
+        truncated = size > limit
     except httpx.HTTPError:  # BodyTooLarge, a decoding error, a broken body: keep what came
         truncated = True
     finally:
@@ -102,13 +101,6 @@ def credentials_from_url(request: httpx.Request) -> None:
         pair = f"{url.username}:{url.password}".encode()
         request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     request.url = url.copy_with(username=None, password=None)
-
-
-async def _unread(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The raw bytes of a body not read yet (nothing for one that was)."""
-    if not response.is_stream_consumed:
-        async for raw in response.aiter_raw():
-            yield raw
 
 
 class _GatedStream(httpx.AsyncByteStream):
@@ -139,15 +131,7 @@ class _GatedStream(httpx.AsyncByteStream):
         limit = self._limit
         if limit is None:
             return self._inner.__aiter__()  # no generator of our own in between
-        return self._counted(limit)
-
-    async def _counted(self, limit: int) -> AsyncIterator[bytes]:
-        left = limit
-        async for chunk in self._inner:
-            left -= len(chunk)
-            if left < 0:
-                raise BodyTooLarge(request=self._response.request, limit=limit)
-            yield chunk
+        return counted(self._inner, limit, self._response.request)
 
     async def aclose(self) -> None:
         try:

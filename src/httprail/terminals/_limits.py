@@ -11,7 +11,7 @@ stream sees an httpx error, as for any other broken body), which the error mappi
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -23,7 +23,9 @@ __all__ = [
     "PIECE_BYTES",
     "BodyTooLarge",
     "CappedDecoder",
+    "counted",
     "declared_too_large",
+    "decoded",
     "limit_of",
     "read_limited",
 ]
@@ -203,6 +205,27 @@ class CappedDecoder:
         return b"".join(self.tail())
 
 
+async def decoded(response: httpx.Response, decoder: CappedDecoder) -> AsyncGenerator[bytes, None]:
+    """``response``'s raw body (not read yet) through ``decoder``, in pieces, its tail last."""
+    async for chunk in response.aiter_raw():
+        for piece in decoder.pieces(chunk):
+            yield piece
+    for piece in decoder.tail():
+        yield piece
+
+
+async def counted(
+    chunks: AsyncIterable[bytes], limit: int, request: httpx.Request
+) -> AsyncIterator[bytes]:
+    """``chunks`` as they come; raises :class:`BodyTooLarge` once more than ``limit`` bytes came."""
+    left = limit
+    async for chunk in chunks:
+        left -= len(chunk)
+        if left < 0:
+            raise BodyTooLarge(request=request, limit=limit)
+        yield chunk
+
+
 async def read_limited(response: httpx.Response, limit: int) -> None:
     """Read ``response``'s body, decoded, as ``aread()`` does, stopping past ``limit`` bytes.
 
@@ -215,9 +238,5 @@ async def read_limited(response: httpx.Response, limit: int) -> None:
         return
     if declared_too_large(response, limit):
         raise BodyTooLarge(request=response.request, limit=limit)
-    decoder = CappedDecoder(response, limit)
-    parts: list[bytes] = []
-    async for chunk in response.aiter_raw():
-        parts.extend(decoder.pieces(chunk))
-    parts.extend(decoder.tail())
-    keep_decoded(response, b"".join(parts))
+    pieces = decoded(response, CappedDecoder(response, limit))
+    keep_decoded(response, b"".join([piece async for piece in pieces]))
