@@ -18,7 +18,7 @@ from returns.result import Success
 from httprail import AsyncClient, HttpSettings
 from httprail.terminals import CurlTerminal, HttpxTerminal
 
-from ..benchmarks import load_benchmark
+from ..benchmarks import ROOT, load_benchmark
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,7 +30,9 @@ CONCURRENCY = 64
 def bench() -> ModuleType:
     pytest.importorskip("hypercorn")
     pytest.importorskip("trustme")
-    return load_benchmark("http2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports throughput.py
+        return load_benchmark("http2")
 
 
 @pytest.fixture(scope="module")
