@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ import pytest
 from httprail.cli import main
 from httprail.cli._request_command import EXIT_CODES
 from httprail.testing import ChaosServer, Fault, Reply
+
+from .._net import closed_port
 
 SECRET = "s3cret-token-value"
 
@@ -29,13 +30,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def one_line(err: str) -> bool:
     return err.count("\n") == 1 and err.startswith("httprail request: error: ")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_a_json_answer_is_printed_pretty(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,8 @@ from httprail.cli import main
 from httprail.middleware import ApiKeyAuth, BasicAuth, BearerAuth, Logging, default_plugins
 from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
 from httprail.testing import ChaosServer, Fault, Reply
+
+from .._net import closed_port
 
 CANARY = "CANARY7f3a9c"
 USERINFO = f"{CANARY}-userinfo"
@@ -83,13 +84,6 @@ def assert_clean(*texts: str) -> None:
         assert CANARY not in text
         for encoded in ENCODED:
             assert encoded not in text
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ on plain http, no chain of exception names)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,14 +10,8 @@ import pytest
 from httprail import AsyncClient, ConnectError, InvalidRequestError, ProtocolError
 from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
 
+from .._net import closed_port
 from ._raw_server import RawServer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -28,7 +21,7 @@ async def garbage_url() -> AsyncIterator[str]:
 
 
 async def test_a_refused_connection_says_so_without_aiohttps_wording() -> None:
-    port = free_port()
+    port = closed_port()
     async with AsyncClient(plugins=[], terminal=AiohttpTerminal()) as client:
         error = (await client.get(f"http://127.0.0.1:{port}/x")).failure()
     assert isinstance(error, ConnectError)

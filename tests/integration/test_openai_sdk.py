@@ -9,7 +9,6 @@ request it receives. The SDK is built as docs/openai-sdk.md says: ``max_retries=
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -34,6 +33,8 @@ from httprail import (
 from httprail.middleware import CircuitBreaker, Retry, Timeout
 from httprail.terminals import HttpxTerminal
 from httprail.testing import ChaosServer, RecordedRequest, Reply
+
+from .._net import closed_port
 
 API_KEY = "sk-test-0123456789"
 MODEL = "gpt-test"
@@ -215,13 +216,6 @@ async def test_a_401_is_the_sdks_authentication_error(api: LocalOpenAI) -> None:
 
 
 # -- (d) connection refused and timeouts ----------------------------------------------------------
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_connection_refused_is_the_sdks_connection_error() -> None:
