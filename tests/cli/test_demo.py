@@ -324,6 +324,8 @@ def test_tradeoffs_explain_each_figure_httprail_is_behind_on() -> None:
     assert "after the outage ended" in lines[0]
     assert lines[1].startswith("p99: httprail's tail comes from the rate limit phase")
     assert "outage: naive has 3 more successes" in render(report)
+    report.naive.phase_successes[1] -= 2
+    assert tradeoffs(report)[0].startswith("outage: naive has 1 more success, bought")
 
 
 def test_verdict_does_not_claim_what_the_figures_do_not_show() -> None:

@@ -246,7 +246,8 @@ def tradeoffs(report: DemoReport) -> list[str]:
         naive_load = _per_arrival(naive.phase_server[index], naive.phase_logical[index])
         rail_load = _per_arrival(rail.phase_server[index], rail.phase_logical[index])
         lines.append(
-            f"{phase.name}: naive has {behind:,} more successes, bought with {naive_load:.1f} "
+            f"{phase.name}: naive has {behind:,} more success{'' if behind == 1 else 'es'}, "
+            f"bought with {naive_load:.1f} "
             f"requests per arrival against a struggling server (httprail {rail_load:.1f}): "
             + _WHY[index]
         )
