@@ -9,15 +9,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 import structlog
+from returns.result import Failure
 
 if TYPE_CHECKING:
     from ._errors import RequestError
 
-__all__ = ["BreakerEvent", "CircuitState", "Event", "Observer", "RetryEvent", "emit"]
+__all__ = [
+    "BreakerEvent",
+    "CircuitState",
+    "Event",
+    "HedgeEvent",
+    "Observer",
+    "RejectionEvent",
+    "RetryEvent",
+    "emit",
+    "hedged",
+    "rejected",
+]
+
+RejectionKind = Literal["open_circuit", "retry_budget", "rate_limit", "bulkhead"]
+HedgeKind = Literal["sent", "won"]
 
 
 class CircuitState(StrEnum):
@@ -65,7 +80,33 @@ class BreakerEvent:
     cooldown: float | None = None
 
 
-Event = RetryEvent | BreakerEvent
+@dataclass(frozen=True, slots=True)
+class RejectionEvent:
+    """A stage turned a request away before it reached the upstream.
+
+    Attributes:
+        request: the request refused.
+        upstream: the key of the state that refused it (breaker, budget, limiter, bulkhead).
+        kind: ``"open_circuit"``, ``"retry_budget"``, ``"rate_limit"`` or ``"bulkhead"``.
+        error: the error the request ends with.
+    """
+
+    request: httpx.Request
+    upstream: str
+    kind: RejectionKind
+    error: RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeEvent:
+    """``Hedge`` sent a copy of a slow request (``"sent"``) or a copy answered first (``"won"``)."""
+
+    request: httpx.Request
+    upstream: str
+    kind: HedgeKind
+
+
+Event = RetryEvent | BreakerEvent | RejectionEvent | HedgeEvent
 Observer = Callable[[Event], None]
 
 _log = structlog.get_logger("httprail.events")
@@ -78,3 +119,20 @@ def emit(observers: tuple[Observer, ...], event: Event) -> None:
             observer(event)
         except Exception as exc:  # noqa: BLE001 - user code must not break the request
             _log.error("httprail.observer_failed", observer=repr(observer), error=repr(exc))
+
+
+def rejected(
+    request: httpx.Request, upstream: str, kind: RejectionKind, error: RequestError
+) -> Failure[RequestError]:
+    """``Failure(error)``, after telling the request's observers that ``kind`` refused it."""
+    observers = getattr(request.extensions.get("httprail"), "observers", ())
+    if observers:
+        emit(observers, RejectionEvent(request, upstream, kind, error))
+    return Failure(error)
+
+
+def hedged(request: httpx.Request, upstream: str, kind: HedgeKind) -> None:
+    """Tell the request's observers that ``Hedge`` sent a copy of it or that a copy won."""
+    observers = getattr(request.extensions.get("httprail"), "observers", ())
+    if observers:
+        emit(observers, HedgeEvent(request, upstream, kind))

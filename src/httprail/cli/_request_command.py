@@ -354,7 +354,7 @@ class _Exchange:
     def observe(self, event: Event) -> None:
         if isinstance(event, RetryEvent):
             self.retries.append(_Retry(time.monotonic(), event))
-        else:
+        elif isinstance(event, BreakerEvent):
             self.breaker.append(event)
 
     @property

@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from returns.result import Failure
 
 from .._context import get_context, upstream_of
 from .._errors import BulkheadFullError, ConfigError
+from .._events import rejected
 from .._result import Next, Outcome
 
 __all__ = ["Bulkhead"]
@@ -142,9 +142,8 @@ class Bulkhead:
         if compartment.active < self.max_concurrent and not compartment.waiters:
             compartment.active += 1
         elif not await self._queue(request, key, compartment):
-            return Failure(
-                BulkheadFullError(upstream=key, limit=self.max_concurrent, request=request)
-            )
+            full = BulkheadFullError(upstream=key, limit=self.max_concurrent, request=request)
+            return rejected(request, key, "bulkhead", full)
         try:
             return await call_next(request)
         finally:

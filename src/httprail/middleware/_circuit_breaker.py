@@ -35,7 +35,7 @@ from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import httpx
-from returns.result import Failure, Success
+from returns.result import Success
 
 from .._context import get_context, upstream_of
 from .._errors import (
@@ -48,7 +48,7 @@ from .._errors import (
     ServerStatusError,
     TransportError,
 )
-from .._events import BreakerEvent, CircuitState, emit
+from .._events import BreakerEvent, CircuitState, emit, rejected
 from .._result import Next, Outcome
 from .._settings import HttpSettings
 from ..state import MemoryStore, StateStore
@@ -325,6 +325,14 @@ class CircuitBreaker:
             return _HALF_OPEN
         return record.state
 
+    async def retry_in(self, key: str) -> float | None:
+        """Seconds until an OPEN circuit for ``key`` lets a probe through (``0.0`` once its
+        break is over); ``None`` when it is not OPEN."""
+        record = await self.store.get(key) or _CLOSED
+        if record.state is not _OPEN:
+            return None
+        return max(0.0, record.opened_at + self.break_for(record.streak) - self._clock())
+
     def break_for(self, streak: int) -> float:
         """Seconds the circuit stays open on trip ``streak`` (0-based) since it last closed."""
         return min(self.cooldown * 2.0 ** min(streak, 64), self.cooldown_max)
@@ -357,9 +365,10 @@ class CircuitBreaker:
         else:
             admitted = await self.store.update(key, self._admit)
             if isinstance(admitted, float):
-                return Failure(
-                    CircuitBreakerOpenError(upstream=key, retry_after=admitted, request=request)
+                refused = CircuitBreakerOpenError(
+                    upstream=key, retry_after=admitted, request=request
                 )
+                return rejected(request, key, "open_circuit", refused)
             if admitted.event is not None:
                 _announce(request, key, admitted.event)
             if admitted.probe:

@@ -30,7 +30,7 @@ from returns.result import Success
 
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, StatusError
-from .._events import CircuitState
+from .._events import CircuitState, hedged
 from .._result import Next, Outcome
 from ..state._store import shed_idle
 from ._circuit_breaker import CircuitBreaker
@@ -288,6 +288,7 @@ class Hedge:
                     if caller.uncancel() <= cancelling:
                         up.record(self._clock() - start)  # the primary lost: at least this slow
                         up.hedge_wins += 1
+                        hedged(race.request, upstream_of(race.request), "won")
                         return race.won
                     race.winner = None  # cancelled from outside too: the hedge's answer is closed
                 raise
@@ -299,6 +300,7 @@ class Hedge:
                 caller.uncancel()
                 if type(outcome) is not Success:
                     up.hedge_wins += 1
+                    hedged(race.request, upstream_of(race.request), "won")
                     return race.won
                 race.winner = None  # the primary's answer is kept; the hedge's is closed
             if type(outcome) is Success or not race.hedges:
@@ -401,6 +403,7 @@ class _Race:
         up.tokens -= 1
         up.hedges += 1
         up.hedged += number == 1
+        hedged(self.request, upstream_of(self.request), "sent")
 
     async def send(self, number: int) -> Outcome:
         return await self.call_next(_copy(self.request, number))
@@ -426,6 +429,7 @@ class _Race:
                     if type(outcome) is Success:
                         self.winner, self.won = task, outcome
                         self.up.hedge_wins += 1
+                        hedged(self.request, upstream_of(self.request), "won")
                         return outcome
             running = [task for task in self.hedges if not task.done()]
             if not running:

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from returns.result import Failure, Success
+from returns.result import Success
 
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, RateLimitedError, StatusError
+from .._events import rejected
 from .._result import Next, Outcome
 from ._rate_bucket import Bucket
 from ._rate_control import CubicRate
@@ -217,7 +218,8 @@ class RateLimiter:
             if refused is None:
                 refused = await bucket.wait(deadline, latest, self._clock, self._sleep)
             if refused is not None:
-                return Failure(RateLimitedError(upstream=key, retry_after=refused, request=request))
+                limited = RateLimitedError(upstream=key, retry_after=refused, request=request)
+                return rejected(request, key, "rate_limit", limited)
             now = self._clock()
             rate = bucket.rate
         round_sent = 0 if control is None else control.throttles

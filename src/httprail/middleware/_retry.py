@@ -31,7 +31,7 @@ from .._errors import (
     StatusError,
     TransportError,
 )
-from .._events import RetryEvent, emit
+from .._events import RetryEvent, emit, rejected
 from .._result import Next, Outcome
 from .._settings import DEFAULT_RETRY_STATUSES, HttpSettings
 from ._retry_after import parse_server_delay
@@ -254,7 +254,7 @@ class Retry:
             if budget is not None and upstream is not None and not budget.try_withdraw(upstream):
                 # The budget is empty: stop now, without the sleep.
                 spent = RetryBudgetExhaustedError(state.history, upstream=upstream, request=request)
-                return Failure(spent)
+                return rejected(request, upstream, "retry_budget", spent)
             emit(
                 base_ctx.observers,
                 RetryEvent(request, state.attempt - 1, decision.delay, error, decision.source),
