@@ -32,9 +32,11 @@ The error tree (every error is an ``Exception`` and also a value inside ``Failur
     │   ├── MaxRetriesExceededError
     │   │   └── RetryBudgetExhaustedError
     │   ├── DecodeError
-    │   │   └── ResponseTooLargeError
+    │   │   ├── ResponseTooLargeError
+    │   │   └── ResponseValidationError
     │   ├── AuthError
     │   ├── InvalidRequestError
+    │   ├── PaginationError
     │   └── RedirectError
     │       ├── TooManyRedirectsError
     │       └── InsecureRedirectError
@@ -61,6 +63,7 @@ from ._errors import (
     InsecureRedirectError,
     InvalidRequestError,
     MaxRetriesExceededError,
+    PaginationError,
     ProtocolError,
     ProviderNotFoundError,
     RateLimitedError,
@@ -70,6 +73,7 @@ from ._errors import (
     RequestError,
     RequestTimeoutError,
     ResponseTooLargeError,
+    ResponseValidationError,
     RetryBudgetExhaustedError,
     ServerStatusError,
     StatusError,
@@ -125,6 +129,7 @@ __all__ = [
     "Next",
     "Observer",
     "Outcome",
+    "PaginationError",
     "Pipeline",
     "PluginRegistry",
     "PluginSpec",
@@ -140,6 +145,7 @@ __all__ = [
     "RequestResponsePlugin",
     "RequestTimeoutError",
     "ResponseTooLargeError",
+    "ResponseValidationError",
     "Result",
     "RetryBudgetExhaustedError",
     "RetryEvent",

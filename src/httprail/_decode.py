@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any, TypeVar, overload
 
@@ -10,9 +11,9 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 from returns.result import Failure, Result, Success
 
-from ._errors import DecodeError, RequestError
+from ._errors import DecodeError, RequestError, ResponseValidationError
 
-__all__ = ["decode_json", "request_of"]
+__all__ = ["decode_json", "model_name", "request_of", "validation_problems"]
 
 T = TypeVar("T")
 
@@ -30,6 +31,31 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
+def model_name(model: Any) -> str:
+    """``User``, ``list[User]``: a type as a reader would write it (no module paths)."""
+    if isinstance(model, type):
+        return model.__name__
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", repr(model))
+
+
+def validation_problems(
+    exc: ValidationError, prefix: tuple[str | int, ...] = ()
+) -> list[dict[str, object]]:
+    """pydantic's findings as ``{"loc", "type"}`` mappings, without the input or the message
+    (either can repeat a value from the body: a custom validator's message often does).
+
+    The location of an ``extra_forbidden`` problem ends in the unexpected key, which comes
+    from the body, not from the model: it is shown as ``<extra>``.
+    """
+    problems: list[dict[str, object]] = []
+    for found in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = tuple(found["loc"])
+        if found["type"] == "extra_forbidden" and loc:
+            loc = (*loc[:-1], "<extra>")
+        problems.append({"loc": prefix + loc, "type": found["type"]})
+    return problems
+
+
 @overload
 def decode_json(response: httpx.Response, model: None = None) -> Result[Any, RequestError]: ...
 @overload
@@ -37,8 +63,9 @@ def decode_json(response: httpx.Response, model: type[T]) -> Result[T, RequestEr
 def decode_json(response: httpx.Response, model: Any = None) -> Result[Any, RequestError]:
     """The body parsed as JSON, validated against ``model`` (a pydantic model or any type).
 
-    Returns ``Failure(DecodeError)`` naming what was wrong if the body is not JSON or does not
-    fit the model.
+    Returns ``Failure(DecodeError)`` naming what was wrong if the body is not JSON, and
+    ``Failure(ResponseValidationError)`` (field paths and error types, no values) if it does
+    not fit the model.
     """
     request = request_of(response)
     try:
@@ -52,14 +79,10 @@ def decode_json(response: httpx.Response, model: Any = None) -> Result[Any, Requ
     try:
         return Success(_adapter(model).validate_python(data))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-            for e in exc.errors(include_url=False)[:5]
+        # Not chained: pydantic's own message shows the input values.
+        return Failure(
+            ResponseValidationError(model_name(model), validation_problems(exc), request=request)
         )
-        name = getattr(model, "__name__", repr(model))
-        error = DecodeError(f"body does not match {name}: {problems}", request=request)
-        error.__cause__ = exc
-        return Failure(error)
     except TypeError as exc:  # the model itself is not a type pydantic understands
         error = DecodeError(f"cannot validate against {model!r}: {exc}", request=request)
         error.__cause__ = exc

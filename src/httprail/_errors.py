@@ -20,9 +20,11 @@ HttprailError                      root of everything httprail returns or raises
 │   ├── MaxRetriesExceededError    .attempts: every attempt's error; __cause__ = the last
 │   │   └── RetryBudgetExhaustedError  .upstream: retries stopped early, the budget was empty
 │   ├── DecodeError                the body is not the JSON / model that was asked for
-│   │   └── ResponseTooLargeError  .limit: the body passed max_body_bytes (decoded bytes)
+│   │   ├── ResponseTooLargeError  .limit: the body passed max_body_bytes (decoded bytes)
+│   │   └── ResponseValidationError  .errors: the body does not fit the model (paths, no values)
 │   ├── AuthError                  credentials could not be obtained (token provider failed)
 │   ├── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
+│   ├── PaginationError            the pages do not go on safely: a loop, another origin, max_pages
 │   └── RedirectError              .status_code, .location: a redirect that is not followed
 │       ├── TooManyRedirectsError  more than max_redirects hops, or a loop
 │       └── InsecureRedirectError  https → http, refused unless allowed
@@ -49,7 +51,7 @@ import httpx
 from ._redact import redact_text, redact_url
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "AuthError",
@@ -64,6 +66,7 @@ __all__ = [
     "InsecureRedirectError",
     "InvalidRequestError",
     "MaxRetriesExceededError",
+    "PaginationError",
     "ProtocolError",
     "ProviderNotFoundError",
     "RateLimitedError",
@@ -73,6 +76,7 @@ __all__ = [
     "RequestError",
     "RequestTimeoutError",
     "ResponseTooLargeError",
+    "ResponseValidationError",
     "RetryBudgetExhaustedError",
     "ServerStatusError",
     "StatusError",
@@ -365,6 +369,58 @@ class ResponseTooLargeError(DecodeError):
             request=request,
         )
         self.limit = limit
+
+
+class ResponseValidationError(DecodeError):
+    """The body is JSON but does not fit the model it was read as (``what``).
+
+    ``errors`` keeps pydantic's findings without the input: one mapping per problem with
+    ``loc`` (the field path, a tuple of names and indexes) and ``type`` (pydantic's error type,
+    such as ``missing`` or ``int_parsing``). The message lists the paths and types, never a
+    value from the body (a body may hold secrets), and pydantic's own error is not kept as the
+    cause (its text shows the input). The upstream answered; the answer does not fit the
+    caller's model: not retried, not counted against the upstream.
+    """
+
+    counts_against_upstream = False
+
+    def __init__(
+        self,
+        what: str,
+        errors: Sequence[Mapping[str, object]],
+        *,
+        request: httpx.Request | None = None,
+    ) -> None:
+        self.errors: tuple[Mapping[str, object], ...] = tuple(errors)
+        shown = "; ".join(
+            f"{_path(e.get('loc'))} ({e.get('type')})" for e in self.errors[:_SHOWN_PROBLEMS]
+        )
+        more = len(self.errors) - _SHOWN_PROBLEMS
+        if more > 0:
+            shown += f"; and {more} more"
+        count = len(self.errors)
+        super().__init__(
+            f"body does not fit {what}: {count} problem{'s' if count != 1 else ''}: {shown}",
+            request=request,
+        )
+
+
+_SHOWN_PROBLEMS = 10
+
+
+def _path(loc: object) -> str:
+    if not isinstance(loc, tuple) or not loc:
+        return "<root>"
+    return ".".join(str(part) for part in loc)
+
+
+class PaginationError(RequestError):
+    """Paging stopped where going on would be unsafe or unending: the next page's link points
+    to another origin (the service's credentials would go with it), the same next URL or cursor
+    came twice (a loop), the next link is not a usable URL, or ``max_pages`` pages were read
+    and the service still announces more. Pages read before it were yielded."""
+
+    counts_against_upstream = False
 
 
 class AuthError(RequestError):

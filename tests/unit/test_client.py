@@ -133,7 +133,7 @@ async def test_get_json_without_model_returns_data() -> None:
 
 @pytest.mark.parametrize(
     ("body", "fragment"),
-    [(b"not json", "not valid JSON"), (b'{"id": "x"}', "does not match User")],
+    [(b"not json", "not valid JSON"), (b'{"id": "x"}', "does not fit User")],
 )
 async def test_get_json_decode_errors(body: bytes, fragment: str) -> None:
     terminal = MockTerminal(lambda request: httpx.Response(200, content=body))
