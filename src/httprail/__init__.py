@@ -83,6 +83,7 @@ from ._errors import (
     WriteError,
 )
 from ._events import BreakerEvent, CircuitState, Event, Observer, RetryEvent
+from ._health import HealthSnapshot, UpstreamHealth
 from ._pipeline import (
     EventObserver,
     MiddlewarePlugin,
@@ -120,6 +121,7 @@ __all__ = [
     "Event",
     "EventObserver",
     "Failure",
+    "HealthSnapshot",
     "HttpSettings",
     "HttprailError",
     "InsecureRedirectError",
@@ -158,6 +160,7 @@ __all__ = [
     "TimeoutPhase",
     "TooManyRedirectsError",
     "TransportError",
+    "UpstreamHealth",
     "WriteError",
     "__version__",
     "build_stack",

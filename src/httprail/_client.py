@@ -18,6 +18,7 @@ from ._decode import decode_json
 from ._errors import ConfigError, InvalidRequestError, RequestError
 from ._events import Observer
 from ._fast import bodiless_request
+from ._health import HealthSnapshot
 from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
 from ._redact import is_sensitive_header, redact_text, redact_url, register_secret
 from ._result import Outcome
@@ -434,6 +435,16 @@ class AsyncClient(ClosesOnExit):
         """Per-upstream counters and latency from the stack's ``Metrics`` stage (empty if none)."""
         stage = self._pipeline.find(Metrics)
         return stage.snapshot() if stage is not None else MappingProxyType({})
+
+    async def health(self) -> HealthSnapshot:
+        """The pipeline's :meth:`~httprail.Pipeline.health`: per upstream, the breaker's state
+        and time to retry, retries left, recent error rate and latency, in flight and queued.
+
+        Example:
+            >>> snapshot = await client.health()  # doctest: +SKIP
+            >>> snapshot.status, snapshot.to_dict()["upstreams"]  # doctest: +SKIP
+        """
+        return await self._pipeline.health()
 
     async def aclose(self) -> None:
         """Close the terminal and its connections."""

@@ -21,6 +21,7 @@ from ._result import Next, Outcome
 if TYPE_CHECKING:
     from typing import Unpack
 
+    from ._health import HealthSnapshot
     from .terminals._httpx2 import Httpx2PipelineTransport
     from .terminals._transport import PipelineTransport, TransportOptions
 
@@ -257,6 +258,13 @@ class Pipeline(ClosesOnExit):
         from .terminals._transport import httpx2_transport  # terminals import the core
 
         return httpx2_transport(self, context=context, **options)
+
+    async def health(self) -> HealthSnapshot:
+        """Each upstream's breaker, budget, bulkhead and recent figures, read from the stages
+        (see :class:`~httprail.HealthSnapshot`)."""
+        from ._health import pipeline_health  # it reads the middleware, which imports the core
+
+        return await pipeline_health(self)
 
     async def aclose(self) -> None:
         """Close the terminal (and with it the connection pool)."""

@@ -21,6 +21,7 @@ from returns.result import Failure, Result, Success
 
 from ._client import AsyncClient, ClientOptions, RequestOptions
 from ._errors import RequestError, RequestTimeoutError
+from ._health import HealthSnapshot
 from ._loop_thread import LoopThread, SyncBody, SyncTransport
 from ._result import Outcome
 from .middleware._metrics import MetricsSnapshot
@@ -188,6 +189,12 @@ class Client:
     def metrics(self) -> MetricsSnapshot:
         """Per-upstream counters and latency from the stack's ``Metrics`` stage."""
         return self._async.metrics()
+
+    def health(self) -> HealthSnapshot:
+        """The pipeline's health snapshot, as :meth:`AsyncClient.health` (read on the
+        client's loop)."""
+        snapshot: HealthSnapshot = self._runner.call(self._async.health(), self._wait)
+        return snapshot
 
     def close(self) -> None:
         """Close the connections (on the client's loop), then stop the loop and its thread."""

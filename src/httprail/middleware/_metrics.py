@@ -20,6 +20,7 @@ from .._errors import ConfigError, StatusError
 from .._events import BreakerEvent, Event, RetryEvent
 from .._result import Next, Outcome
 from ..state._store import DEFAULT_MAX_KEYS, shed_idle
+from ._window import RecentWindow, WindowFigures
 
 __all__ = ["DEFAULT_BUCKETS", "Histogram", "Metrics", "MetricsSnapshot", "UpstreamMetrics"]
 
@@ -86,9 +87,11 @@ class _Series:
         "successes",
         "swept",
         "total",
+        "window",
     )
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, window: float = 60.0) -> None:
+        self.window = RecentWindow(window, size)  # the health view's recent figures
         self.swept = -1  # ``requests`` when the last sweep looked: unchanged means unused
         self.requests = 0
         self.successes = 0
@@ -116,6 +119,8 @@ class Metrics:
         buckets: histogram bounds in seconds, increasing.
         clock: timer for durations.
         max_upstreams: upstreams with figures of their own (>= 1; default 10,000).
+        window: seconds of the recent window that :meth:`recent` (and ``client.health()``)
+            reads: error rate, latency quantiles and request count (default 60).
     """
 
     name = "metrics"
@@ -129,6 +134,7 @@ class Metrics:
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         clock: Callable[[], float] = time.perf_counter,
         max_upstreams: int = DEFAULT_MAX_KEYS,
+        window: float = 60.0,
     ) -> None:
         bounds = tuple(float(b) for b in buckets)
         if not bounds or any(b <= 0 or not math.isfinite(b) for b in bounds):
@@ -143,8 +149,17 @@ class Metrics:
             raise ConfigError(
                 f"Metrics(max_upstreams=...) must be an int >= 1, got {max_upstreams!r}"
             )
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int | float)
+            or not (0 < window < math.inf)
+        ):
+            raise ConfigError(
+                f"Metrics(window=...) must be a number of seconds > 0, got {window!r}"
+            )
         self._bounds = bounds
         self._clock = clock
+        self.window = float(window)
         self.max_upstreams = max_upstreams
         self._series: dict[str, _Series] = {}
 
@@ -155,33 +170,43 @@ class Metrics:
             other = self.OTHER
             if len(table) - (other in table) >= self.max_upstreams and upstream != other:
                 self._sweep()
-            series = table[upstream] = _Series(len(self._bounds) + 1)
+            series = table[upstream] = _Series(len(self._bounds) + 1, self.window)
         return series
 
     def _sweep(self) -> None:
         """Fold the upstreams unused since the last sweep into :attr:`OTHER` until a tenth of
         the room is free (used ones move to the back, a second chance: see ``shed_idle``)."""
         table = self._series
-        other = table.pop(self.OTHER, None) or _Series(len(self._bounds) + 1)
+        other = table.pop(self.OTHER, None) or _Series(len(self._bounds) + 1, self.window)
         shed_idle(table, self.max_upstreams, partial(_fold, other))
         table[self.OTHER] = other
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        upstream = upstream_of(request)
+        window = self._get(upstream).window
+        window.active += 1
         start = self._clock()
-        outcome = await call_next(request)
-        elapsed = self._clock() - start
-        series = self._get(upstream_of(request))
+        try:
+            outcome = await call_next(request)
+        finally:
+            window.active -= 1
+        end = self._clock()
+        elapsed = end - start
+        series = self._get(upstream)
         series.requests += 1
         series.total += elapsed
-        series.counts[bisect.bisect_left(self._bounds, elapsed)] += 1
+        bucket = bisect.bisect_left(self._bounds, elapsed)
+        series.counts[bucket] += 1
         if type(outcome) is Failure:
             error = outcome.failure()
+            series.window.add(end, bucket, error)
             kind = type(error).__name__
             series.failures[kind] = series.failures.get(kind, 0) + 1
             if isinstance(error, StatusError):
                 status = error.status_code
                 series.statuses[status] = series.statuses.get(status, 0) + 1
         else:
+            series.window.add(end, bucket, None)
             series.successes += 1
             status = outcome.unwrap().status_code
             series.statuses[status] = series.statuses.get(status, 0) + 1
@@ -212,6 +237,15 @@ class Metrics:
                 for upstream, s in self._series.items()
             }
         )
+
+    def recent(self) -> dict[str, tuple[WindowFigures, int]]:
+        """Each upstream's recent window (the last :attr:`window` seconds) and its requests
+        in flight now (a copy; changes nothing)."""
+        now = self._clock()
+        return {
+            upstream: (s.window.figures(now, self._bounds), s.window.active)
+            for upstream, s in self._series.items()
+        }
 
     def reset(self) -> None:
         """Forget everything counted so far."""
