@@ -278,3 +278,26 @@ def test_a_rate_limited_path_answers_429_with_retry_after_above_its_capacity(
     assert [a.status_code for a in answers] == [200, 200, 429, 429]
     assert answers[2].headers["retry-after"] == "3"
     assert (bucket.taken, bucket.refused) == (2, 2)
+
+
+def test_a_client_closing_mid_event_stream_is_recorded_within_a_few_milliseconds(
+    chaos_server: ChaosServer,
+) -> None:
+    """closed_at(connection_id) says when a client left an SSE reply, seen between events
+    (event_delay 1 s) rather than at the next write; None while the connection is open."""
+    chaos_server.script("/events", Reply.sse(["a", "b", "c"], event_delay=1.0))
+    with socket.create_connection(("127.0.0.1", chaos_server.port), timeout=5) as sock:
+        sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while b"data: a" not in received:
+            received += sock.recv(65536)
+        (request,) = chaos_server.requests
+        assert chaos_server.closed_at(request.connection_id) is None
+        left = time.monotonic()
+    deadline = left + 2
+    while (closed := chaos_server.closed_at(request.connection_id)) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert 0 <= closed - left < 0.1
+    chaos_server.reset()
+    assert chaos_server.closed_at(request.connection_id) is None

@@ -245,6 +245,7 @@ class _BadRequest(Exception):
 class _State:
     scripts: dict[str, _Script] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
+    closed: dict[int, float] = field(default_factory=dict)  # connection id -> when it ended
     # Re-entrant: a route function may ask the server what it has seen (count, requests).
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -463,11 +464,19 @@ class ChaosServer:
                 return len(self._state.requests)
             return sum(1 for r in self._state.requests if r.path == path)
 
+    def closed_at(self, connection_id: int) -> float | None:
+        """When (``time.monotonic``) the connection ``connection_id`` (of a
+        :class:`RecordedRequest`) ended, or ``None`` while it is open. During an SSE reply with
+        ``event_delay``, a client's close is seen within 5 ms, not only at the next write."""
+        with self._state.lock:
+            return self._state.closed.get(connection_id)
+
     def reset(self) -> None:
         """Forget every script and every recorded request."""
         with self._state.lock:
             self._state.scripts.clear()
             self._state.requests.clear()
+            self._state.closed.clear()
 
     def forget_requests(self) -> int:
         """Drop the recorded requests but keep the scripts; returns how many were dropped."""
@@ -496,6 +505,8 @@ class ChaosServer:
             self._writers.discard(writer)
             self._handlers.discard(task)
             writer.transport.abort()
+            with self._state.lock:
+                self._state.closed[connection_id] = time.monotonic()
 
     async def _serve_one(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection_id: int
@@ -529,7 +540,9 @@ class ChaosServer:
             script = self._state.scripts.get(recorded.path)
             reply = script.next_reply(recorded) if script else _DEFAULT_REPLY
         keep_alive = (recorded.header("connection") or "").lower() != "close"
-        return await _answer(reply, writer, keep_alive=keep_alive, head_only=method == "HEAD")
+        return await _answer(
+            reply, reader, writer, keep_alive=keep_alive, head_only=method == "HEAD"
+        )
 
 
 _DEFAULT_REPLY = Reply.json({"ok": True})
@@ -620,7 +633,12 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 async def _answer(
-    reply: Reply, writer: asyncio.StreamWriter, *, keep_alive: bool, head_only: bool
+    reply: Reply,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    keep_alive: bool,
+    head_only: bool,
 ) -> bool:
     if reply.delay > 0:
         await asyncio.sleep(reply.delay)
@@ -629,7 +647,7 @@ async def _answer(
         return False
     connection = [] if keep_alive else [("connection", "close")]
     if reply.events is not None:
-        return await _answer_events(reply, writer, connection)
+        return await _answer_events(reply, reader, writer, connection)
     headers = [*reply.headers, ("content-length", str(len(reply.body))), *connection]
     writer.write(_head(reply.status_code, headers) + (b"" if head_only else reply.body))
     await writer.drain()
@@ -637,7 +655,10 @@ async def _answer(
 
 
 async def _answer_events(
-    reply: Reply, writer: asyncio.StreamWriter, connection: list[tuple[str, str]]
+    reply: Reply,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    connection: list[tuple[str, str]],
 ) -> bool:
     assert reply.events is not None
     writer.write(
@@ -647,8 +668,8 @@ async def _answer_events(
         if reply.drop_after_events is not None and index >= reply.drop_after_events:
             writer.transport.abort()
             return False
-        if index and reply.event_delay > 0:
-            await asyncio.sleep(reply.event_delay)
+        if index and reply.event_delay > 0 and await _client_left(reader, reply.event_delay):
+            return False
         if data.startswith("event:"):  # a named event, written as given
             payload = data.rstrip("\n").encode() + b"\n\n"
         else:
@@ -661,6 +682,18 @@ async def _answer_events(
     writer.write(b"0\r\n\r\n")
     await writer.drain()
     return not connection
+
+
+async def _client_left(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Wait ``seconds``; ``True`` (at once) if the client closes the connection meanwhile.
+
+    Polls every 5 ms rather than reading, so that no byte of a next request is consumed."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if reader.at_eof():
+            return True
+        await asyncio.sleep(min(left, 0.005))
+    return reader.at_eof()
 
 
 async def _misbehave(fault: Fault, writer: asyncio.StreamWriter) -> None:
