@@ -82,7 +82,15 @@ from ._errors import (
     TransportError,
     WriteError,
 )
-from ._events import BreakerEvent, CircuitState, Event, Observer, RetryEvent
+from ._events import (
+    BreakerEvent,
+    CircuitState,
+    Event,
+    HedgeEvent,
+    Observer,
+    RejectionEvent,
+    RetryEvent,
+)
 from ._health import HealthSnapshot, UpstreamHealth
 from ._pipeline import (
     EventObserver,
@@ -104,6 +112,7 @@ from ._stack import Stack, StackDeclaration, build_stack, find_stack_file, load_
 from ._sync import Client
 from ._unwrap import unwrap
 from ._version import __version__
+from .middleware._otel import OpenTelemetry
 
 __all__ = [
     "AsyncClient",
@@ -122,6 +131,7 @@ __all__ = [
     "EventObserver",
     "Failure",
     "HealthSnapshot",
+    "HedgeEvent",
     "HttpSettings",
     "HttprailError",
     "InsecureRedirectError",
@@ -130,6 +140,7 @@ __all__ = [
     "MiddlewarePlugin",
     "Next",
     "Observer",
+    "OpenTelemetry",
     "Outcome",
     "PaginationError",
     "Pipeline",
@@ -142,6 +153,7 @@ __all__ = [
     "ReadError",
     "RedirectError",
     "RefusedStreamError",
+    "RejectionEvent",
     "RequestContext",
     "RequestError",
     "RequestResponsePlugin",

@@ -114,6 +114,9 @@ class Pipeline(ClosesOnExit):
         observers: extra receivers of instrumentation events (stages that have an
             ``on_event`` method are subscribed automatically).
 
+    A stage with a ``wrap_send(send) -> send`` method is given the terminal's ``send`` to wrap,
+    once, here: ``OpenTelemetry`` opens its span per physical attempt that way.
+
     Example:
         >>> pipeline = Pipeline([Logging(), Retry()], HttpxTerminal())  # doctest: +SKIP
         >>> outcome = await pipeline.send(httpx.Request("GET", "https://example.com"))
@@ -155,6 +158,10 @@ class Pipeline(ClosesOnExit):
                 raise ConfigError(f"observer {observer!r} is not callable")
         subscribed = tuple(p.on_event for p in stages if isinstance(p, EventObserver))
         handler: Next = terminal.send
+        for plugin in stages:  # a stage may wrap each call of the terminal (OpenTelemetry)
+            wrap_send = getattr(plugin, "wrap_send", None)
+            if wrap_send is not None:
+                handler = wrap_send(handler)
         for plugin in reversed(stages):
             handler = _link(plugin, handler)
         object.__setattr__(self, "_plugins", stages)

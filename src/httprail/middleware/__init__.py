@@ -8,11 +8,12 @@ Recommended order, outermost first::
 
 from ._auth import ApiKeyAuth, BasicAuth, BearerAuth, TokenProvider, auth
 from ._bulkhead import Bulkhead
-from ._circuit_breaker import CircuitBreaker
+from ._circuit_breaker import BreakerRecord, CircuitBreaker
 from ._defaults import default_plugins
 from ._hedge import HEDGE_EXTENSION, Hedge, HedgeStats
 from ._logging import Logging
 from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, UpstreamMetrics
+from ._otel import OpenTelemetry
 from ._rate_limit import RateLimiter, RateLimitSnapshot
 from ._redirects import CREDENTIALS_EXTENSION, REDIRECT_STATUSES, Redirects
 from ._retry import (
@@ -37,6 +38,7 @@ __all__ = [
     "ApiKeyAuth",
     "BasicAuth",
     "BearerAuth",
+    "BreakerRecord",
     "Bulkhead",
     "CircuitBreaker",
     "Hedge",
@@ -45,6 +47,7 @@ __all__ = [
     "Logging",
     "Metrics",
     "MetricsSnapshot",
+    "OpenTelemetry",
     "RateLimitSnapshot",
     "RateLimiter",
     "Redirects",

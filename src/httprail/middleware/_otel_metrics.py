@@ -1,0 +1,135 @@
+"""The instruments of the ``OpenTelemetry`` stage, created on one OpenTelemetry ``Meter``.
+
+The aggregation (histogram buckets, sums, export) is the SDK's: this module only records.
+``docs/observability.md`` lists every instrument with its unit and attributes:
+``http.client.request.duration``, ``http.client.active_requests`` (one per physical attempt),
+``httprail.request.duration`` (logical requests), ``httprail.attempts``, ``httprail.retries``,
+``httprail.rejections``, ``httprail.breaker.transitions``, ``httprail.breaker.state`` and
+``httprail.hedges``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .._context import upstream_of
+from .._events import BreakerEvent, CircuitState, Event, HedgeEvent, RejectionEvent, RetryEvent
+from ._otel_semconv import DURATION_BUCKETS, error_type
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+__all__ = ["Instruments"]
+
+_STATES = tuple(CircuitState)
+
+
+class Instruments:
+    """Every instrument the stage records to, and the breaker states it last heard of."""
+
+    __slots__ = (
+        "_observation",
+        "active",
+        "attempts",
+        "breaker_states",
+        "calls",
+        "duration",
+        "hedges",
+        "rejections",
+        "retries",
+        "transitions",
+    )
+
+    def __init__(self, meter: Meter) -> None:
+        from opentelemetry.metrics import Observation
+
+        self._observation = Observation
+        self.duration = meter.create_histogram(
+            "http.client.request.duration",
+            unit="s",
+            description="Duration of HTTP client requests (one per physical attempt).",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        self.active = meter.create_up_down_counter(
+            "http.client.active_requests",
+            unit="{request}",
+            description="Number of outstanding HTTP client requests (attempts in flight).",
+        )
+        self.calls = meter.create_histogram(
+            "httprail.request.duration",
+            unit="s",
+            description="Duration of logical requests, every retry, wait and hedge included.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        self.attempts = meter.create_counter(
+            "httprail.attempts",
+            unit="{attempt}",
+            description="Physical attempts sent, by kind (first, retry, hedge).",
+        )
+        self.retries = meter.create_counter(
+            "httprail.retries",
+            unit="{retry}",
+            description="Retries scheduled, by the failed attempt's error.type and delay source.",
+        )
+        self.rejections = meter.create_counter(
+            "httprail.rejections",
+            unit="{request}",
+            description="Requests turned away before the upstream (open circuit, retry "
+            "budget, rate limit, bulkhead).",
+        )
+        self.transitions = meter.create_counter(
+            "httprail.breaker.transitions",
+            unit="{transition}",
+            description="Circuit breaker state changes.",
+        )
+        self.hedges = meter.create_counter(
+            "httprail.hedges",
+            unit="{request}",
+            description="Hedged copies sent, and those that answered first.",
+        )
+        self.breaker_states: dict[str, CircuitState] = {}
+        meter.create_observable_gauge(
+            "httprail.breaker.state",
+            callbacks=[self._observe_breakers],
+            unit="1",
+            description="1 for each upstream's current circuit state, 0 for the other states.",
+        )
+
+    def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
+        observation = self._observation
+        return [
+            observation(
+                int(state is current),
+                {"httprail.upstream": upstream, "httprail.breaker.state": state.value},
+            )
+            for upstream, current in list(self.breaker_states.items())
+            for state in _STATES
+        ]
+
+    def record(self, event: Event) -> None:
+        """Count what ``event`` says."""
+        if isinstance(event, RetryEvent):
+            attributes: dict[str, Any] = {
+                "httprail.upstream": upstream_of(event.request),
+                "httprail.retry.cause": error_type(event.error),
+                "httprail.retry.delay_source": event.delay_source,
+            }
+            self.retries.add(1, attributes)
+        elif isinstance(event, RejectionEvent):
+            attributes = {
+                "httprail.upstream": event.upstream,
+                "httprail.rejection.kind": event.kind,
+            }
+            self.rejections.add(1, attributes)
+        elif isinstance(event, BreakerEvent):
+            self.breaker_states[event.upstream] = event.new
+            attributes = {
+                "httprail.upstream": event.upstream,
+                "httprail.breaker.from": event.old.value,
+                "httprail.breaker.to": event.new.value,
+            }
+            self.transitions.add(1, attributes)
+        elif isinstance(event, HedgeEvent):
+            attributes = {"httprail.upstream": event.upstream, "httprail.hedge.kind": event.kind}
+            self.hedges.add(1, attributes)
