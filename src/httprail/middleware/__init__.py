@@ -16,6 +16,7 @@ from ._metrics import DEFAULT_BUCKETS, Histogram, Metrics, MetricsSnapshot, Upst
 from ._otel import OpenTelemetry
 from ._rate_limit import RateLimiter, RateLimitSnapshot
 from ._redirects import CREDENTIALS_EXTENSION, REDIRECT_STATUSES, Redirects
+from ._request_id import RequestId, request_id_of
 from ._retry import (
     IDEMPOTENT_METHODS,
     NO_RETRY_EXTENSION,
@@ -51,6 +52,7 @@ __all__ = [
     "RateLimitSnapshot",
     "RateLimiter",
     "Redirects",
+    "RequestId",
     "Retry",
     "RetryBudget",
     "RetryBudgetSnapshot",
@@ -61,4 +63,5 @@ __all__ = [
     "UpstreamMetrics",
     "auth",
     "default_plugins",
+    "request_id_of",
 ]

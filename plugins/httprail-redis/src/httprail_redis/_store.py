@@ -1,0 +1,457 @@
+"""``RedisStore``: breaker records, rate-limit schedules and retry budgets shared through Redis.
+
+Every read-modify-write is one atomic server-side operation: a compare-and-set script for
+:meth:`RedisStore.update` (retried, up to ``max_attempts``, when another process wrote first),
+and one purpose-built script each for the rate limit (GCRA), the shared pause and the retry
+budget. Keys are ``httprail:<namespace>:<kind>:<key>`` and expire when idle.
+
+Redis failing never fails a request: an operation that errs, or has not answered within
+``timeout`` seconds, is decided with local state instead (a private in-memory store for
+records, seeded with the last value read from Redis; the stage's own state for rate limits and
+budgets), and Redis is left alone for ``retry_interval`` seconds before one call tries it
+again. When it answers, the store goes back to it, writes the records it kept locally into
+Redis where Redis has none (a restarted server), and logs ``httprail.redis_recovered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Self, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from httprail import ConfigError, HttpSettings
+from httprail.state import MemoryStore
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from . import _scripts
+from ._codec import decode, encode
+
+__all__ = ["RedisStore", "RedisStoreStats"]
+
+V = TypeVar("V")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_log = logging.getLogger("httprail.redis")
+_UNREACHABLE: Any = object()  # an operation Redis did not answer in time
+_UNKNOWN: Any = object()  # a key's raw value not read yet
+_CACHE_MAX = 10_000
+_SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisStoreStats:
+    """What the store went through (counts since it was built).
+
+    Attributes:
+        available: whether the last operation reached Redis.
+        errors: operations that failed with an error (connection refused, reset, ...).
+        timeouts: operations not answered within ``timeout``.
+        fallbacks: operations decided with local state (errors, timeouts, and calls made
+            while Redis was left alone).
+        conflicts: compare-and-set attempts lost to another writer (then retried).
+        outages: times Redis became unreachable.
+        resynced: records written back into Redis after an outage.
+    """
+
+    available: bool
+    errors: int
+    timeouts: int
+    fallbacks: int
+    conflicts: int
+    outages: int
+    resynced: int
+
+
+class RedisStore(Generic[V]):
+    """A :class:`httprail.state.StateStore` (and shared rate and budget store) on Redis.
+
+    Give one store to the stages of every process that must share their view of upstreams:
+    ``CircuitBreaker(store=s)``, ``RateLimiter(rate=200, store=s)``,
+    ``Retry(budget=RetryBudget(store=s))``; in a stack file, ``store = "redis"`` in the
+    stage's options with the URL from ``HTTP_REDIS_URL`` (or ``settings.redis_url``).
+
+    Args:
+        url: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
+            ``unix:///path/to/socket``; Valkey servers work the same.
+        namespace: keys are ``httprail:<namespace>:...``: stores with different namespaces on
+            one server share nothing.
+        timeout: seconds an operation may take before the stage decides locally (default
+            5 ms: Redis on the same network answers in well under 1 ms).
+        read_ttl: seconds a value read (or written) is reused for reads without asking Redis
+            again (the breaker reads its record before every call).
+        idle_ttl: seconds a key lives after its last write.
+        retry_interval: seconds Redis is left alone after it failed; then one call tries it.
+        max_attempts: compare-and-set attempts per update before it is decided locally.
+        client: a ``redis.asyncio.Redis`` to use instead of one built from ``url`` (it is not
+            closed by :meth:`aclose`).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "default",
+        timeout: float = 0.005,
+        read_ttl: float = 0.02,
+        idle_ttl: float = 3600.0,
+        retry_interval: float = 0.5,
+        max_attempts: int = 16,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
+            raise ConfigError(
+                f"RedisStore(url=...) must be a redis://, rediss:// or unix:// URL, "
+                f"got a {type(url).__name__} with scheme {_scheme(url)!r}"
+            )
+        if not isinstance(namespace, str) or not namespace or any(c in namespace for c in ": "):
+            raise ConfigError(
+                f"RedisStore(namespace=...) must be a non-empty string without ':' or spaces, "
+                f"got {namespace!r}"
+            )
+        for label, value in (
+            ("timeout", timeout),
+            ("read_ttl", read_ttl),
+            ("idle_ttl", idle_ttl),
+            ("retry_interval", retry_interval),
+        ):
+            low_ok = label == "read_ttl"
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+                or (value == 0 and not low_ok)
+            ):
+                rule = ">= 0" if low_ok else "> 0"
+                raise ConfigError(f"RedisStore({label}=...) must be a finite number {rule}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigError(
+                f"RedisStore(max_attempts=...) must be an int >= 1, got {max_attempts!r}"
+            )
+        self.url = url
+        self.namespace = namespace
+        self.timeout = float(timeout)
+        self.read_ttl = float(read_ttl)
+        self.idle_ttl = float(idle_ttl)
+        self.retry_interval = float(retry_interval)
+        self.max_attempts = max_attempts
+        self._prefix = f"httprail:{namespace}:"
+        self._given = client
+        self._client: aioredis.Redis | None = client
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._local: MemoryStore[V] = MemoryStore()
+        self._cache: dict[str, tuple[Any, V | None, float]] = {}
+        self._down = False
+        self._down_until = 0.0
+        self._offset = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._counts = dict.fromkeys(
+            ("errors", "timeouts", "fallbacks", "conflicts", "outages", "resynced"), 0
+        )
+
+    @classmethod
+    def from_settings(cls, settings: HttpSettings, **overrides: Any) -> RedisStore[Any]:
+        """A store on ``settings.redis_url`` (``HTTP_REDIS_URL``), timeout ``redis_timeout``.
+
+        Raises:
+            ConfigError: no URL is set.
+        """
+        url = overrides.pop("url", None) or getattr(settings, "redis_url", None)
+        if not url:
+            raise ConfigError(
+                "the 'redis' store needs a URL: set HTTP_REDIS_URL, or redis_url in the "
+                "stack file's settings"
+            )
+        timeout = getattr(settings, "redis_timeout", None)
+        if timeout is not None:
+            overrides.setdefault("timeout", timeout)
+        return cls(url, **overrides)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({_safe(self.url)!r}, namespace={self.namespace!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections this store opened (not a ``client`` it was given)."""
+        for task in list(self._tasks):
+            task.cancel()
+        client, self._client, self._loop = self._client, self._given, None
+        if client is not None and client is not self._given:
+            await client.aclose()
+
+    # -- what the stages call --------------------------------------------------------------
+
+    def clock(self) -> float:
+        """Seconds of the server's clock (Unix time), read locally: ``time.time()`` plus the
+        offset measured when the store connected. Breakers on this store use it, so records
+        written by processes on different hosts agree on when a circuit opened."""
+        return time.time() + self._offset
+
+    @property
+    def stats(self) -> RedisStoreStats:
+        """Counts of errors, timeouts, local decisions and outages so far."""
+        return RedisStoreStats(available=not self._down, **self._counts)
+
+    async def get(self, key: str) -> V | None:
+        """The value under ``key`` (reused for ``read_ttl`` seconds after a read or write)."""
+        entry = self._cache.get(key)
+        if entry is not None and time.monotonic() - entry[2] < self.read_ttl:
+            return entry[1]
+        full = self._prefix + "state:" + key
+        raw = await self._call(_get, full)
+        if raw is _UNREACHABLE:
+            return (await self._seeded(key)).peek(key)
+        value = self._decode(raw)
+        self._remember(key, raw, value)
+        return value
+
+    async def update(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> R:
+        """Replace the value under ``key`` by ``change(old)[0]`` atomically; ``[1]`` back.
+
+        ``change`` may run more than once (another process wrote first: it runs again on the
+        newer value). Decided locally when Redis is unreachable or the key is too contended.
+        """
+        full = self._prefix + "state:" + key
+        entry = self._cache.get(key)
+        raw = _UNKNOWN if entry is None else entry[0]
+        fresh = entry is not None and time.monotonic() - entry[2] < self.read_ttl
+        ttl = str(math.ceil(self.idle_ttl * 1000))
+        for _ in range(self.max_attempts):
+            if raw is _UNKNOWN:
+                raw = await self._call(_get, full)
+                if raw is _UNREACHABLE:
+                    return await (await self._seeded(key)).update(key, change)
+                fresh = True
+            old = self._decode(raw)
+            new, result = change(old)
+            if new == old and old is not None:
+                if fresh:  # nothing to write, and what was read is recent enough
+                    self._remember(key, raw, old)
+                    return result
+                raw = _UNKNOWN  # unchanged on a stale copy: read again before deciding
+                continue
+            written = encode(new).encode()
+            expected = b"" if raw is None else raw
+            cas = self._script("cas", _scripts.CAS)
+            answer = await self._call(cas, keys=[full], args=[expected, written, ttl])
+            if answer is _UNREACHABLE:
+                return await (await self._seeded(key)).update(key, change)
+            if answer[0] == 1:
+                self._remember(key, written, new)
+                return result
+            self._counts["conflicts"] += 1
+            raw = answer[1] if len(answer) > 1 else None
+            fresh = True
+        _log.warning("httprail.redis_contended", extra={"key": key, "attempts": self.max_attempts})
+        self._counts["fallbacks"] += 1
+        return await (await self._seeded(key)).update(key, change)
+
+    async def rate_acquire(
+        self, key: str, interval: float, tolerance: float, max_wait: float | None
+    ) -> tuple[bool, float] | None:
+        """Reserve ``key``'s next send slot (see :class:`httprail.state.SharedRateStore`)."""
+        keys = [self._prefix + "rate:" + key, self._prefix + "pause:" + key]
+        limit = "-1" if max_wait is None else repr(max(0.0, float(max_wait)))
+        args = [repr(float(interval)), repr(float(tolerance)), limit]
+        script = self._script("rate", _scripts.RATE)
+        answer = await self._call(script, keys=keys, args=args)
+        if answer is _UNREACHABLE:
+            return None
+        return answer[0] == 1, float(answer[1])
+
+    async def rate_pause(self, key: str, seconds: float) -> None:
+        """Hold every process's requests to ``key`` for ``seconds`` (only ever later)."""
+        keys = [self._prefix + "pause:" + key]
+        script = self._script("pause", _scripts.PAUSE)
+        args = [repr(max(0.0, float(seconds)))]
+        await self._call(script, keys=keys, args=args)
+
+    async def budget_spend(
+        self,
+        key: str,
+        deposits: int,
+        *,
+        withdraw: bool,
+        ratio: float,
+        reserve: float,
+        window: float,
+        buckets: int,
+    ) -> bool | None:
+        """Deposit, and withdraw if asked, in one step (see ``SharedBudgetStore``)."""
+        keys = [self._prefix + "budget:" + key]
+        args = [
+            str(int(deposits)),
+            "1" if withdraw else "0",
+            repr(float(ratio)),
+            repr(float(reserve)),
+            repr(window / buckets),
+            str(int(buckets)),
+        ]
+        script = self._script("budget", _scripts.BUDGET)
+        answer = await self._call(script, keys=keys, args=args)
+        if answer is _UNREACHABLE:
+            return None
+        return bool(answer)
+
+    # -- the connection, its timeout and the fallback -----------------------------------------
+
+    async def _call(
+        self, operation: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        """``operation(*args, client=..., **kwargs)``'s answer, or ``_UNREACHABLE`` (an
+        error, a slow answer, or Redis left alone after a failure)."""
+        now = time.monotonic()
+        if self._down:
+            if now < self._down_until:
+                self._counts["fallbacks"] += 1
+                return _UNREACHABLE
+            self._down_until = now + self.retry_interval  # this call probes; others stay local
+        client = self._bound()
+        try:
+            async with asyncio.timeout(self.timeout):
+                answer = await operation(*args, client=client, **kwargs)
+        except TimeoutError:
+            return self._failed("timeout", now)
+        except (RedisError, OSError) as exc:
+            return self._failed(type(exc).__name__, now)
+        if self._down:
+            self._recovered()
+        return answer
+
+    def _failed(self, reason: str, now: float) -> Any:
+        self._counts["timeouts" if reason == "timeout" else "errors"] += 1
+        self._counts["fallbacks"] += 1
+        self._down_until = now + self.retry_interval
+        if not self._down:
+            self._down = True
+            self._counts["outages"] += 1
+            _log.warning(
+                "httprail.redis_unavailable",
+                extra={"reason": reason, "store": _safe(self.url), "timeout": self.timeout},
+            )
+        return _UNREACHABLE
+
+    def _recovered(self) -> None:
+        self._down = False
+        kept = self._local.snapshot()
+        self._local = MemoryStore()
+        self._cache.clear()
+        _log.info("httprail.redis_recovered", extra={"store": _safe(self.url), "kept": len(kept)})
+        if kept:
+            self._spawn(self._resync(kept))
+        self._spawn(self._sync_clock())
+
+    async def _resync(self, kept: dict[str, V]) -> None:
+        """Write the records kept locally during the outage where Redis has none (a server
+        that restarted empty); where Redis kept its own, Redis wins."""
+        ttl = str(math.ceil(self.idle_ttl * 1000))
+        cas = self._script("cas", _scripts.CAS)
+        for key, value in kept.items():
+            full = self._prefix + "state:" + key
+            written = encode(value).encode()
+            answer = await self._call(cas, keys=[full], args=[b"", written, ttl])
+            if answer is _UNREACHABLE:
+                return
+            if answer[0] == 1:
+                self._counts["resynced"] += 1
+
+    async def _sync_clock(self) -> None:
+        """Measure the server clock's offset from ``time.time()`` (half a round trip off)."""
+        before = time.time()
+        answer = await self._call(_time)
+        after = time.time()
+        if answer is not _UNREACHABLE:
+            seconds, micros = answer
+            self._offset = seconds + micros / 1e6 - (before + after) / 2
+
+    def _bound(self) -> aioredis.Redis:
+        """The client for the running loop (a store used from a new loop opens new connections)."""
+        loop = asyncio.get_running_loop()
+        client = self._client
+        if client is not None and (self._loop is loop or client is self._given):
+            if self._loop is None:
+                self._loop = loop
+            return client
+        client = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=max(self.timeout, 1.0),
+            socket_timeout=max(self.timeout, 1.0),
+            retry=RedisRetry(NoBackoff(), 0),
+        )
+        self._client, self._loop = client, loop
+        self._scripts.clear()
+        self._spawn(self._sync_clock())
+        return client
+
+    def _script(self, name: str, text: str) -> AsyncScript:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self._bound().register_script(text)
+        return script
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _seeded(self, key: str) -> MemoryStore[V]:
+        """The local store, holding ``key``'s last value seen in Redis if it had none."""
+        local = self._local
+        if local.peek(key) is None:
+            entry = self._cache.get(key)
+            seed = None if entry is None else entry[1]
+            if seed is not None:
+                await local.update(key, lambda _: (seed, None))
+        return local
+
+    def _decode(self, raw: Any) -> V | None:
+        if raw is None:
+            return None
+        try:
+            value: V = decode(raw)
+            return value
+        except (ValueError, KeyError, TypeError):
+            _log.warning("httprail.redis_bad_value", extra={"store": _safe(self.url)})
+            return None
+
+    def _remember(self, key: str, raw: Any, value: V | None) -> None:
+        cache = self._cache
+        if len(cache) >= _CACHE_MAX and key not in cache:
+            cache.clear()
+        cache[key] = (raw, value, time.monotonic())
+
+
+async def _get(key: str, *, client: aioredis.Redis) -> Any:
+    return await client.get(key)
+
+
+async def _time(*, client: aioredis.Redis) -> Any:
+    return await client.time()
+
+
+def _scheme(url: object) -> str:
+    return urlsplit(url).scheme if isinstance(url, str) else ""
+
+
+def _safe(url: str) -> str:
+    """``url`` without its user and password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
