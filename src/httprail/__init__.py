@@ -37,6 +37,7 @@ The error tree (every error is an ``Exception`` and also a value inside ``Failur
     │   ├── AuthError
     │   ├── InvalidRequestError
     │   ├── PaginationError
+    │   ├── ServiceNotFoundError
     │   └── RedirectError
     │       ├── TooManyRedirectsError
     │       └── InsecureRedirectError
@@ -76,6 +77,7 @@ from ._errors import (
     ResponseValidationError,
     RetryBudgetExhaustedError,
     ServerStatusError,
+    ServiceNotFoundError,
     StatusError,
     TimeoutPhase,
     TooManyRedirectsError,
@@ -164,6 +166,7 @@ __all__ = [
     "RetryBudgetExhaustedError",
     "RetryEvent",
     "ServerStatusError",
+    "ServiceNotFoundError",
     "Stack",
     "StackDeclaration",
     "StatusError",

@@ -25,6 +25,7 @@ HttprailError                      root of everything httprail returns or raises
 │   ├── AuthError                  credentials could not be obtained (token provider failed)
 │   ├── InvalidRequestError        the request cannot be sent as given (bad URL, scheme, header)
 │   ├── PaginationError            the pages do not go on safely: a loop, another origin, max_pages
+│   ├── ServiceNotFoundError       .name, .known: no service of that name in the registry
 │   └── RedirectError              .status_code, .location: a redirect that is not followed
 │       ├── TooManyRedirectsError  more than max_redirects hops, or a loop
 │       └── InsecureRedirectError  https → http, refused unless allowed
@@ -79,6 +80,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
     "ServerStatusError",
+    "ServiceNotFoundError",
     "StatusError",
     "TimeoutPhase",
     "TooManyRedirectsError",
@@ -421,6 +423,26 @@ class PaginationError(RequestError):
     and the service still announces more. Pages read before it were yielded."""
 
     counts_against_upstream = False
+
+
+class ServiceNotFoundError(RequestError):
+    """No service of that name is in the registry (``ServiceRegistry.client``); the message
+    lists the services it knows. The caller's mistake: not retried, not counted against any
+    upstream.
+
+    Args:
+        name: the name that was asked for.
+        known: the names the registry knows.
+    """
+
+    counts_against_upstream = False
+    never_processed = True
+
+    def __init__(self, name: str, known: Sequence[str] = ()) -> None:
+        self.name = name
+        self.known: tuple[str, ...] = tuple(known)
+        listed = ", ".join(self.known) if self.known else "(none)"
+        super().__init__(f"no service {name!r}; known: {listed}")
 
 
 class AuthError(RequestError):

@@ -95,6 +95,8 @@ def build_stack(
     settings: HttpSettings | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    terminal: TerminalPlugin | None = None,
+    wrap_terminal: Callable[[TerminalPlugin], TerminalPlugin] | None = None,
 ) -> Stack:
     """Build the provider or service ``name`` declared in ``source``.
 
@@ -107,6 +109,9 @@ def build_stack(
         environ: where ``api_key_env`` is read (default ``os.environ``).
         overrides: generator options that win over the declared ones (a provider's
             ``model``, say); checked like declared options.
+        terminal: send through this terminal instead of building the declared one.
+        wrap_terminal: applied to the terminal before the client is built (the service
+            registry puts its endpoint balancer there, inside every stage).
 
     Raises:
         ConfigError: anything wrong in the declaration, naming the file, the provider or
@@ -149,10 +154,13 @@ def build_stack(
         if not isinstance(built, MiddlewarePlugin):
             raise ConfigError(f"{where}, plugin {listed!r}: built {built!r}, not a middleware")
         middleware.append(built)
-    terminal_spec = _lookup(plugins, "transports", entry.terminal, f"{where}, terminal")
-    terminal = _build(terminal_spec, {}, own, None, f"{where}, terminal {entry.terminal!r}")
-    if not isinstance(terminal, TerminalPlugin):
-        raise ConfigError(f"{where}: terminal {entry.terminal!r} built {terminal!r}")
+    if terminal is None:
+        terminal_spec = _lookup(plugins, "transports", entry.terminal, f"{where}, terminal")
+        terminal = _build(terminal_spec, {}, own, None, f"{where}, terminal {entry.terminal!r}")
+        if not isinstance(terminal, TerminalPlugin):
+            raise ConfigError(f"{where}: terminal {entry.terminal!r} built {terminal!r}")
+    if wrap_terminal is not None:
+        terminal = wrap_terminal(terminal)
     try:
         client = AsyncClient(
             entry.base_url,

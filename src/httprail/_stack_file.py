@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ._errors import ConfigError
 from ._settings import ProviderOverrides, one_line, quoted
@@ -80,11 +87,38 @@ class _Entry(BaseModel):
         return value
 
 
+class _ServiceEntry(_Entry):
+    """A service: a provider's keys, and where it runs (``httprail.services`` reads these;
+    ``health_check`` and ``balancer`` are checked there, key by key)."""
+
+    endpoints: list[str] = Field(default_factory=list)
+    health_url: str | None = Field(default=None, min_length=1)
+    health_check: dict[str, Any] = Field(default_factory=dict)
+    balancer: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_from_endpoints(cls, data: Any) -> Any:
+        """No ``base_url`` but ``endpoints``: the first endpoint is the base URL."""
+        if isinstance(data, Mapping) and "base_url" not in data:
+            endpoints = data.get("endpoints")
+            if isinstance(endpoints, list) and endpoints and isinstance(endpoints[0], str):
+                return {**data, "base_url": endpoints[0]}
+        return data
+
+    @field_validator("endpoints")
+    @classmethod
+    def _absolute_endpoints(cls, value: list[str]) -> list[str]:
+        for url in value:
+            _Entry._absolute_http(url)
+        return value
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     providers: dict[str, _Entry] = Field(default_factory=dict)
-    services: dict[str, _Entry] = Field(default_factory=dict)
+    services: dict[str, _ServiceEntry] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +127,7 @@ class StackDeclaration:
 
     source: str
     providers: Mapping[str, _Entry]
-    services: Mapping[str, _Entry]
+    services: Mapping[str, _ServiceEntry]
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Self:

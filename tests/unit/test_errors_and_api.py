@@ -114,7 +114,7 @@ EXPECTED_TOP_LEVEL = [
     "RequestTimeoutError", "ResponseTooLargeError", "ResponseValidationError",
     "Result", "RetryBudgetExhaustedError",
     "RetryEvent",
-    "ServerStatusError", "Stack", "StackDeclaration", "StatusError", "Success", "TerminalPlugin",
+    "ServerStatusError", "ServiceNotFoundError", "Stack", "StackDeclaration", "StatusError", "Success", "TerminalPlugin",
     "TimeoutPhase", "TooManyRedirectsError", "TransportError",
     "UpstreamHealth",
     "WriteError", "__version__",
