@@ -12,7 +12,7 @@ other ClientStatusError            502     401/403 say the *gateway's* credentia
 RequestTimeoutError                504
 MaxRetriesExceededError            (last)  mapped by the last attempt's error
 ServerStatusError, TransportError  502
-DecodeError (ResponseValidation…)  502     the upstream answered something unusable
+DecodeError, ResponseValidationError 502   the upstream answered something unusable
 InvalidRequestError                500     the gateway built a request it cannot send
 ServiceNotFoundError               500     the service is not configured
 anything else                      502
@@ -44,6 +44,7 @@ from httprail import (
     RateLimitedError,
     RequestError,
     RequestTimeoutError,
+    ServiceNotFoundError,
     redact_text,
 )
 from pydantic import BaseModel
@@ -82,7 +83,7 @@ def failure_status(
         if error.status_code in passthrough:
             return error.status_code, None
         return 502, None
-    if isinstance(error, InvalidRequestError) or type(error).__name__ == "ServiceNotFoundError":
+    if isinstance(error, InvalidRequestError | ServiceNotFoundError):
         return 500, None
     if isinstance(error, RequestError):
         return 502, None
