@@ -12,11 +12,24 @@ from ._checks import HealthChecker
 from ._config import BalancerOptions, HealthCheck, Policy, ServiceConfig
 from ._registry import ServiceRegistry
 from ._status import EndpointHealth, RegistryHealth, ServiceHealth, ServiceStatus
+from ._typed import (
+    BoundEndpoint,
+    DeclaredEndpoint,
+    ServiceClient,
+    delete,
+    endpoint,
+    get,
+    patch,
+    post,
+    put,
+)
 
 __all__ = [
     "BalancedTerminal",
     "Balancer",
     "BalancerOptions",
+    "BoundEndpoint",
+    "DeclaredEndpoint",
     "Endpoint",
     "EndpointHealth",
     "EndpointState",
@@ -24,8 +37,15 @@ __all__ = [
     "HealthChecker",
     "Policy",
     "RegistryHealth",
+    "ServiceClient",
     "ServiceConfig",
     "ServiceHealth",
     "ServiceRegistry",
     "ServiceStatus",
+    "delete",
+    "endpoint",
+    "get",
+    "patch",
+    "post",
+    "put",
 ]
