@@ -189,6 +189,7 @@ class Balancer:
         if not failed:
             endpoint.streak = 0
             return
+        self._release(self._clock())
         endpoint.failures += 1
         endpoint.streak += 1
         if endpoint.streak >= self.options.consecutive_failures and endpoint.ejected_until is None:
@@ -196,7 +197,6 @@ class Balancer:
 
     def _eject(self, endpoint: Endpoint, outcome: Outcome) -> None:
         now = self._clock()
-        self._release(now)
         options = self.options
         out = sum(1 for e in self.endpoints if e.ejected_until is not None)
         limit = max(1, math.floor(len(self.endpoints) * options.max_ejection_percent / 100))
