@@ -217,6 +217,10 @@ class _Knobs(_Parsed):
     trust_env: bool = True
     follow_redirects: bool = False
     max_redirects: RedirectHops = 20
+    # Shared state (the httprail-redis plugin): the server of stages given store = "redis" in
+    # a stack file, and how long one Redis operation may take before a stage decides locally.
+    redis_url: str | None = Field(default=None, repr=False)
+    redis_timeout: PositiveSeconds = 0.005
 
     _parse_body_bytes = field_validator("max_body_bytes", mode="before")(_parse_size)
 
@@ -263,6 +267,8 @@ class ProviderOverrides(_Parsed):
     trust_env: bool | None = None
     follow_redirects: bool | None = None
     max_redirects: RedirectHops | None = None
+    redis_url: str | None = Field(default=None, repr=False)
+    redis_timeout: PositiveSeconds | None = None
 
     _parse_body_bytes = field_validator("max_body_bytes", mode="before")(_parse_size_override)
 

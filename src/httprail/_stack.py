@@ -143,14 +143,18 @@ def build_stack(
             f"which {'is' if len(unused) == 1 else 'are'} not in its stack {names}"
         )
     middleware: list[MiddlewarePlugin] = []
+    stores: dict[str, Any] = {}  # store = "redis" in several stages: one store for all
     generator_spec: PluginSpec | None = None
     generator_listed = ""
     for listed, spec in zip(names, specs, strict=True):
         if spec.group == "generators":
             generator_spec, generator_listed = spec, listed
             continue
-        options = options_of.get(normalize_name(listed), {})
-        built = _build(spec, options, own, api_key, f"{where}, plugin {listed!r}")
+        label = f"{where}, plugin {listed!r}"
+        options = _with_store(
+            options_of.get(normalize_name(listed), {}), plugins, own, stores, label
+        )
+        built = _build(spec, options, own, api_key, label)
         if not isinstance(built, MiddlewarePlugin):
             raise ConfigError(f"{where}, plugin {listed!r}: built {built!r}, not a middleware")
         middleware.append(built)
@@ -273,6 +277,26 @@ def _resolve(
     return specs
 
 
+def _with_store(
+    options: Mapping[str, Any],
+    registry: PluginRegistry,
+    settings: HttpSettings,
+    stores: dict[str, Any],
+    where: str,
+) -> Mapping[str, Any]:
+    """``options`` with a store given by name (``store = "redis"``) built from the
+    ``httprail.stores`` plugins, by its ``from_settings`` (the URL from ``HTTP_REDIS_URL`` or
+    the stack file's ``settings``); one store per name for the whole stack."""
+    name = options.get("store")
+    if not isinstance(name, str):
+        return options
+    key = normalize_name(name)
+    if key not in stores:
+        spec = _lookup(registry, "stores", name, f"{where}, option 'store'")
+        stores[key] = _build(spec, {}, settings, None, f"{where}, store {name!r}")
+    return {**options, "store": stores[key]}
+
+
 def _build(
     spec: PluginSpec,
     options: Mapping[str, Any],
@@ -285,6 +309,10 @@ def _build(
     """Check ``options`` against the factory's signature and types, then build the plugin."""
     factory = spec.factory
     parameters = _parameters(factory, skip_first=client is not None)
+    builder = getattr(factory, "from_settings", None)
+    if client is None and callable(builder):  # options only from_settings takes (Retry's store)
+        extra = _parameters(builder, skip_first=True)
+        parameters = {**{k: p for k, p in extra.items() if k != "**"}, **parameters}
     values = dict(options)
     if api_key is not None and "api_key" in parameters and "api_key" not in values:
         values["api_key"] = api_key

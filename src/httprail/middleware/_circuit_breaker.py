@@ -64,6 +64,7 @@ _EMPTY: tuple[int, ...] = (0,) * _BUCKETS
 _CLOSED_STATE = CircuitState.CLOSED
 _HALF_OPEN = CircuitState.HALF_OPEN
 _OPEN = CircuitState.OPEN
+_MONOTONIC = time.monotonic  # the default clock (a store's own clock replaces it)
 
 
 class BreakerRecord(NamedTuple):
@@ -178,7 +179,9 @@ class CircuitBreaker:
             10,000 upstreams; beyond that it forgets the records written least recently,
             never an open circuit within its break: see :meth:`forgettable`). Breakers sharing
             a store should share their options too.
-        clock: monotonic clock, injectable for tests.
+        clock: monotonic clock, injectable for tests. Left at its default, a store that
+            offers ``clock()`` (a shared one: ``RedisStore``) gives the clock instead, so that
+            processes on different hosts agree on when a circuit opened.
 
     Example:
         >>> stack = [Retry(), CircuitBreaker(failure_ratio=0.5, slow_call=10)]  # doctest: +SKIP
@@ -257,6 +260,9 @@ class CircuitBreaker:
             store.evictable = self.forgettable  # never forget an open circuit early
         self._key = key or upstream_of
         self._is_failure = is_failure
+        shared_clock = getattr(self.store, "clock", None)
+        if clock is _MONOTONIC and callable(shared_clock):
+            clock = shared_clock  # a store shared by hosts: one clock for all (RedisStore)
         self._clock = clock
         self._per_second = _BUCKETS / self.window  # window buckets per second
         self._plain = self.failure_ratio is None and self.slow_call is None

@@ -11,6 +11,7 @@ upstream answers, and a ``Retry-After`` pauses the whole key.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
 from collections import OrderedDict
@@ -25,7 +26,8 @@ from .._context import get_context, upstream_of
 from .._errors import ConfigError, RateLimitedError, StatusError
 from .._events import rejected
 from .._result import Next, Outcome
-from ._rate_bucket import Bucket
+from ..state._shared import SharedRateStore
+from ._rate_bucket import _HEADROOM, Bucket
 from ._rate_control import CubicRate
 from ._retry_after import parse_server_delay
 
@@ -100,6 +102,11 @@ class RateLimiter:
         clock: monotonic clock, compared with the context's deadline (injectable for tests).
         sleep: the dispatcher's sleep (injectable for tests).
         wall_clock: Unix time, for HTTP-date ``Retry-After`` values.
+        store: a store shared by processes (``httprail-redis``'s ``RedisStore``): every
+            process then draws from one GCRA schedule per key (``rate`` in all, not per
+            process), by one atomic reservation per request, and adaptive mode's
+            ``Retry-After`` pauses hold every process. When the store cannot be reached in
+            time, this process's own bucket decides (at the full ``rate``).
 
     Example:
         >>> stack = [Timeout(10), Retry(), RateLimiter(rate=50, burst=5)]  # doctest: +SKIP
@@ -122,6 +129,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        store: SharedRateStore | None = None,
     ) -> None:
         if not isinstance(adaptive, bool):
             raise ConfigError(f"RateLimiter(adaptive=...) must be True or False, got {adaptive!r}")
@@ -167,6 +175,16 @@ class RateLimiter:
         ):
             if not callable(fn) and not (label == "key" and fn is None):
                 raise ConfigError(f"RateLimiter({label}=...) must be callable, got {fn!r}")
+        if store is not None and not (
+            isinstance(store, SharedRateStore)
+            and inspect.iscoroutinefunction(store.rate_acquire)
+            and inspect.iscoroutinefunction(store.rate_pause)
+        ):
+            raise ConfigError(
+                f"RateLimiter(store=...) must be a shared rate store (async rate_acquire and "
+                f"rate_pause), got {store!r}"
+            )
+        self.store = store
         self.rate = None if rate is None else float(rate)
         self.burst = None if burst is None else float(burst)
         self.adaptive = adaptive
@@ -204,6 +222,10 @@ class RateLimiter:
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         key = self._key(request)
         bucket = self._bucket_for(key)
+        if self.store is not None:
+            shared = await self._shared(self.store, request, call_next, key, bucket)
+            if shared is not None:
+                return shared  # else the store was unreachable: this process's bucket decides
         now = self._clock()
         rate = bucket.rate
         control = bucket.control
@@ -228,6 +250,49 @@ class RateLimiter:
         bucket.finished(done - now)
         if control is not None:
             self._observe(bucket, control, outcome, round_sent, rate, queued, done)
+        return outcome
+
+    async def _shared(
+        self,
+        store: SharedRateStore,
+        request: httpx.Request,
+        call_next: Next,
+        key: str,
+        bucket: Bucket,
+    ) -> Outcome | None:
+        """A request through the shared schedule: one reservation, its wait, the call; ``None``
+        (nothing sent) when the store cannot be reached in time."""
+        now = self._clock()
+        room = self.max_wait
+        deadline = get_context(request).deadline
+        if deadline is not None:  # the turn must leave time for the call, as locally
+            left = deadline - now - _HEADROOM * bucket.latency
+            room = left if room is None else min(room, left)
+        answer = await store.rate_acquire(
+            key, bucket.interval, bucket.tolerance, None if room is None else max(0.0, room)
+        )
+        if answer is None:
+            return None
+        granted, wait = answer
+        if not granted:
+            limited = RateLimitedError(upstream=key, retry_after=wait, request=request)
+            return rejected(request, key, "rate_limit", limited)
+        if wait > 0:
+            await self._sleep(wait)
+        control = bucket.control
+        rate = bucket.rate
+        start = self._clock()
+        round_sent = 0
+        if control is not None:
+            control.on_send(start)
+            round_sent = control.throttles
+        outcome = await call_next(request)
+        done = self._clock()
+        bucket.finished(done - start)
+        if control is not None:
+            pause = self._observe(bucket, control, outcome, round_sent, rate, wait > 0, done)
+            if pause > 0:
+                await store.rate_pause(key, pause)  # every process holds off
         return outcome
 
     def _bucket_for(self, key: str) -> Bucket:
@@ -255,19 +320,20 @@ class RateLimiter:
         rate_at_send: float | None,
         queued: bool,
         now: float,
-    ) -> None:
-        """Adaptive mode: move the key's rate by what the upstream answered."""
+    ) -> float:
+        """Adaptive mode: move the key's rate by what the upstream answered; the seconds of
+        ``Retry-After`` pause it began (0: none)."""
         if isinstance(outcome, Success):
             response: httpx.Response = outcome.unwrap()
         else:
             error = outcome.failure()
             if not isinstance(error, StatusError):
-                return  # no answer (transport error, timeout): says nothing about the rate
+                return 0.0  # no answer (transport error, timeout): says nothing about the rate
             response = error.response
         if response.status_code not in self.throttle_statuses:
             if control.rate is not None:
                 bucket.set_rate(control.on_accept(now), now)
-            return
+            return 0.0
         delay = parse_server_delay(response.headers, self._wall_clock()).seconds
         pause = 0.0 if delay is None else min(max(0.0, delay), self.retry_after_max)
         changed = control.on_throttle(now, round_sent, rate_at_send, queued, pause)
@@ -277,3 +343,4 @@ class RateLimiter:
             changed = bucket.pause(now + pause) or changed
         if changed and bucket.live:
             bucket.refuse_late(now)
+        return pause

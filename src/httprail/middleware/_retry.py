@@ -34,6 +34,7 @@ from .._errors import (
 from .._events import RetryEvent, emit, rejected
 from .._result import Next, Outcome
 from .._settings import DEFAULT_RETRY_STATUSES, HttpSettings
+from ..state._shared import SharedBudgetStore
 from ._retry_after import parse_server_delay
 from ._retry_budget import RetryBudget
 
@@ -191,12 +192,18 @@ class Retry:
         self.budget = budget
 
     @classmethod
-    def from_settings(cls, settings: HttpSettings, **overrides: Any) -> Retry:
+    def from_settings(
+        cls, settings: HttpSettings, *, store: SharedBudgetStore | None = None, **overrides: Any
+    ) -> Retry:
         """A retry stage configured from ``settings`` (keyword arguments win).
 
         When ``settings.retry_budget`` is on and no ``budget`` is given, the stage gets a
         :class:`RetryBudget` of its own from the ``retry_budget_*`` settings, on the same
-        ``clock`` as the stage.
+        ``clock`` as the stage, and on ``store`` when one is given (a budget shared by
+        processes: ``store = "redis"`` in a stack file).
+
+        Raises:
+            ConfigError: a ``store`` with a ``budget`` given too, or with the budget off.
         """
         options: dict[str, Any] = {
             "max_retries": settings.max_retries,
@@ -206,9 +213,14 @@ class Retry:
             "retry_statuses": settings.retry_statuses,
         }
         options.update(overrides)
+        if store is not None and ("budget" in options or not settings.retry_budget):
+            raise ConfigError(
+                "Retry.from_settings(store=...) is the store of the budget it builds: it takes "
+                "no budget= and needs retry_budget on (HTTP_RETRY_BUDGET)"
+            )
         if "budget" not in options and settings.retry_budget:
             clock = options.get("clock", time.monotonic)
-            options["budget"] = RetryBudget.from_settings(settings, clock=clock)
+            options["budget"] = RetryBudget.from_settings(settings, clock=clock, store=store)
         return cls(**options)
 
     def __repr__(self) -> str:
@@ -251,7 +263,15 @@ class Retry:
                 if decision.exhausted:
                     return Failure(MaxRetriesExceededError(state.history, request=request))
                 return outcome
-            if budget is not None and upstream is not None and not budget.try_withdraw(upstream):
+            if (
+                budget is not None
+                and upstream is not None
+                and not (
+                    budget.try_withdraw(upstream)
+                    if budget.store is None
+                    else await budget.withdraw(upstream)  # shared: one call to the store
+                )
+            ):
                 # The budget is empty: stop now, without the sleep.
                 spent = RetryBudgetExhaustedError(state.history, upstream=upstream, request=request)
                 return rejected(request, upstream, "retry_budget", spent)

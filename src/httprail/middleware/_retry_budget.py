@@ -19,6 +19,8 @@ dropped; ``max_keys`` bounds the rest.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import time
 from collections import OrderedDict
@@ -28,11 +30,14 @@ from typing import Any
 
 from .._errors import ConfigError
 from .._settings import HttpSettings
+from ..state._shared import SharedBudgetStore
 from ..state._store import DEFAULT_MAX_KEYS
 
 __all__ = ["RetryBudget", "RetryBudgetSnapshot"]
 
 _floor = math.floor
+
+_FLUSH_EVERY = 0.05  # seconds a shared budget's deposits wait to go to the store in one call
 
 # Absorbs float rounding in ``ratio * requests`` (0.1 * 3 is 0.30000000000000004).
 _EPSILON = 1e-9
@@ -126,6 +131,11 @@ class RetryBudget:
         buckets: slices the window is cut into (>= 1); more is smoother and uses more memory.
         max_keys: the most keys kept at once (>= 1).
         clock: monotonic clock, injectable for tests.
+        store: a store shared by processes (``httprail-redis``'s ``RedisStore``): the budget is
+            then one for every process using it. Deposits go to it in batches (every 50 ms,
+            and with each withdrawal); a withdrawal is one atomic call. When it cannot be
+            reached in time the budget decides with this process's own counts, which it keeps
+            all along.
 
     Example:
         >>> budget = RetryBudget(ratio=0.2, min_per_second=10, window=10)
@@ -141,6 +151,7 @@ class RetryBudget:
         buckets: int = 10,
         max_keys: int = DEFAULT_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
+        store: SharedBudgetStore | None = None,
     ) -> None:
         if not _is_number(ratio) or not 0 <= ratio <= 1:
             raise ConfigError(f"RetryBudget(ratio=...) must be a number within 0..1, got {ratio!r}")
@@ -158,6 +169,13 @@ class RetryBudget:
                 raise ConfigError(f"RetryBudget({label}=...) must be an int >= 1, got {count!r}")
         if not callable(clock):
             raise ConfigError(f"RetryBudget(clock=...) must be callable, got {clock!r}")
+        if store is not None and not (
+            isinstance(store, SharedBudgetStore) and inspect.iscoroutinefunction(store.budget_spend)
+        ):
+            raise ConfigError(
+                f"RetryBudget(store=...) must be a shared budget store (async budget_spend), "
+                f"got {store!r}"
+            )
         self.ratio = float(ratio)
         self.min_per_second = float(min_per_second)
         self.window = float(window)
@@ -170,6 +188,12 @@ class RetryBudget:
         # bucket, so the keys idle the longest are always at the front.
         self._ledgers: OrderedDict[str, _Ledger] = OrderedDict()
         self._swept_at = -1
+        self.store = store
+        self._pending: dict[str, int] = {}  # deposits (minus refunds) not sent to the store yet
+        self._flusher: asyncio.Task[None] | None = None
+        if store is not None:  # the in-memory budget's methods stay as they are
+            self.deposit = self._deposit_shared  # type: ignore[method-assign]
+            self.refund = self._refund_shared  # type: ignore[method-assign]
 
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> RetryBudget:
@@ -228,6 +252,68 @@ class RetryBudget:
         ledger.retries[ledger.tick % self.buckets] += 1
         ledger.retry_total += 1
         return True
+
+    async def withdraw(self, key: str) -> bool:
+        """Spend one retry for ``key`` if the budget allows it: :meth:`try_withdraw`, or with a
+        ``store``, one atomic call to the shared budget (with this process's pending deposits);
+        this process's own counts decide when the store cannot be reached in time."""
+        store = self.store
+        if store is None:
+            return self.try_withdraw(key)
+        spent = await store.budget_spend(
+            key,
+            self._pending.pop(key, 0),
+            withdraw=True,
+            ratio=self.ratio,
+            reserve=self._reserve,
+            window=self.window,
+            buckets=self.buckets,
+        )
+        if spent is None:
+            return self.try_withdraw(key)
+        if spent:  # mirrored locally: the own counts stay close, should the store fail
+            ledger = self._ledger(key, self._tick())
+            ledger.retries[ledger.tick % self.buckets] += 1
+            ledger.retry_total += 1
+        return spent
+
+    def _deposit_shared(self, key: str) -> None:
+        RetryBudget.deposit(self, key)
+        self._queue(key, 1)
+
+    def _refund_shared(self, key: str) -> None:
+        RetryBudget.refund(self, key)
+        self._queue(key, -1)
+
+    def _queue(self, key: str, count: int) -> None:
+        """Count ``count`` deposits for the store; they go with the next batch."""
+        self._pending[key] = self._pending.get(key, 0) + count
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            try:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            except RuntimeError:  # no loop running: they go with the next withdrawal
+                self._flusher = None
+
+    async def _flush(self) -> None:
+        """Send the pending deposits every ``_FLUSH_EVERY`` seconds while there are some (a
+        batch the store does not take in time is dropped: the shared budget is then lower)."""
+        store = self.store
+        assert store is not None
+        while self._pending:
+            await asyncio.sleep(_FLUSH_EVERY)
+            pending, self._pending = self._pending, {}
+            for key, count in pending.items():
+                if count:
+                    await store.budget_spend(
+                        key,
+                        count,
+                        withdraw=False,
+                        ratio=self.ratio,
+                        reserve=self._reserve,
+                        window=self.window,
+                        buckets=self.buckets,
+                    )
 
     def available(self, key: str) -> int:
         """How many retries ``key`` could spend now (reads only; changes nothing)."""
