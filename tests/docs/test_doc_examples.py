@@ -37,6 +37,7 @@ PAGES = (
     "plugins/metrics.md",
     "plugins/overview.md",
     "sync.md",
+    "observability.md",
 )
 
 MARKER = re.compile(r"^<!--\s*(run|output|not run:.+?)\s*-->$")

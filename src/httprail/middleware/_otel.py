@@ -30,6 +30,7 @@ from ._otel_semconv import (
     client_attributes,
     error_type,
     outcome_attributes,
+    peer_attributes,
     span_attributes,
     span_name,
     status_description,
@@ -215,6 +216,8 @@ class OpenTelemetry:
         elapsed = self._clock() - start
         result = outcome_attributes(outcome)
         span.set_attributes(result)
+        if span.is_recording():
+            span.set_attributes(peer_attributes(outcome))
         self._end(span, outcome, request)
         _copy_result(result, metric)
         instruments.duration.record(elapsed, metric)

@@ -92,7 +92,6 @@ class Instruments:
         meter.create_observable_gauge(
             "httprail.breaker.state",
             callbacks=[self._observe_breakers],
-            unit="1",
             description="1 for each upstream's current circuit state, 0 for the other states.",
         )
 

@@ -21,6 +21,7 @@ __all__ = [
     "client_attributes",
     "error_type",
     "outcome_attributes",
+    "peer_attributes",
     "span_name",
     "status_description",
 ]
@@ -100,6 +101,26 @@ def outcome_attributes(outcome: Outcome) -> dict[str, Any]:
             if protocol is not None:
                 attributes["network.protocol.version"] = protocol
     return attributes
+
+
+def peer_attributes(outcome: Outcome) -> dict[str, Any]:
+    """``network.peer.address`` and ``network.peer.port`` of the connection that answered,
+    when the terminal exposes it (httpx's ``network_stream``; aiohttp and curl do not)."""
+    if type(outcome) is Success:
+        response: httpx.Response | None = outcome.unwrap()
+    else:
+        error = outcome.failure()
+        response = error.response if isinstance(error, StatusError) else None
+    stream = None if response is None else response.extensions.get("network_stream")
+    if stream is None:
+        return {}
+    try:
+        address = stream.get_extra_info("server_addr")
+    except Exception:  # noqa: BLE001 - a stream that cannot say is the same as none
+        return {}
+    if not isinstance(address, tuple) or len(address) < 2:
+        return {}
+    return {"network.peer.address": str(address[0]), "network.peer.port": int(address[1])}
 
 
 def status_description(outcome: Outcome, request: httpx.Request) -> str | None:
