@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
 
-import structlog
-
 from ._errors import ConfigError
+from ._log import get_logger
 
 __all__ = [
     "GROUPS",
@@ -44,7 +43,7 @@ DISABLED_VARIABLE = "HTTPRAIL_DISABLED_PLUGINS"
 PREFER_VARIABLE = "HTTPRAIL_PREFER_PLUGINS"
 RUNTIME = "<runtime>"
 
-_log = structlog.get_logger("httprail.discovery")
+_log = get_logger("httprail.discovery")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # What a plugin of each group must offer: (attribute, must be a coroutine function).

@@ -12,8 +12,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 import httpx
-import structlog
 from returns.result import Failure
+
+from ._log import get_logger
 
 if TYPE_CHECKING:
     from ._errors import RequestError
@@ -109,7 +110,7 @@ class HedgeEvent:
 Event = RetryEvent | BreakerEvent | RejectionEvent | HedgeEvent
 Observer = Callable[[Event], None]
 
-_log = structlog.get_logger("httprail.events")
+_log = get_logger("httprail.events")
 
 
 def emit(observers: tuple[Observer, ...], event: Event) -> None:

@@ -36,6 +36,7 @@ import tenacity
 from returns.result import Success
 
 from .._client import AsyncClient
+from .._log import quiet
 from .._settings import HttpSettings
 from ..testing import ChaosServer, RecordedRequest, Reply, TokenBucket
 
@@ -461,18 +462,19 @@ class NaiveClient:
 
 @contextlib.contextmanager
 def quiet_structlog(level: int = logging.ERROR) -> Iterator[None]:
-    """Drop structlog events below ``level`` while the block runs, then restore the
-    configuration (the logging stage's events too)."""
+    """Drop httprail's events below ``level`` while the block runs, then restore the
+    configuration: structlog's, when it is configured (httprail's events then go there), and
+    the stdlib ``httprail`` logger's level (where they go otherwise)."""
     was_configured = structlog.is_configured()
     saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+    if was_configured:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
     try:
-        yield
+        with quiet(level):
+            yield
     finally:
         if was_configured:
             structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
 
 
 async def run_demo(config: DemoConfig, progress: DemoProgress | None = None) -> DemoReport:

@@ -8,11 +8,11 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
-import structlog
 from returns.result import Failure, Result, Success
 
 from .._closing import ClosesOnExit
 from .._errors import ConfigError, ProviderNotFoundError, RequestError
+from .._log import get_logger
 from ._protocol import Generator, StreamItem
 from ._types import GenerationRequest, GenerationResult
 
@@ -28,7 +28,7 @@ ProviderBuilder: TypeAlias = Callable[..., Generator | Awaitable[Generator]]
 
 _CacheKey: TypeAlias = tuple[str, Hashable]
 
-_log = structlog.get_logger("httprail.generators")
+_log = get_logger("httprail.generators")
 
 
 class ProviderFactory(ClosesOnExit):

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Literal
 
 import httpx
-import structlog
 from returns.result import Failure, Result, Success
 
 from .._errors import AuthError, ConfigError, RequestError
+from .._log import get_logger
 from .._pipeline import RequestResponsePlugin
 from .._redact import register_secret, register_sensitive_param
 from .._validate import as_origin
@@ -22,7 +22,7 @@ TokenProvider = Callable[[], Awaitable[str]]
 """An async callable returning a current token (it may cache and refresh on its own)."""
 
 
-_log = structlog.get_logger("httprail.auth")
+_log = get_logger("httprail.auth")
 
 Origin = tuple[str, str, int | None]
 Origins = str | Collection[str] | None

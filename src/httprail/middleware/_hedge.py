@@ -25,12 +25,12 @@ from types import MappingProxyType
 from typing import Any
 
 import httpx
-import structlog
 from returns.result import Success
 
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, StatusError
 from .._events import CircuitState, hedged
+from .._log import get_logger
 from .._result import Next, Outcome
 from ..state._store import shed_idle
 from ._circuit_breaker import CircuitBreaker
@@ -43,7 +43,7 @@ HEDGE_EXTENSION = "httprail.hedge"
 
 Sleep = Callable[[float], Awaitable[Any]]
 
-_log = structlog.get_logger("httprail.hedge")
+_log = get_logger("httprail.hedge")
 _ONE_TOKEN = 1.0 - 1e-9  # ten deposits of 0.1 add up to 0.9999999999999999
 
 

@@ -1,19 +1,22 @@
-"""``Logging``: structlog events per request, retry and breaker transition, secrets redacted."""
+"""``Logging``: one event per request, retry and breaker transition, secrets redacted, to the
+stdlib logger ``httprail.http`` (or structlog, when the application configured it)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Literal
 
 import httpx
-import structlog
 from returns.result import Failure
 
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, RequestError, StatusError
 from .._events import BreakerEvent, Event, RetryEvent
+from .._log import Logger, get_logger
 from .._redact import redact_text, redact_url
 from .._result import Next, Outcome
+from ._request_id import request_id_of
 
 __all__ = ["Logging"]
 
@@ -35,20 +38,26 @@ def describe_error(error: RequestError) -> dict[str, Any]:
 
 
 class Logging:
-    """Emit one structlog event per request, and one per retry and breaker transition.
+    """Log one event per request, and one per retry and breaker transition.
 
     Events: ``http.request`` (method, redacted url, status, attempt, duration_ms, upstream,
-    and the error type for failures), ``http.retry`` and ``http.breaker``. URLs lose userinfo
+    request_id, and the error type for failures), ``http.retry`` and ``http.breaker``. They go
+    to the stdlib logger ``httprail.http``, fields in the record (see ``docs/observability.md``),
+    or to structlog when the application configured it; nothing is printed until the
+    application configures one of them. URLs lose userinfo
     and credential query values; error messages pass through the redaction rule
     (``docs/security.md``); headers are never logged. Only the failure path redacts text: a
     success logs the method, the redacted URL and numbers.
 
     By default successful requests are logged at ``debug``, failures and breaker transitions
     at ``warning`` and retries at ``info``; events below ``min_level`` (``info``) are not built
-    at all, so a quiet logger costs nothing per request.
+    at all, and neither is one the logger would drop (it is asked first), so an unconfigured
+    application pays one level check per failure.
 
     Args:
-        logger: a structlog logger (default: ``structlog.get_logger("httprail")``).
+        logger: where events go: a logger name, a stdlib ``logging.Logger`` (always used,
+            structlog or not), or any object with ``debug/info/warning/error(event, **fields)``
+            methods such as a structlog logger (default: ``"httprail.http"``).
         min_level: the lowest level emitted.
         success_level / failure_level: levels for completed requests.
         retry_level / breaker_level: levels for retries and breaker transitions.
@@ -79,7 +88,8 @@ class Logging:
                 raise ConfigError(
                     f"Logging({label}=...) must be one of {sorted(_LEVELS)}, got {level!r}"
                 )
-        self._logger = logger if logger is not None else structlog.get_logger("httprail")
+        self._logger = _logger_of(logger)
+        self._enabled = getattr(self._logger, "is_enabled_for", None)
         floor = _LEVELS[min_level]
         self._success = success_level if _LEVELS[success_level] >= floor else None
         self._failure = failure_level if _LEVELS[failure_level] >= floor else None
@@ -103,6 +113,9 @@ class Logging:
             "attempt": get_context(request).attempt,
             "duration_ms": round((self._clock() - start) * 1000.0, 3),
         }
+        request_id = request_id_of(request)
+        if request_id is not None:
+            fields["request_id"] = request_id
         if failed:
             fields.update(describe_error(outcome.failure()))
         else:
@@ -113,15 +126,17 @@ class Logging:
     def _wants(self, level: str) -> bool:
         """Whether the logger keeps ``level`` events (asked first: building one costs ~20 µs).
 
-        structlog's loggers answer ``is_enabled_for``; a logger that cannot is given the event.
+        httprail's and structlog's loggers answer ``is_enabled_for``; a logger that cannot is
+        given the event.
         """
-        enabled = getattr(self._logger, "is_enabled_for", None)
+        enabled = self._enabled
         return enabled is None or bool(enabled(_LEVELS[level]))
 
     def on_event(self, event: Event) -> None:
         """Log a retry or a breaker transition."""
         if isinstance(event, RetryEvent):
             if self._retry is not None and self._wants(self._retry):
+                request_id = request_id_of(event.request)
                 getattr(self._logger, self._retry)(
                     "http.retry",
                     method=event.request.method,
@@ -130,16 +145,30 @@ class Logging:
                     delay_s=round(event.delay, 3),
                     delay_source=event.delay_source,
                     **describe_error(event.error),
+                    **({} if request_id is None else {"request_id": request_id}),
                 )
         elif (
             isinstance(event, BreakerEvent)
             and self._breaker is not None
             and self._wants(self._breaker)
         ):
+            request_id = None if event.request is None else request_id_of(event.request)
             getattr(self._logger, self._breaker)(
                 "http.breaker",
                 upstream=event.upstream,
                 old=event.old.value,
                 new=event.new.value,
                 reason=event.reason,
+                **({} if request_id is None else {"request_id": request_id}),
             )
+
+
+def _logger_of(logger: Any) -> Any:
+    """What ``Logging(logger=...)`` writes to (see its docstring)."""
+    if logger is None:
+        return get_logger("httprail.http")
+    if isinstance(logger, str):
+        return get_logger(logger)
+    if isinstance(logger, logging.Logger):
+        return Logger(logger.name, stdlib=logger)
+    return logger

@@ -19,11 +19,11 @@ from collections.abc import Collection
 from typing import Any
 
 import httpx
-import structlog
 from returns.result import Failure, Success
 
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import ConfigError, InsecureRedirectError, RedirectError, TooManyRedirectsError
+from .._log import get_logger
 from .._result import Next, Outcome
 from .._settings import HttpSettings
 
@@ -45,7 +45,7 @@ ALWAYS_STRIPPED = ("authorization", "proxy-authorization", "cookie")
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-_log = structlog.get_logger("httprail.redirects")
+_log = get_logger("httprail.redirects")
 
 
 def origin_of(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import structlog
 import tenacity
 from returns.result import Failure, Success
 
@@ -32,6 +31,7 @@ from .._errors import (
     TransportError,
 )
 from .._events import RetryEvent, emit, rejected
+from .._log import get_logger
 from .._result import Next, Outcome
 from .._settings import DEFAULT_RETRY_STATUSES, HttpSettings
 from ..state._shared import SharedBudgetStore
@@ -67,7 +67,7 @@ Requests): retried, when their status is retried at all, for any method."""
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _RETRYABLE_TIMEOUT_PHASES = frozenset({"connect", "pool", "read", "write", "attempt"})
 
-_log = structlog.get_logger("httprail.retry")
+_log = get_logger("httprail.retry")
 
 Sleep = Callable[[float], Awaitable[Any]]
 

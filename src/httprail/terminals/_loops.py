@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import logging
 import socket
 import sys
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
+from .._log import get_logger
 from .._slots import Slots
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["bind", "close_everywhere", "release_socket", "send_elsewhere"]
 
-_log = logging.getLogger("httprail")
+_log = get_logger("httprail.terminals")
 
 # How long ``aclose`` waits for a loop running in another thread to close its copy's backend.
 _CLOSE_ELSEWHERE_TIMEOUT = 5.0

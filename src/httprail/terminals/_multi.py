@@ -26,7 +26,6 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Literal
 
 import httpx
-import structlog
 from returns.result import Failure, Success
 
 from .._errors import (
@@ -38,6 +37,7 @@ from .._errors import (
     StatusError,
     TransportError,
 )
+from .._log import get_logger
 from .._pipeline import TerminalPlugin
 from .._redact import redact_url
 from .._result import Outcome
@@ -62,7 +62,7 @@ _STRATEGIES: tuple[Strategy, ...] = ("failover", "round_robin", "random")
 _NEVER_SENT = frozenset({"connect", "pool"})
 _SENT = frozenset({"read", "write"})
 
-_log = structlog.get_logger("httprail.multi")
+_log = get_logger("httprail.multi")
 
 
 class MultiTerminal:
