@@ -32,6 +32,7 @@ from .terminals._limits import MAX_BODY_EXTENSION
 from .terminals._transport import PipelineTransport, TransportOptions
 
 if TYPE_CHECKING:
+    from .services._paginate import PageStyle
     from .terminals._httpx2 import Httpx2PipelineTransport
 
 __all__ = ["AsyncClient"]
@@ -415,6 +416,15 @@ class AsyncClient(ClosesOnExit):
         """
         outcome = await self.request("GET", url, **kwargs)
         return outcome.bind(lambda response: decode_json(response, model))
+
+    def paginate(
+        self, url: httpx.URL | str, *, style: PageStyle, item: Any = None, **options: Any
+    ) -> AsyncIterator[Result[Any, RequestError]]:
+        """Every item of every page of ``url`` as Results: :func:`httprail.services.paginate`
+        with this client (``style``, ``item``, ``max_pages``, ``max_items``, request options)."""
+        from .services._paginate import paginate
+
+        return paginate(self, url, style=style, item=item, **options)
 
     def as_httpx_transport(self, **options: Unpack[TransportOptions]) -> PipelineTransport:
         """This client's chain as an ``httpx.AsyncBaseTransport``, for httpx-based SDKs.

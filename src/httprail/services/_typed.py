@@ -22,12 +22,23 @@ How the parameters travel: see :func:`get`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import sys
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, get_args, get_origin, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    TypeVar,
+    Unpack,
+    cast,
+    get_args,
+    get_origin,
+    overload,
+)
 from urllib.parse import quote
 
 import httpx
@@ -191,13 +202,11 @@ def _decoded(outcome: Result[httpx.Response, RequestError], response: Any) -> Re
     return outcome.bind(lambda answer: decode_json(answer, response))
 
 
-async def _send(
-    client: AsyncClient,
-    route: _Route,
-    call: _Call,
-    defaults: Mapping[str, Any],
-    options: Mapping[str, Any],
-) -> Result[httpx.Response, RequestError]:
+def _options(
+    call: _Call, defaults: Mapping[str, Any], options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The client options of one call: declared defaults, then the caller's, then what the
+    arguments say (query parameters added to ``params``, the body as ``json``)."""
     merged: dict[str, Any] = {**defaults, **options}
     for key in ("params", "headers"):
         if key in defaults and key in options:
@@ -206,7 +215,17 @@ async def _send(
         merged["params"] = {**dict(merged.get("params") or {}), **call.query}
     if call.has_body:
         merged["json"] = call.body
-    return await client.request(route.method, call.path, **merged)
+    return merged
+
+
+async def _send(
+    client: AsyncClient,
+    route: _Route,
+    call: _Call,
+    defaults: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> Result[httpx.Response, RequestError]:
+    return await client.request(route.method, call.path, **_options(call, defaults, options))
 
 
 class _Slot:
@@ -311,15 +330,16 @@ def _declare(method: str, path: str, options: Mapping[str, Any]) -> Callable[[F]
             sent = await _send(service.client, slot.route, bound.unwrap(), slot.options, extra)
             return _decoded(sent, slot.response)
 
-        call.__name__ = func.__name__
-        call.__qualname__ = func.__qualname__
-        call.__doc__ = func.__doc__
-        call.__module__ = func.__module__
-        call.__wrapped__ = func  # type: ignore[attr-defined]
-        setattr(call, _SLOT, slot)
-        return call  # type: ignore[return-value]
+        return cast("F", _wrapped(call, func, slot))
 
     return decorate
+
+
+def _wrapped(call: Callable[..., Any], func: Callable[..., Any], slot: _Slot) -> Any:
+    """``call`` dressed as ``func`` (name, doc, ``__wrapped__``), carrying its declaration."""
+    functools.update_wrapper(call, func)
+    setattr(call, _SLOT, slot)
+    return call
 
 
 def get(path: str, **options: Unpack[RequestOptions]) -> Callable[[F], F]:
