@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import httpx
-import structlog
 from returns.result import Failure, Success
 
 from .._errors import RequestError, RequestTimeoutError, StatusError, TransportError
+from .._log import get_logger
 from .._pipeline import TerminalPlugin
 from .._redact import redact_url
 from .._result import Outcome
@@ -41,7 +41,7 @@ __all__ = ["BalancedTerminal", "Balancer", "Endpoint", "EndpointState"]
 
 EndpointState = Literal["healthy", "unhealthy", "ejected"]
 
-_log = structlog.get_logger("httprail.services")
+_log = get_logger("httprail.services")
 
 
 class Endpoint:

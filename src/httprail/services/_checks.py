@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import structlog
 from returns.result import Success
 
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import ConfigError
+from .._log import get_logger
 from .._pipeline import TerminalPlugin
 from ..middleware._redirects import origin_of
 from ._balancer import Balancer, Endpoint
@@ -32,7 +32,7 @@ from ._config import HealthCheck
 
 __all__ = ["HealthChecker", "health_url_of"]
 
-_log = structlog.get_logger("httprail.services")
+_log = get_logger("httprail.services")
 _PROBE_CONTEXT = RequestContext(raw_status=True)
 
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
-
 from .._errors import ConfigError
+from .._log import get_logger
 from .._settings import ProviderOverrides, one_line, quoted
 from ._config import BalancerOptions, HealthCheck, check_endpoint
 
@@ -42,7 +41,7 @@ _TABLES: Mapping[str, tuple[str, ...]] = {
 }
 _SETTINGS = frozenset(ProviderOverrides.model_fields)
 
-_log = structlog.get_logger("httprail.services")
+_log = get_logger("httprail.services")
 
 Found = tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]
 """Per service: its table (stack-file shape), and where each key came from."""
