@@ -38,6 +38,7 @@ PAGES = (
     "plugins/overview.md",
     "sync.md",
     "observability.md",
+    "fastapi.md",
 )
 
 MARKER = re.compile(r"^<!--\s*(run|output|not run:.+?)\s*-->$")
