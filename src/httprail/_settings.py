@@ -321,19 +321,30 @@ def quoted(value: Any) -> str:
     return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
 
+_SERVICE_KEYS = frozenset({"base_url", "endpoints", "health_url"})
+
+
 def _config_error(exc: ValidationError, source: str = "") -> ConfigError:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err.get("loc", ()))
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        service_key = len(loc) == 3 and loc[0] == "providers" and loc[2] in _SERVICE_KEYS
         if err.get("type") == "extra_forbidden":
             message = "unknown setting"
+            if service_key:  # HTTP_PROVIDERS__USER__BASE_URL: meant for a service
+                name, key = str(loc[1]).upper(), str(loc[2]).upper()
+                message += f"; a service's URLs go in HTTP_SERVICES__{name}__{key}"
         if not loc:
             problems.append(message)
             continue
         detail = f"{_variable(loc)} ({'.'.join(map(str, loc))}): {message}"
         got = err.get("input")
-        if not isinstance(got, dict) and not _UNQUOTED.intersection(map(str, loc)):
+        if (
+            not isinstance(got, dict)
+            and not service_key
+            and not _UNQUOTED.intersection(map(str, loc))
+        ):
             detail += f" (got {quoted(got)})"
         problems.append(detail)
     return ConfigError(one_line(f"invalid settings{source}: " + "; ".join(problems)))

@@ -12,7 +12,7 @@ import pytest
 from returns.result import Failure, Success
 
 from httprail import ConfigError, HttpSettings, ServiceNotFoundError
-from httprail.services import ServiceConfig, ServiceRegistry
+from httprail.services import ServiceClient, ServiceConfig, ServiceRegistry
 from httprail.testing import MockTerminal
 
 ENV = {"HTTP_SERVICES__USER__BASE_URL": "http://user.internal/api"}
@@ -264,3 +264,29 @@ def test_results_are_typed_for_match() -> None:
             assert client.settings is not None
         case Failure(_):  # pragma: no cover - the service exists
             raise AssertionError
+
+
+async def test_typed_wraps_the_service_client_in_a_service_client_class() -> None:
+    class Users(ServiceClient):
+        pass
+
+    async with registry(ENV) as services:
+        users = services.typed("user", Users).unwrap()
+        assert isinstance(users, Users)
+        assert users.client is services.client("user").unwrap()
+        missing = services.typed("orders", Users)
+        assert isinstance(missing, Failure)
+        assert isinstance(missing.failure(), ServiceNotFoundError)
+
+
+def test_a_providers_base_url_variable_points_to_the_services_variable_unquoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROVIDERS__USER_SERVICE__BASE_URL", "http://bob:hunter2@user")
+    with pytest.raises(ConfigError) as caught:
+        HttpSettings()
+    assert str(caught.value) == (
+        "invalid settings: HTTP_PROVIDERS__USER_SERVICE__BASE_URL "
+        "(providers.user_service.base_url): unknown setting; "
+        "a service's URLs go in HTTP_SERVICES__USER_SERVICE__BASE_URL"
+    )

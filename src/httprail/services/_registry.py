@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from returns.result import Failure, Result, Success
 
@@ -25,8 +25,11 @@ from ._checks import HealthChecker, health_url_of
 from ._config import ServiceConfig, check_endpoint
 from ._env import legacy_services, services_from_env
 from ._status import EndpointHealth, RegistryHealth, ServiceHealth, ServiceStatus
+from ._typed import ServiceClient
 
 __all__ = ["ServiceRegistry"]
+
+S = TypeVar("S", bound=ServiceClient)
 
 _MERGED = ("settings", "health_check", "balancer", "options", "headers")
 
@@ -161,6 +164,11 @@ class ServiceRegistry(ClosesOnExit):
         if service is None:
             return Failure(ServiceNotFoundError(name, self.names()))
         return Success(service.stack.client)
+
+    def typed(self, name: str, cls: type[S]) -> Result[S, ServiceNotFoundError]:
+        """A typed client ``cls`` (a :class:`~httprail.services.ServiceClient`) over service
+        ``name``'s client (built once per call; the registry keeps closing the client)."""
+        return self.client(name).map(cls)
 
     def config(self, name: str) -> Result[ServiceConfig, ServiceNotFoundError]:
         """What service ``name`` was declared with."""
