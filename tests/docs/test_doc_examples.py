@@ -37,6 +37,7 @@ PAGES = (
     "plugins/metrics.md",
     "plugins/overview.md",
     "sync.md",
+    "services.md",
     "observability.md",
     "fastapi.md",
 )
