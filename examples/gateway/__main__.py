@@ -25,13 +25,11 @@ PAGE_SIZE = 4
 
 
 def catalog_page(request: RecordedRequest) -> Reply:
-    """Page ``?page=N`` of the demo catalog."""
+    """Page ``?page=N`` of the demo catalog (an empty list after the last page)."""
     page = int(parse_qs(request.query).get("page", ["1"])[0])
     first = (page - 1) * PAGE_SIZE
     items = [{"id": n, "name": f"item {n}"} for n in range(first + 1, first + PAGE_SIZE + 1)]
-    return Reply.json(
-        {"items": items if page <= PAGES else [], "next_page": page + 1 if page < PAGES else None}
-    )
+    return Reply.json({"items": items if page <= PAGES else []})
 
 
 def demo_catalog(server: ChaosServer) -> None:

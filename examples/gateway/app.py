@@ -1,13 +1,14 @@
 """The gateway: a FastAPI app over two typed services, configured only from the environment.
 
-- ``catalog``: a paginated listing (``GET /items?page=N`` answers ``{"items": [...],
-  "next_page": N + 1 | null}``) and an event stream (``GET /events``, SSE);
+- ``catalog``: a paginated listing (``GET /items?page=N`` answers ``{"items": [...]}``, an
+  empty list after the last page) and an event stream (``GET /events``, SSE);
 - ``quotes``: a flaky service (``GET /quote``).
 
 Both come from ``HTTP_SERVICES__<NAME>__...`` variables (``ServiceRegistry.from_env``), read
 when the app starts. Routes:
 
-- ``GET /items``: every catalog item, page after page (``?limit=`` caps how many);
+- ``GET /items``: every catalog item, page after page (``httprail.services.paginate``;
+  ``?limit=`` caps how many);
 - ``GET /quote``: a quote, or 502/503/504 when the quotes service fails (503 with
   ``Retry-After`` while its circuit is open);
 - ``GET /events``: the catalog's event stream, closed upstream as soon as the caller leaves;
@@ -19,7 +20,8 @@ examples.gateway`` which also starts two demo upstreams.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, ClassVar
 
 from fastapi import Depends, FastAPI, Query, Response
 from httprail_fastapi import (
@@ -33,8 +35,8 @@ from httprail_fastapi import (
 )
 from pydantic import BaseModel
 
-from httprail import AsyncClient, Failure, RequestError, Result, Success
-from httprail.services import ServiceClient, ServiceRegistry, get
+from httprail import AsyncClient, RequestError, Result
+from httprail.services import PageNumber, ServiceClient, ServiceRegistry, collect, get, paginate
 
 
 class Item(BaseModel):
@@ -42,34 +44,19 @@ class Item(BaseModel):
     name: str
 
 
-class ItemPage(BaseModel):
-    items: list[Item]
-    next_page: int | None = None
-
-
 class Quote(BaseModel):
     text: str
 
 
 class Catalog(ServiceClient):
-    """The paginated service."""
+    """The paginated service: ``GET /items?page=N`` answers ``{"items": [...], ...}``, an empty
+    list after the last page."""
 
-    @get("/items")
-    async def page(self, page: int = 1) -> Result[ItemPage, RequestError]:
-        raise NotImplementedError  # the decorator sends the request
+    PAGES: ClassVar[PageNumber] = PageNumber(size_param=None, items="items")
 
-    async def all_items(self, limit: int) -> Result[list[Item], RequestError]:
-        """Every item, following ``next_page`` until it is null or ``limit`` items are in."""
-        items: list[Item] = []
-        number: int | None = 1
-        while number is not None and len(items) < limit:
-            match await self.page(page=number):
-                case Success(found):
-                    items.extend(found.items)
-                    number = found.next_page
-                case Failure(error):
-                    return Failure(error)
-        return Success(items[:limit])
+    def all_items(self, limit: int) -> AsyncIterator[Result[Item, RequestError]]:
+        """Every item, page after page (each validated as ``Item``), at most ``limit``."""
+        return paginate(self.client, "/items", style=self.PAGES, item=Item, max_items=limit)
 
 
 class Quotes(ServiceClient):
@@ -94,7 +81,7 @@ CatalogClient = Annotated[AsyncClient, Depends(client_dep("catalog"))]
 
 @app.get("/items")
 async def items(catalog: CatalogService, limit: Annotated[int, Query(ge=1)] = 1000) -> Response:
-    return respond(await catalog.all_items(limit))
+    return respond(await collect(catalog.all_items(limit)))
 
 
 @app.get("/quote")

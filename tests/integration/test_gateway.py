@@ -83,7 +83,8 @@ def gateway(upstreams: tuple[ChaosServer, ChaosServer], tmp_path_factory: Any) -
 def test_items_are_collected_across_every_page(
     gateway: str, upstreams: tuple[ChaosServer, ChaosServer]
 ) -> None:
-    """/items follows next_page through the catalog's three pages (twelve typed items)."""
+    """/items pages through the catalog (three pages, then an empty one): twelve typed items,
+    or the first five with ?limit=5."""
     answer = httpx.get(f"{gateway}/items", timeout=10)
     assert answer.status_code == 200
     assert [item["id"] for item in answer.json()] == list(range(1, 13))
