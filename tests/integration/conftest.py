@@ -11,6 +11,7 @@ from httprail import AsyncClient, HttpSettings
 from httprail.terminals import AiohttpTerminal, HttpxTerminal
 from httprail.testing import ChaosServer
 
+from ._redis_server import redis_server, redis_url  # noqa: F401 - fixtures of test_redis_*
 from ._terminals import KINDS
 
 # Backoff windows small enough that tests run in milliseconds, with the real sleep.

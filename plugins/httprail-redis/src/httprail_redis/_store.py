@@ -48,6 +48,16 @@ _CACHE_MAX = 10_000
 _SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
 
 
+class _Turn:
+    """Updates of one key in this process, one at a time."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 @dataclass(frozen=True, slots=True)
 class RedisStoreStats:
     """What the store went through (counts since it was built).
@@ -156,6 +166,7 @@ class RedisStore(Generic[V]):
         self._down_until = 0.0
         self._offset = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turns: dict[str, _Turn] = {}
         self._counts = dict.fromkeys(
             ("errors", "timeouts", "fallbacks", "conflicts", "outages", "resynced"), 0
         )
@@ -210,6 +221,10 @@ class RedisStore(Generic[V]):
 
     async def get(self, key: str) -> V | None:
         """The value under ``key`` (reused for ``read_ttl`` seconds after a read or write)."""
+        if self._down:  # in an outage, what this process decided locally comes first
+            kept = self._local.peek(key)
+            if kept is not None:
+                return kept
         entry = self._cache.get(key)
         if entry is not None and time.monotonic() - entry[2] < self.read_ttl:
             return entry[1]
@@ -225,8 +240,41 @@ class RedisStore(Generic[V]):
         """Replace the value under ``key`` by ``change(old)[0]`` atomically; ``[1]`` back.
 
         ``change`` may run more than once (another process wrote first: it runs again on the
-        newer value). Decided locally when Redis is unreachable or the key is too contended.
+        newer value). Updates of one key take turns within the process (so processes, not
+        tasks, contend), all within ``timeout``: an update not done by then, or on a key too
+        contended (``max_attempts`` lost compare-and-sets), is decided locally.
         """
+        if self._down and time.monotonic() < self._down_until:  # Redis is left alone now
+            self._counts["fallbacks"] += 1
+            return await (await self._seeded(key)).update(key, change)
+        turns = self._turns
+        turn = turns.get(key)
+        if turn is None:
+            turn = turns[key] = _Turn()
+        turn.users += 1
+        holding = False
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with turn.lock:
+                    holding = True
+                    done = await self._update(key, change)
+        except TimeoutError:
+            if holding:  # Redis itself was slow
+                self._failed("timeout", time.monotonic())
+            else:  # waited too long for its turn: this one is decided locally
+                self._counts["fallbacks"] += 1
+            done = _UNREACHABLE
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del turns[key]
+        if done is _UNREACHABLE:
+            return await (await self._seeded(key)).update(key, change)
+        result: R = done[0]
+        return result
+
+    async def _update(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> Any:
+        """``(result,)`` of the update in Redis, or ``_UNREACHABLE``."""
         full = self._prefix + "state:" + key
         entry = self._cache.get(key)
         raw = _UNKNOWN if entry is None else entry[0]
@@ -236,14 +284,14 @@ class RedisStore(Generic[V]):
             if raw is _UNKNOWN:
                 raw = await self._call(_get, full)
                 if raw is _UNREACHABLE:
-                    return await (await self._seeded(key)).update(key, change)
+                    return raw
                 fresh = True
             old = self._decode(raw)
             new, result = change(old)
             if new == old and old is not None:
                 if fresh:  # nothing to write, and what was read is recent enough
                     self._remember(key, raw, old)
-                    return result
+                    return (result,)
                 raw = _UNKNOWN  # unchanged on a stale copy: read again before deciding
                 continue
             written = encode(new).encode()
@@ -251,16 +299,16 @@ class RedisStore(Generic[V]):
             cas = self._script("cas", _scripts.CAS)
             answer = await self._call(cas, keys=[full], args=[expected, written, ttl])
             if answer is _UNREACHABLE:
-                return await (await self._seeded(key)).update(key, change)
+                return answer
             if answer[0] == 1:
                 self._remember(key, written, new)
-                return result
+                return (result,)
             self._counts["conflicts"] += 1
             raw = answer[1] if len(answer) > 1 else None
             fresh = True
         _log.warning("httprail.redis_contended", extra={"key": key, "attempts": self.max_attempts})
         self._counts["fallbacks"] += 1
-        return await (await self._seeded(key)).update(key, change)
+        return _UNREACHABLE
 
     async def rate_acquire(
         self, key: str, interval: float, tolerance: float, max_wait: float | None

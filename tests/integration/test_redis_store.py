@@ -1,0 +1,273 @@
+"""RedisStore against a real redis-server: atomic updates across stores, namespaced expiring
+keys, cached reads, the purpose-built scripts, and what happens when Redis dies or freezes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from httprail_redis import RedisStore, decode, encode
+
+from httprail import CircuitState, ConfigError, HttpSettings
+from httprail.middleware import BreakerRecord
+
+from ._redis_server import RedisServer
+
+
+def namespace() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain client, to look at (and tamper with) what the stores wrote."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def bump(old: Any) -> tuple[int, int]:
+    value = (old or 0) + 1
+    return value, value
+
+
+async def test_update_is_atomic_across_stores(redis_url: str, raw: aioredis.Redis) -> None:
+    """Two stores (two processes) adding 1 concurrently 200 times each end at exactly 400."""
+    ns = namespace()
+    async with (
+        RedisStore(redis_url, namespace=ns, timeout=10.0) as one,
+        RedisStore(redis_url, namespace=ns, timeout=10.0) as two,
+    ):
+        await asyncio.gather(*(store.update("n", bump) for _ in range(200) for store in (one, two)))
+        assert await raw.get(f"httprail:{ns}:state:n") == encode(400).encode()
+        assert one.stats.conflicts + two.stats.conflicts > 0  # they did collide, and retried
+        assert one.stats.fallbacks == two.stats.fallbacks == 0
+
+
+async def test_keys_are_namespaced_and_expire_when_idle(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    """A write sets the key under httprail:<namespace>:state: with the idle expiry."""
+    ns = namespace()
+    async with RedisStore(redis_url, namespace=ns, idle_ttl=60, timeout=1.0) as store:
+        assert await store.update("k", lambda old: (BreakerRecord(failures=2), "done")) == "done"
+        ttl = await raw.pttl(f"httprail:{ns}:state:k")
+        assert 55_000 < ttl <= 60_000
+        assert await raw.keys(f"httprail:{ns}:*") == [f"httprail:{ns}:state:k".encode()]
+
+
+async def test_reads_are_cached_for_read_ttl(redis_url: str, raw: aioredis.Redis) -> None:
+    """A read within read_ttl of the last one does not ask Redis; a later one does."""
+    ns = namespace()
+    async with RedisStore(redis_url, namespace=ns, read_ttl=0.2, timeout=1.0) as store:
+        await store.update("k", lambda old: (1, None))
+        await raw.set(f"httprail:{ns}:state:k", encode(7))
+        assert await store.get("k") == 1  # the value it wrote, reused
+        await asyncio.sleep(0.25)
+        assert await store.get("k") == 7
+
+
+async def test_update_on_a_stale_copy_reads_again(redis_url: str, raw: aioredis.Redis) -> None:
+    """An update computed on an outdated cached value is redone on the server's value."""
+    ns = namespace()
+    async with RedisStore(redis_url, namespace=ns, read_ttl=0, timeout=1.0) as store:
+        await store.update("k", lambda old: (1, None))
+        await raw.set(f"httprail:{ns}:state:k", encode(5))
+        assert await store.update("k", bump) == 6
+        # unchanged on a stale copy: read again, nothing written
+        assert await store.update("k", lambda old: (old, old)) == 6
+
+
+async def test_a_value_it_cannot_read_is_replaced(
+    redis_url: str, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage under a key reads as absent (logged) and the next update overwrites it."""
+    ns = namespace()
+    await raw.set(f"httprail:{ns}:state:k", b"\x80not json")
+    async with RedisStore(redis_url, namespace=ns, timeout=1.0) as store:
+        with caplog.at_level(logging.WARNING, logger="httprail.redis"):
+            assert await store.get("k") is None
+        assert "httprail.redis_bad_value" in caplog.text
+        assert await store.update("k", bump) == 1
+
+
+async def test_too_much_contention_is_decided_locally(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An update that loses every compare-and-set gives up after max_attempts, locally."""
+    ns = namespace()
+    key = f"httprail:{ns}:state:k"
+    other = redis.Redis.from_url(redis_url)  # another process, writing between read and write
+    writes = iter(range(100, 200))
+
+    def meddling(old: Any) -> tuple[int, str]:
+        other.set(key, encode(next(writes)))
+        return (old or 0) + 1, "changed"
+
+    try:
+        other.set(key, encode(1))
+        async with RedisStore(redis_url, namespace=ns, max_attempts=2, timeout=1.0) as store:
+            with caplog.at_level(logging.WARNING, logger="httprail.redis"):
+                assert await store.update("k", meddling) == "changed"
+            assert store.stats.conflicts == 2
+            assert store.stats.fallbacks == 1
+            assert "httprail.redis_contended" in caplog.text
+            assert decode(other.get(key)) == 102  # type: ignore[arg-type]  # the third run: local
+    finally:
+        other.close()
+
+
+async def test_rate_script_reserves_slots_in_turn(redis_url: str) -> None:
+    """GCRA with reservation: slots an interval apart; past max_wait nothing is reserved."""
+    async with RedisStore(redis_url, namespace=namespace(), timeout=1.0) as store:
+        answers = [await store.rate_acquire("u", 0.1, 0.0, None) for _ in range(3)]
+        assert [granted for granted, _ in answers] == [True, True, True]
+        waits = [wait for _, wait in answers]  # type: ignore[misc]
+        assert waits[0] == 0
+        assert waits[1] == pytest.approx(0.1, abs=0.02)
+        assert waits[2] == pytest.approx(0.2, abs=0.02)
+        refused = await store.rate_acquire("u", 0.1, 0.0, 0.05)
+        assert refused is not None
+        assert refused[0] is False
+        assert refused[1] == pytest.approx(0.3, abs=0.02)
+        # unlimited: only a pause holds requests back
+        assert await store.rate_acquire("free", 0.0, 0.0, None) == (True, 0.0)
+        await store.rate_pause("free", 0.5)
+        await store.rate_pause("free", 0.1)  # a shorter pause does not shorten it
+        paused = await store.rate_acquire("free", 0.0, 0.0, None)
+        assert paused is not None
+        assert paused[1] == pytest.approx(0.5, abs=0.05)
+
+
+async def test_budget_script_counts_across_stores(redis_url: str) -> None:
+    """Deposits from one store fund withdrawals from another, up to ratio * requests."""
+    ns = namespace()
+    options: dict[str, Any] = {"ratio": 0.2, "reserve": 0.0, "window": 10.0, "buckets": 10}
+    async with (
+        RedisStore(redis_url, namespace=ns, timeout=1.0) as one,
+        RedisStore(redis_url, namespace=ns, timeout=1.0) as two,
+    ):
+        assert await one.budget_spend("u", 10, withdraw=False, **options) is False
+        spent = [await two.budget_spend("u", 0, withdraw=True, **options) for _ in range(4)]
+        assert spent == [True, True, False, False]
+
+
+async def test_clock_follows_the_server(redis_url: str) -> None:
+    """clock() is Unix time corrected by the server's offset (same host: within 50 ms)."""
+    async with RedisStore(redis_url, namespace=namespace(), timeout=1.0) as store:
+        await store.get("anything")
+        await asyncio.sleep(0.05)
+        assert abs(store.clock() - time.time()) < 0.05
+
+
+def test_codec_round_trips_breaker_records_and_json() -> None:
+    """Records and plain JSON come back equal; anything else is refused both ways."""
+    record = BreakerRecord(CircuitState.OPEN, 0, 12.5, 3, 1, 0, 0, 0.0, 7)
+    back = decode(encode(record))
+    assert back == record
+    assert back.state is CircuitState.OPEN
+    assert decode(encode({"a": [1, 2.5, None]})) == {"a": [1, 2.5, None]}
+    with pytest.raises(TypeError):
+        encode(object())
+    with pytest.raises(TypeError):
+        encode(float("nan"))
+    for bad in ('{"a": 1}', "[]", '["breaker", "open"]', '["what", 1]'):
+        with pytest.raises(ValueError, match="stored value"):
+            decode(bad)
+    fields = ["breaker", "open", 0, 1.5, 1, 0, 0, 0, 0.0, 0, [0] * 10, [0] * 10, 0, 0]
+    for position, wrong in ((2, "x"), (3, True), (10, [0] * 3), (3, float("inf"))):
+        broken = list(fields)
+        broken[position] = wrong
+        with pytest.raises(ValueError, match=r"expected|window"):
+            decode(json.dumps(broken))
+
+
+def test_configuration_mistakes_are_config_errors() -> None:
+    """A bad URL, namespace or number is a ConfigError naming it; the URL's password never
+    shows in the repr."""
+    with pytest.raises(ConfigError, match="url"):
+        RedisStore("http://127.0.0.1:6379")
+    with pytest.raises(ConfigError, match="namespace"):
+        RedisStore(namespace="a:b")
+    with pytest.raises(ConfigError, match="timeout"):
+        RedisStore(timeout=0)
+    with pytest.raises(ConfigError, match="max_attempts"):
+        RedisStore(max_attempts=0)
+    assert "secret" not in repr(RedisStore("redis://user:secret@127.0.0.1:1/0"))
+    with pytest.raises(ConfigError, match="HTTP_REDIS_URL"):
+        RedisStore.from_settings(HttpSettings())
+    built = RedisStore.from_settings(
+        HttpSettings(redis_url="redis://127.0.0.1:1/0", redis_timeout=0.02)
+    )
+    assert built.timeout == 0.02
+
+
+async def test_a_dead_server_costs_no_more_than_the_timeout_and_is_resynced(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed: every call is answered locally at once (logged once); the local record is
+    seeded with the last value seen; restarted empty: the record is written back."""
+    ns = namespace()
+    caplog.set_level(logging.INFO, logger="httprail.redis")
+    store = RedisStore(redis_server.url, namespace=ns, timeout=0.05, retry_interval=0.1)
+    async with store:
+        await store.update("k", lambda old: (BreakerRecord(failures=2), None))
+        redis_server.kill()
+        started = time.monotonic()
+        failures = await store.update("k", lambda old: (old._replace(failures=3), old.failures))
+        assert failures == 2  # the local copy started from the last value seen
+        assert time.monotonic() - started < 0.05 + 0.05
+        assert (await store.get("k")).failures == 3  # type: ignore[union-attr]
+        assert await store.rate_acquire("u", 0.1, 0.0, None) is None
+        assert (
+            await store.budget_spend(
+                "u", 1, withdraw=True, ratio=0.2, reserve=1, window=1, buckets=1
+            )
+            is None
+        )
+        assert store.stats.available is False
+        assert store.stats.outages == 1
+        assert caplog.text.count("httprail.redis_unavailable") == 1
+        redis_server.start()  # same port, empty (no persistence)
+        await asyncio.sleep(0.15)
+        assert await store.rate_acquire("u", 0.1, 0.0, None) == (True, 0.0)
+        assert store.stats.available is True
+        for _ in range(50):  # the re-sync runs beside the call that found Redis back
+            if store.stats.resynced:
+                break
+            await asyncio.sleep(0.01)
+        assert store.stats.resynced == 1
+        assert "httprail.redis_recovered" in caplog.text
+        assert (await store.get("k")).failures == 3  # type: ignore[union-attr]
+
+
+async def test_a_frozen_server_delays_a_call_by_the_timeout_at_most(
+    redis_server: RedisServer,
+) -> None:
+    """SIGSTOPped Redis: the first call gives up after the timeout, the next ones at once."""
+    async with RedisStore(
+        redis_server.url, namespace=namespace(), timeout=0.02, retry_interval=5
+    ) as store:
+        assert await store.rate_acquire("u", 0.0, 0.0, None) == (True, 0.0)
+        redis_server.pause()
+        try:
+            started = time.monotonic()
+            assert await store.rate_acquire("u", 0.0, 0.0, None) is None
+            first = time.monotonic() - started
+            started = time.monotonic()
+            assert await store.get("k") is None
+            second = time.monotonic() - started
+        finally:
+            redis_server.resume()
+        assert first < 0.02 + 0.03
+        assert second < 0.005
+        assert store.stats.timeouts == 1
+        assert store.stats.fallbacks == 2
