@@ -196,6 +196,13 @@ async def test_a_next_link_to_another_origin_is_refused_with_the_credentials_kep
     assert [r.url.host for r in seen] == ["svc.test"]
 
 
+def test_a_next_link_that_is_not_a_url_is_a_pagination_failure() -> None:
+    """An unparsable next target is a Failure, not an exception."""
+    found = next_link(["<http://[::1:bad>; rel=next"], httpx.URL("https://svc.test/"))
+    assert isinstance(found, Failure)
+    assert "not a URL" in str(found.failure())
+
+
 async def test_a_next_link_back_to_a_visited_page_is_a_loop() -> None:
     """A next link to a page already read ends with PaginationError."""
     handler = linked(
@@ -350,6 +357,7 @@ def test_a_paginated_method_must_return_an_async_iterator_of_results() -> None:
         ('junk "a,b", <c>; rel', [("c", {"rel": ""})]),
         ("<a>; rel=next junk, <b>", [("a", {"rel": "next"}), ("b", {})]),
         ("<unclosed", []),
+        ('<a> ; rel = "next" , <b> , ', [("a", {"rel": "next"}), ("b", {})]),
         ('<a>; t="unterminated', [("a", {"t": "unterminated"})]),
     ],
 )

@@ -269,6 +269,24 @@ def test_local_models_resolve_from_the_defining_scope() -> None:
     assert Things.one.__name__ == "one"
 
 
+def test_a_base_with_its_own_init_subclass_still_reads_local_annotations() -> None:
+    """A ServiceClient base that overrides __init_subclass__ passes its subclasses through."""
+
+    class Base(ServiceClient):
+        def __init_subclass__(cls, **kwargs: object) -> None:
+            super().__init_subclass__(**kwargs)
+
+    class Local(BaseModel):
+        n: int
+
+    class Sub(Base):
+        @get("/x/{n}")
+        async def one(self, n: int) -> Result[Local, RequestError]:
+            raise NotImplementedError
+
+    assert Sub.one.__wrapped__.__name__ == "one"  # type: ignore[attr-defined]
+
+
 def _declare(body: str) -> None:
     namespace: dict[str, object] = {}
     source = (

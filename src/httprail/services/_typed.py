@@ -170,8 +170,6 @@ def _bind(
     body: Any = None
     has_body = False
     for param in params:
-        if param.name not in arguments:
-            continue
         try:
             value = param.adapter.validate_python(arguments[param.name])
         except ValidationError as exc:
