@@ -192,6 +192,13 @@ def test_window_moving_on_zeroes_skipped_slots() -> None:
     assert window.figures(10.0, (1.0,)).requests == 0  # a clock behind the window
 
 
+def test_window_quantile_above_every_bound_is_none() -> None:
+    """A quantile that falls in the overflow bucket (slower than every bound) reads None."""
+    window = RecentWindow(60.0, 2)
+    window.add(1.0, 1, None)
+    assert window.figures(1.0, (0.5,)).quantile(0.5) is None
+
+
 def test_metrics_window_must_be_positive() -> None:
     """``Metrics(window=0)`` is a ConfigError naming the option."""
     for bad in (0, -1.0, math.inf, True, "60"):
@@ -200,12 +207,14 @@ def test_metrics_window_must_be_positive() -> None:
 
 
 async def test_several_stages_of_a_kind_combine() -> None:
-    """Two breakers: the worst state and the longer wait win; two bulkheads' queues add up."""
+    """Three breakers: the worst state and the longer wait win (a closed one after them
+    changes nothing); two bulkheads' queues add up."""
     clock = FakeClock()
     short = CircuitBreaker(failure_threshold=1, cooldown=10.0, clock=clock)
     long = CircuitBreaker(failure_threshold=1, cooldown=40.0, clock=clock)
+    never = CircuitBreaker(failure_threshold=100, clock=clock)
     pipeline = Pipeline(
-        [Bulkhead(max_concurrent=5), short, Bulkhead(max_concurrent=5), long],
+        [Bulkhead(max_concurrent=5), short, Bulkhead(max_concurrent=5), long, never],
         MockTerminal(failing),
     )
     await send(pipeline, f"{A}/x")
