@@ -73,6 +73,7 @@ class Stack(ClosesOnExit):
     client: AsyncClient
     generator: Any | None
     settings: HttpSettings
+    stores: tuple[Any, ...] = ()  # stores it built (store = "redis"), closed with it
 
     @property
     def pipeline(self) -> Pipeline:
@@ -80,11 +81,16 @@ class Stack(ClosesOnExit):
         return self.client.pipeline
 
     async def aclose(self) -> None:
-        """Close the generator (if it can be closed) and the client's connection pool."""
+        """Close the generator (if it can be closed), the client's connection pool and the
+        stores the stack built."""
         closer = getattr(self.generator, "aclose", None)
         if closer is not None and inspect.iscoroutinefunction(closer):
             await closer()
         await self.client.aclose()
+        for store in self.stores:
+            closer = getattr(store, "aclose", None)
+            if closer is not None and inspect.iscoroutinefunction(closer):
+                await closer()
 
 
 def build_stack(
@@ -186,7 +192,7 @@ def build_stack(
         generator = _build(generator_spec, options, own, None, label, client=client)
         if not callable(getattr(generator, "generate", None)):
             raise ConfigError(f"{label}: built {generator!r}, which has no generate()")
-    return Stack(name, kind, client, generator, own)
+    return Stack(name, kind, client, generator, own, tuple(stores.values()))
 
 
 def _declaration(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ _log = logging.getLogger("httprail.redis")
 _UNREACHABLE: Any = object()  # an operation Redis did not answer in time
 _UNKNOWN: Any = object()  # a key's raw value not read yet
 _CACHE_MAX = 10_000
+_JITTER = 0.0005  # seconds: about one round trip to a Redis on the same network
 _SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
 
 
@@ -115,7 +117,7 @@ class RedisStore(Generic[V]):
         read_ttl: float = 0.02,
         idle_ttl: float = 3600.0,
         retry_interval: float = 0.5,
-        max_attempts: int = 16,
+        max_attempts: int = 64,
         client: aioredis.Redis | None = None,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
@@ -280,7 +282,7 @@ class RedisStore(Generic[V]):
         raw = _UNKNOWN if entry is None else entry[0]
         fresh = entry is not None and time.monotonic() - entry[2] < self.read_ttl
         ttl = str(math.ceil(self.idle_ttl * 1000))
-        for _ in range(self.max_attempts):
+        for attempt in range(1, self.max_attempts + 1):
             if raw is _UNKNOWN:
                 raw = await self._call(_get, full)
                 if raw is _UNREACHABLE:
@@ -306,6 +308,9 @@ class RedisStore(Generic[V]):
             self._counts["conflicts"] += 1
             raw = answer[1] if len(answer) > 1 else None
             fresh = True
+            # Lost to another process: let it go first, by a random fraction of a round trip
+            # (without it two busy processes can keep colliding, one losing every time).
+            await asyncio.sleep(random.random() * min(self.timeout, _JITTER) * attempt)
         _log.warning("httprail.redis_contended", extra={"key": key, "attempts": self.max_attempts})
         self._counts["fallbacks"] += 1
         return _UNREACHABLE
