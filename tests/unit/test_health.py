@@ -29,7 +29,7 @@ from httprail.middleware import (
     RetryBudget,
     default_plugins,
 )
-from httprail.middleware._window import RecentWindow
+from httprail.middleware._window import WindowFigures
 from httprail.testing import FakeClock, MockTerminal
 
 A = "https://a.test"
@@ -177,26 +177,48 @@ async def test_window_forgets_old_requests() -> None:
     assert metrics.snapshot()[A].requests == 2
 
 
-def test_window_moving_on_zeroes_skipped_slots() -> None:
-    """A request after a gap of a few slots clears those slots only; a long gap clears all."""
-    window = RecentWindow(60.0, 2)
-    window.add(5.0, 0, None)  # slot of tick 0
-    window.add(25.0, 1, None)  # tick 2
-    window.add(45.0, 1, None)  # tick 4
-    assert window.figures(59.0, (1.0,)).requests == 3
-    window.add(75.0, 0, None)  # tick 7: clears ticks 5..7 (slots of ticks -1, 0 and 1)
-    assert window.figures(75.0, (1.0,)).requests == 3
-    assert window.figures(75.0, (1.0,)).counts == (1, 2)
-    window.add(1000.0, 0, None)
-    assert window.figures(1000.0, (1.0,)).requests == 1
-    assert window.figures(10.0, (1.0,)).requests == 0  # a clock behind the window
+async def test_window_keeps_only_slots_inside_it() -> None:
+    """The window covers the slots (10 s each of 60 s) that end inside it: after a gap the
+    older ones drop out of the figures, and after a long gap only the newest request is left;
+    a caller's own error counts as a request, not in the error rate or the latency."""
+    clock = FakeClock(start=0.0)
+
+    def answer(request: httpx.Request) -> httpx.Response | RequestError:
+        if request.url.path == "/down":
+            return ConnectError("refused", request=request)
+        if request.url.path == "/bad":
+            clock.advance(5.0)  # slow, but not the upstream's fault: not in the latency
+            return InvalidRequestError("the caller's", request=request)
+        return httpx.Response(200, request=request)
+
+    metrics = Metrics(clock=clock, window=60.0)
+    pipeline = Pipeline([metrics], MockTerminal(answer))
+
+    async def at(time: float, path: str) -> None:
+        clock.advance(time - clock())
+        await send(pipeline, f"{A}{path}")
+
+    await at(5.0, "/ok")  # slot 0
+    await at(25.0, "/ok")  # slot 2
+    await at(45.0, "/down")  # slot 4
+    await at(46.0, "/bad")  # slot 4 (ends at 51)
+    figures, _ = metrics.recent()[A]
+    assert (figures.requests, figures.reached, figures.errors) == (4, 3, 1)
+    assert figures.quantile(0.99) == 0.001
+    await at(75.0, "/ok")  # slot 7: slots 0 and 1 are out
+    figures, _ = metrics.recent()[A]
+    assert (figures.requests, figures.reached, figures.errors) == (4, 3, 1)
+    await at(1000.0, "/ok")
+    assert metrics.recent()[A][0].requests == 1
+    clock.advance(100.0)
+    figures, active = metrics.recent()[A]
+    assert (figures.requests, figures.quantile(0.5), active) == (0, None, 0)
 
 
 def test_window_quantile_above_every_bound_is_none() -> None:
     """A quantile that falls in the overflow bucket (slower than every bound) reads None."""
-    window = RecentWindow(60.0, 2)
-    window.add(1.0, 1, None)
-    assert window.figures(1.0, (0.5,)).quantile(0.5) is None
+    figures = WindowFigures(60.0, 1, 1, 0, (0.5,), (0, 1))
+    assert figures.quantile(0.5) is None
 
 
 def test_metrics_window_must_be_positive() -> None:

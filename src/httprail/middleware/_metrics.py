@@ -162,6 +162,7 @@ class Metrics:
         self.window = float(window)
         self.max_upstreams = max_upstreams
         self._series: dict[str, _Series] = {}
+        self._active: dict[str, int] = {}  # requests in flight per upstream
 
     def _get(self, upstream: str) -> _Series:
         series = self._series.get(upstream)
@@ -180,33 +181,38 @@ class Metrics:
         other = table.pop(self.OTHER, None) or _Series(len(self._bounds) + 1, self.window)
         shed_idle(table, self.max_upstreams, partial(_fold, other))
         table[self.OTHER] = other
+        active = self._active  # in place: requests in flight hold this dict
+        for key in [key for key, n in active.items() if not n]:
+            del active[key]
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         upstream = upstream_of(request)
-        window = self._get(upstream).window
-        window.active += 1
+        active = self._active
+        active[upstream] = active.get(upstream, 0) + 1
         start = self._clock()
         try:
             outcome = await call_next(request)
         finally:
-            window.active -= 1
+            active[upstream] -= 1
         end = self._clock()
         elapsed = end - start
         series = self._get(upstream)
+        window = series.window  # the health view's recent window: a mark once per slot
+        if end >= window.until:
+            window.roll(end, series.requests, series.counts)
         series.requests += 1
         series.total += elapsed
         bucket = bisect.bisect_left(self._bounds, elapsed)
         series.counts[bucket] += 1
         if type(outcome) is Failure:
             error = outcome.failure()
-            series.window.add(end, bucket, error)
+            window.failed(bucket, error)
             kind = type(error).__name__
             series.failures[kind] = series.failures.get(kind, 0) + 1
             if isinstance(error, StatusError):
                 status = error.status_code
                 series.statuses[status] = series.statuses.get(status, 0) + 1
         else:
-            series.window.add(end, bucket, None)
             series.successes += 1
             status = outcome.unwrap().status_code
             series.statuses[status] = series.statuses.get(status, 0) + 1
@@ -241,9 +247,12 @@ class Metrics:
     def recent(self) -> dict[str, tuple[WindowFigures, int]]:
         """Each upstream's recent window (the last :attr:`window` seconds) and its requests
         in flight now (a copy; changes nothing)."""
-        now = self._clock()
+        now, active = self._clock(), self._active
         return {
-            upstream: (s.window.figures(now, self._bounds), s.window.active)
+            upstream: (
+                s.window.figures(now, s.requests, s.counts, self._bounds),
+                active.get(upstream, 0),
+            )
             for upstream, s in self._series.items()
         }
 

@@ -1,14 +1,15 @@
 """A small rolling window of one upstream's recent outcomes and latencies (for the health view).
 
 ``Metrics`` keeps one per upstream beside its lifetime counters; :mod:`httprail._health` reads it
-as :class:`WindowFigures`. The window is a ring of time slots: recording a request touches one
-slot (a few integer increments), and slots older than the window are zeroed when the ring moves
-on, so a read costs the same whatever the traffic was.
+as :class:`WindowFigures`. It costs a successful request one comparison: the window is the
+difference between the lifetime counters ``Metrics`` keeps anyway and a mark filed at most once
+per slot (a sixth of the window).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from .._errors import ClientStatusError, RequestError
@@ -70,67 +71,67 @@ class WindowFigures:
 
 
 class RecentWindow:
-    """The last ``seconds`` of one upstream, in :data:`SLOTS` slots of ``seconds / SLOTS``.
+    """The last ``seconds`` of one upstream, read as the difference between its ``Metrics``
+    counters now and a mark taken at the start of the window.
 
-    Not thread-safe (like ``Metrics``: one event loop).
+    A request that ends past ``until`` (once per slot of ``seconds / SLOTS`` at most) files a
+    mark: the slot's number and the upstream's lifetime counters before that request. A read
+    subtracts the oldest mark inside the window from the counters now. So a success costs one
+    comparison; only failures that did not reach the upstream (or reached it and failed) are
+    counted here, to leave them out of the latency sample. Not thread-safe (like ``Metrics``).
     """
 
-    __slots__ = ("active", "counts", "errors", "reached", "requests", "tick", "width")
+    __slots__ = ("errors", "marks", "skipped", "skipped_counts", "until", "width")
 
     def __init__(self, seconds: float, size: int) -> None:
         self.width = seconds / SLOTS
-        self.tick = 0
-        self.active = 0  # requests in flight now (kept here: the window is per upstream)
-        self.requests = [0] * SLOTS
-        self.reached = [0] * SLOTS
-        self.errors = [0] * SLOTS
-        self.counts = [[0] * size for _ in range(SLOTS)]
-
-    def add(self, now: float, bucket: int, failure: RequestError | None) -> None:
-        """Record one finished request at clock value ``now``, its latency in histogram
-        ``bucket``; ``failure`` is its error (``None`` for a success)."""
-        tick = int(now // self.width)
-        if tick != self.tick:
-            self._move(tick)
-        slot = tick % SLOTS
-        self.requests[slot] += 1
-        if failure is None:
-            self.reached[slot] += 1
-            self.counts[slot][bucket] += 1
-        elif is_upstream_error(failure):
-            self.reached[slot] += 1
-            self.errors[slot] += 1
-            self.counts[slot][bucket] += 1
-
-    def figures(self, now: float, bounds: tuple[float, ...]) -> WindowFigures:
-        """The window's totals at clock value ``now`` (changes nothing)."""
-        tick = int(now // self.width)
-        newest = self.tick
-        live = [s for s in range(SLOTS) if tick >= newest and tick - _tick_of(newest, s) < SLOTS]
-        counts = [0] * len(self.counts[0])
-        for slot in live:
-            for index, n in enumerate(self.counts[slot]):
-                counts[index] += n
-        return WindowFigures(
-            seconds=self.width * SLOTS,
-            requests=sum(self.requests[s] for s in live),
-            reached=sum(self.reached[s] for s in live),
-            errors=sum(self.errors[s] for s in live),
-            bounds=bounds,
-            counts=tuple(counts),
+        self.until = -math.inf  # the first request files a mark
+        self.errors = 0  # upstream errors (lifetime)
+        self.skipped = 0  # failures that say nothing about the upstream (lifetime)
+        self.skipped_counts = [0] * size  # their latencies
+        self.marks: deque[tuple[int, int, int, int, tuple[int, ...], tuple[int, ...]]] = deque(
+            maxlen=SLOTS
         )
 
-    def _move(self, tick: int) -> None:
-        """Zero the slots between the last tick and ``tick`` (all of them after a long gap)."""
-        gap = tick - self.tick
-        stale = range(SLOTS) if gap >= SLOTS or gap < 0 else range(self.tick + 1, tick + 1)
-        for t in stale:
-            slot = t % SLOTS
-            self.requests[slot] = self.reached[slot] = self.errors[slot] = 0
-            self.counts[slot] = [0] * len(self.counts[slot])
-        self.tick = tick
+    def roll(self, now: float, requests: int, counts: list[int]) -> None:
+        """File a mark for the slot holding ``now``: ``requests`` and latency ``counts`` are
+        the upstream's lifetime figures before the request being counted."""
+        tick = int(now // self.width)
+        mark = (tick, requests, self.skipped, self.errors, tuple(counts), (*self.skipped_counts,))
+        self.marks.append(mark)
+        self.until = (tick + 1) * self.width
 
+    def failed(self, bucket: int, error: RequestError) -> None:
+        """Count a failure whose latency fell in ``bucket``."""
+        if is_upstream_error(error):
+            self.errors += 1
+        else:
+            self.skipped += 1
+            self.skipped_counts[bucket] += 1
 
-def _tick_of(newest: int, slot: int) -> int:
-    """The tick whose counts ``slot`` holds, given the newest tick written."""
-    return newest - (newest - slot) % SLOTS
+    def figures(
+        self, now: float, requests: int, counts: list[int], bounds: tuple[float, ...]
+    ) -> WindowFigures:
+        """The window at clock value ``now``, given the upstream's lifetime ``requests`` and
+        latency ``counts`` (changes nothing)."""
+        tick = int(now // self.width)
+        start = next((m for m in self.marks if 0 <= tick - m[0] < SLOTS), None)
+        if start is None:  # no request ended inside the window
+            return WindowFigures(self.width * SLOTS, 0, 0, 0, bounds, (0,) * len(counts))
+        _, requests0, skipped0, errors0, counts0, skipped_counts0 = start
+        skipped = self.skipped - skipped0
+        latencies = tuple(
+            (now_n - then_n) - (skip_now - skip_then)
+            for now_n, then_n, skip_now, skip_then in zip(
+                counts, counts0, self.skipped_counts, skipped_counts0, strict=True
+            )
+        )
+        total = requests - requests0
+        return WindowFigures(
+            seconds=self.width * SLOTS,
+            requests=total,
+            reached=total - skipped,
+            errors=self.errors - errors0,
+            bounds=bounds,
+            counts=latencies,
+        )
