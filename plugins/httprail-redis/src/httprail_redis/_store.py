@@ -8,9 +8,11 @@ budget. Keys are ``httprail:<namespace>:<kind>:<key>`` and expire when idle.
 Redis failing never fails a request: an operation that errs, or has not answered within
 ``timeout`` seconds, is decided with local state instead (a private in-memory store for
 records, seeded with the last value read from Redis; the stage's own state for rate limits and
-budgets), and Redis is left alone for ``retry_interval`` seconds before one call tries it
-again. When it answers, the store goes back to it, writes the records it kept locally into
-Redis where Redis has none (a restarted server), and logs ``httprail.redis_recovered``.
+budgets). After an error, or three late answers in a row, Redis is left alone for
+``retry_interval`` seconds before one call tries it again. When it answers, the store goes
+back to it, writes the records it kept locally into Redis where Redis has none (a restarted
+server), and logs ``httprail.redis_recovered``. A late operation is never cancelled (its
+answer is simply not used), so its connection stays usable.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ _log = logging.getLogger("httprail.redis")
 _UNREACHABLE: Any = object()  # an operation Redis did not answer in time
 _UNKNOWN: Any = object()  # a key's raw value not read yet
 _CACHE_MAX = 10_000
+_LATE_LIMIT = 3  # late answers in a row that mean Redis is away (errors: one is enough)
 _JITTER = 0.0005  # seconds: about one round trip to a Redis on the same network
 _SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
 
@@ -102,7 +105,8 @@ class RedisStore(Generic[V]):
         read_ttl: seconds a value read (or written) is reused for reads without asking Redis
             again (the breaker reads its record before every call).
         idle_ttl: seconds a key lives after its last write.
-        retry_interval: seconds Redis is left alone after it failed; then one call tries it.
+        retry_interval: seconds Redis is left alone after it failed (an error, or three late
+            answers in a row); then one call tries it.
         max_attempts: compare-and-set attempts per update before it is decided locally.
         client: a ``redis.asyncio.Redis`` to use instead of one built from ``url`` (it is not
             closed by :meth:`aclose`).
@@ -169,6 +173,7 @@ class RedisStore(Generic[V]):
         self._offset = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._turns: dict[str, _Turn] = {}
+        self._lates = 0  # answers in a row later than ``timeout``
         self._counts = dict.fromkeys(
             ("errors", "timeouts", "fallbacks", "conflicts", "outages", "resynced"), 0
         )
@@ -262,7 +267,7 @@ class RedisStore(Generic[V]):
                     done = await self._update(key, change)
         except TimeoutError:
             if holding:  # Redis itself was slow
-                self._failed("timeout", time.monotonic())
+                self._late(time.monotonic())
             else:  # waited too long for its turn: this one is decided locally
                 self._counts["fallbacks"] += 1
             done = _UNREACHABLE
@@ -375,20 +380,41 @@ class RedisStore(Generic[V]):
                 self._counts["fallbacks"] += 1
                 return _UNREACHABLE
             self._down_until = now + self.retry_interval  # this call probes; others stay local
-        client = self._bound()
+        # The operation is never cancelled: a late answer is not used, but the connection it
+        # is on stays in step (cancelling one mid-reply makes redis-py drop the connection,
+        # and reconnecting is the last thing a loaded process needs).
+        task = asyncio.ensure_future(operation(*args, client=self._bound(), **kwargs))
         try:
-            async with asyncio.timeout(self.timeout):
-                answer = await operation(*args, client=client, **kwargs)
-        except TimeoutError:
-            return self._failed("timeout", now)
-        except (RedisError, OSError) as exc:
-            return self._failed(type(exc).__name__, now)
+            done, _ = await asyncio.wait((task,), timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.add_done_callback(_consume)
+            raise
+        if not done:
+            task.add_done_callback(_consume)
+            return self._late(now)
+        error = task.exception()
+        if error is not None:
+            if isinstance(error, RedisError | OSError):
+                return self._failed(type(error).__name__, now)
+            raise error
+        self._lates = 0
         if self._down:
             self._recovered()
-        return answer
+        return task.result()
+
+    def _late(self, now: float) -> Any:
+        """An answer later than ``timeout``: decided locally; ``_LATE_LIMIT`` in a row are an
+        outage (a frozen server), one alone is a busy moment."""
+        self._counts["timeouts"] += 1
+        self._lates += 1
+        if self._lates >= _LATE_LIMIT:
+            return self._failed("timeout", now)
+        self._counts["fallbacks"] += 1
+        return _UNREACHABLE
 
     def _failed(self, reason: str, now: float) -> Any:
-        self._counts["timeouts" if reason == "timeout" else "errors"] += 1
+        if reason != "timeout":
+            self._counts["errors"] += 1
         self._counts["fallbacks"] += 1
         self._down_until = now + self.retry_interval
         if not self._down:
@@ -488,6 +514,12 @@ class RedisStore(Generic[V]):
         if len(cache) >= _CACHE_MAX and key not in cache:
             cache.clear()
         cache[key] = (raw, value, time.monotonic())
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a late operation's outcome (so an error of it is not reported as unhandled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _get(key: str, *, client: aioredis.Redis) -> Any:
