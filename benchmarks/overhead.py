@@ -24,7 +24,7 @@ import httpx
 from returns.result import Success
 
 from httprail import AsyncClient, HttpSettings, Next, Outcome, Pipeline
-from httprail.middleware import default_plugins
+from httprail.middleware import OpenTelemetry, default_plugins
 from httprail.terminals import HttpxTerminal
 
 BODY = (
@@ -113,6 +113,24 @@ async def measure(
     return samples
 
 
+def _otel_sdk() -> OpenTelemetry:
+    """The stage on a real SDK: spans to a batch processor whose exporter drops them, metrics
+    aggregated in memory (collected by nobody during the run)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return OpenTelemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
 def summary(samples: list[float]) -> str:
     q1, _, q3 = statistics.quantiles(samples, n=4)
     return f"{statistics.median(samples):8.2f} µs  (IQR {q1:.2f} to {q3:.2f})"
@@ -134,6 +152,10 @@ async def main(n: int, repeats: int) -> dict[str, float]:
     empty_chain = Pipeline([], InstantTerminal())
     default_chain = Pipeline(default_plugins(settings), InstantTerminal())
     noop_chain = Pipeline([NoOp() for _ in range(stages)], InstantTerminal())
+    # The OpenTelemetry stage in front of the default stack: with the API's no-op providers
+    # (no SDK configured), and with the SDK (a batch span processor, a metric reader).
+    otel_noop_chain = Pipeline([OpenTelemetry(), *default_plugins(settings)], InstantTerminal())
+    otel_sdk_chain = Pipeline([_otel_sdk(), *default_plugins(settings)], InstantTerminal())
     fast = n * 2
 
     cases: dict[str, tuple[Call | Chain, int]] = {
@@ -144,6 +166,8 @@ async def main(n: int, repeats: int) -> dict[str, float]:
         "pipeline, 0 stages": (Chain(empty_chain), fast),
         "pipeline, default stack's stages": (Chain(default_chain), fast),
         f"pipeline, {stages} no-op stages": (Chain(noop_chain), fast),
+        "pipeline, otel (no-op API) + default stack": (Chain(otel_noop_chain), fast),
+        "pipeline, otel (SDK, batch) + default stack": (Chain(otel_sdk_chain), fast),
     }
     results = await measure(cases, repeats)
     await raw.aclose()
@@ -161,6 +185,12 @@ async def main(n: int, repeats: int) -> dict[str, float]:
         "per no-op stage (µs)": per_stage,
         "default stack's stages (µs)": stack_cost,
         "default stack's stages, added to httpx's cost (%)": stack_cost / httpx_cost * 100,
+        "otel stage with the no-op API (µs)": med["pipeline, otel (no-op API) + default stack"]
+        - med["pipeline, default stack's stages"],
+        "otel stage with the SDK and a batch exporter (µs)": med[
+            "pipeline, otel (SDK, batch) + default stack"
+        ]
+        - med["pipeline, default stack's stages"],
         "bare client vs httpx get, end to end (ratio)": med["httprail client, bare chain"]
         / httpx_cost,
         "default client vs httpx get, end to end (ratio)": med["httprail client, default stack"]

@@ -22,6 +22,8 @@ Clients (``--only`` keys):
   httprail-h2c      default stack, ``HttpxTerminal`` over an h2c ``httpx.AsyncClient``
   httprail-aiohttp  default stack, ``AiohttpTerminal``
   httprail-curl     default stack, ``CurlTerminal``
+  httprail-otel     ``OpenTelemetry()`` + default stack, default terminal, the API alone (no SDK)
+  httprail-otel-sdk the same with the SDK: spans to a batch processor (dropped), metrics in memory
   wrk               the server's ceiling: ``wrk -t1 -c<c>`` on CPU 0 (skipped without wrk)
 
 Targets (issue 5):
@@ -348,6 +350,27 @@ def httprail_on(terminal: str) -> Opener:
     return opener
 
 
+def httprail_otel(sdk: bool) -> Opener:
+    """An opener for ``OpenTelemetry()`` in front of the default stack, on the default terminal:
+    the API's no-op providers, or the SDK (batch span processor, in-memory metric reader)."""
+
+    @contextlib.asynccontextmanager
+    async def opener(url: str) -> AsyncIterator[Send]:
+        from httprail.middleware import OpenTelemetry, default_plugins
+        from overhead import _otel_sdk
+
+        origin, path = url.removesuffix(PATH), PATH
+        stage = _otel_sdk() if sdk else OpenTelemetry()
+        async with AsyncClient(origin, plugins=[stage, *default_plugins()]) as client:
+
+            async def send() -> bool:
+                return isinstance(await client.get(path), Success)
+
+            yield send
+
+    return opener
+
+
 @dataclass(frozen=True)
 class Subject:
     """One row of the tables: a client (``open``), or wrk when ``open`` is None."""
@@ -408,6 +431,19 @@ SUBJECTS = (
         "default stack, `CurlTerminal(settings)`",
         httprail_on("curl"),
         "curl_cffi",
+    ),
+    Subject(
+        "httprail-otel",
+        "httprail + otel (API only)",
+        "`OpenTelemetry()` + default stack, default terminal; no SDK installed in the process",
+        httprail_otel(sdk=False),
+    ),
+    Subject(
+        "httprail-otel-sdk",
+        "httprail + otel (SDK)",
+        "the same with the OpenTelemetry SDK: batch span processor, in-memory metric reader",
+        httprail_otel(sdk=True),
+        "opentelemetry.sdk",
     ),
     Subject("wrk", "wrk (server ceiling)", "`wrk -t1 -c<c>` (C, one thread)", None, "wrk"),
 )

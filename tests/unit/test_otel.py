@@ -174,3 +174,47 @@ async def test_stage_composes_with_the_default_stack() -> None:
     outcome: Any = await pipeline.send(httpx.Request("GET", "https://api.test/"))
     assert isinstance(outcome, Success)
     assert len(sdk.children(sdk.logical())) == 1
+
+
+class _Stream:
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def get_extra_info(self, info: str) -> object:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        (
+            _Stream(("10.0.0.7", 8443)),
+            {"network.peer.address": "10.0.0.7", "network.peer.port": 8443},
+        ),
+        (_Stream(None), {}),
+        (_Stream(OSError("closed")), {}),
+        (None, {}),
+    ],
+)
+def test_peer_address_is_taken_only_from_a_stream_that_says(
+    stream: object, expected: dict[str, object]
+) -> None:
+    """``network.peer.*`` come from the response's ``network_stream`` when it answers
+    ``server_addr`` with an address; a stream that raises or has none adds nothing."""
+    from httprail.middleware._otel_semconv import peer_attributes
+
+    extensions = {} if stream is None else {"network_stream": stream}
+    response = httpx.Response(200, extensions=extensions)
+    assert peer_attributes(Success(response)) == expected
+
+
+def test_url_without_default_port_and_text_protocol_version() -> None:
+    """A scheme with no default port has no ``server.port``; an ``http_version`` given as
+    text is read like bytes."""
+    from httprail.middleware._otel_semconv import client_attributes, outcome_attributes
+
+    assert "server.port" not in client_attributes(httpx.Request("GET", "ftp://files.test/a"))
+    response = httpx.Response(200, extensions={"http_version": "HTTP/1.0"})
+    assert outcome_attributes(Success(response))["network.protocol.version"] == "1.0"

@@ -22,6 +22,7 @@ import httpx
 from .._context import upstream_of
 from .._errors import ConfigError
 from .._events import BreakerEvent, Event, HedgeEvent, RejectionEvent, RetryEvent
+from .._redact import redact_url
 from .._result import Next, Outcome
 from .._version import __version__
 from ._hedge import HEDGE_EXTENSION
@@ -31,7 +32,6 @@ from ._otel_semconv import (
     error_type,
     outcome_attributes,
     peer_attributes,
-    span_attributes,
     span_name,
     status_description,
 )
@@ -51,13 +51,26 @@ _EXTRA = "pip install 'httprail[otel]'"
 
 
 class _Call:
-    """One logical request: its span and the number of attempts sent so far."""
+    """One logical request: its span, the attempts sent so far, and the attributes of its URL
+    (shared by its attempts while the URL stays the same object)."""
 
-    __slots__ = ("sent", "span")
+    __slots__ = ("_full", "base", "sent", "span", "traced", "url")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, url: httpx.URL, base: dict[str, Any]) -> None:
         self.span = span
+        self.url = url
+        self.base = base
         self.sent = 0
+        self.traced = True
+        self._full: tuple[httpx.URL, str] | None = None
+
+    def full(self, request: httpx.Request) -> str:
+        """``url.full`` of ``request``, redacted once per URL."""
+        url = request.url
+        known = self._full
+        if known is None or known[0] is not url:
+            known = self._full = (url, redact_url(url))
+        return known[1]
 
 
 class OpenTelemetry:
@@ -129,13 +142,18 @@ class OpenTelemetry:
         return f"OpenTelemetry(propagate={self.propagate})"
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        base = client_attributes(request)
         span = self._tracer.start_span(
-            span_name(request.method), kind=self._client_kind, attributes=span_attributes(request)
+            span_name(request.method), kind=self._client_kind, attributes=base
         )
         upstream = upstream_of(request)
-        span.set_attribute("httprail.upstream", upstream)
-        call = request.extensions[_CALL_KEY] = _Call(span)
-        token = self._attach(self._in_context(span))
+        call = request.extensions[_CALL_KEY] = _Call(span, request.url, base)
+        recording = span.is_recording()  # False with the API alone: skip the URL's redaction
+        if recording:
+            span.set_attributes({"url.full": call.full(request), "httprail.upstream": upstream})
+        # No SDK and no trace to continue: no context to attach, no attempt spans to open.
+        call.traced = recording or span.get_span_context().is_valid
+        token = self._attach(self._in_context(span)) if call.traced else None
         start = self._clock()
         try:
             outcome = await call_next(request)
@@ -144,18 +162,19 @@ class OpenTelemetry:
             span.end()
             raise
         finally:
-            self._detach(token)
+            if token is not None:
+                self._detach(token)
         elapsed = self._clock() - start
         attributes = outcome_attributes(outcome)
-        attributes["httprail.attempts"] = call.sent
-        request_id = request.extensions.get(REQUEST_ID_EXTENSION)
-        if request_id is not None:
-            attributes["httprail.request_id"] = str(request_id)
-        span.set_attributes(attributes)
-        self._end(span, outcome, request)
-        metric = client_attributes(request)
-        metric["httprail.upstream"] = upstream
+        metric = {**base, "httprail.upstream": upstream}
         _copy_result(attributes, metric)
+        if recording:
+            attributes["httprail.attempts"] = call.sent
+            request_id = request.extensions.get(REQUEST_ID_EXTENSION)
+            if request_id is not None:
+                attributes["httprail.request_id"] = str(request_id)
+            span.set_attributes(attributes)
+        self._end(span, outcome, request)
         self._instruments.calls.record(elapsed, metric)
         return outcome
 
@@ -175,33 +194,39 @@ class OpenTelemetry:
         if isinstance(call, _Call):
             resend = call.sent
             call.sent += 1
-        attributes = span_attributes(request)
+            base = call.base if request.url is call.url else client_attributes(request)
+        else:
+            call = None
+            base = client_attributes(request)
         hedge = extensions.get(HEDGE_EXTENSION)
-        kind = "first"
-        if hedge:
-            attributes["httprail.hedge"] = hedge
-            kind = "hedge"
-        elif resend:
-            kind = "retry"
-        if resend:
-            attributes["http.request.resend_count"] = resend
-        request_id = extensions.get(REQUEST_ID_EXTENSION)
-        if request_id is not None:
-            attributes["httprail.request_id"] = str(request_id)
-        span = self._tracer.start_span(
-            span_name(request.method), kind=self._client_kind, attributes=attributes
-        )
-        ctx = self._in_context(span)
-        if self._suppress is not None:
-            ctx = self._set_value(self._suppress, True, ctx)
-        if self._inject is not None:
-            self._inject(request.headers, context=ctx)
+        kind = "hedge" if hedge else "retry" if resend else "first"
         instruments = self._instruments
-        metric = client_attributes(request)
         instruments.attempts.add(
             1, {"httprail.upstream": upstream_of(request), "httprail.attempt.kind": kind}
         )
-        instruments.active.add(1, metric)
+        if call is not None and not call.traced:
+            return await self._measured(request, send, base)
+        span = self._tracer.start_span(
+            span_name(request.method), kind=self._client_kind, attributes=base
+        )
+        if span.is_recording():
+            extra: dict[str, Any] = {
+                "url.full": redact_url(request.url) if call is None else call.full(request)
+            }
+            if resend:
+                extra["http.request.resend_count"] = resend
+            if hedge:
+                extra["httprail.hedge"] = hedge
+            request_id = extensions.get(REQUEST_ID_EXTENSION)
+            if request_id is not None:
+                extra["httprail.request_id"] = str(request_id)
+            span.set_attributes(extra)
+        ctx = self._in_context(span)
+        if self._suppress is not None:
+            ctx = self._set_value(self._suppress, True, ctx)
+        if self._inject is not None and span.get_span_context().is_valid:
+            self._inject(request.headers, context=ctx)
+        instruments.active.add(1, base)
         token = self._attach(ctx)
         start = self._clock()
         try:
@@ -212,14 +237,30 @@ class OpenTelemetry:
             raise
         finally:
             self._detach(token)
-            instruments.active.add(-1, metric)
+            instruments.active.add(-1, base)
         elapsed = self._clock() - start
         result = outcome_attributes(outcome)
         span.set_attributes(result)
         if span.is_recording():
             span.set_attributes(peer_attributes(outcome))
         self._end(span, outcome, request)
+        metric = dict(base)
         _copy_result(result, metric)
+        instruments.duration.record(elapsed, metric)
+        return outcome
+
+    async def _measured(self, request: httpx.Request, send: Next, base: dict[str, Any]) -> Outcome:
+        """An attempt with metrics and no span (nothing traces this request)."""
+        instruments = self._instruments
+        instruments.active.add(1, base)
+        start = self._clock()
+        try:
+            outcome = await send(request)
+        finally:
+            instruments.active.add(-1, base)
+        elapsed = self._clock() - start
+        metric = dict(base)
+        _copy_result(outcome_attributes(outcome), metric)
         instruments.duration.record(elapsed, metric)
         return outcome
 

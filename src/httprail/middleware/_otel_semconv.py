@@ -1,8 +1,8 @@
 """The stable HTTP client semantic conventions, as attribute dicts built from httprail's values.
 
 No OpenTelemetry import: these are plain dicts of ``str``/``int`` that the ``OpenTelemetry``
-stage hands to spans and instruments. Every URL goes through the project's one redaction rule
-(:func:`httprail._redact.redact_url`), so no credential reaches an attribute.
+stage hands to spans and instruments. No URL is among them: the stage adds ``url.full`` itself,
+redacted by the project's one rule (:func:`httprail._redact.redact_url`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 from returns.result import Success
 
 from .._errors import MaxRetriesExceededError, RequestError, StatusError
-from .._redact import redact_text, redact_url
+from .._redact import redact_text
 from .._result import Outcome
 
 __all__ = [
@@ -59,13 +59,6 @@ def client_attributes(request: httpx.Request) -> dict[str, Any]:
         attributes["server.port"] = port
     if method not in _KNOWN_METHODS:
         attributes["http.request.method_original"] = method
-    return attributes
-
-
-def span_attributes(request: httpx.Request) -> dict[str, Any]:
-    """:func:`client_attributes` plus ``url.full`` (redacted) for a span."""
-    attributes = client_attributes(request)
-    attributes["url.full"] = redact_url(request.url)
     return attributes
 
 
