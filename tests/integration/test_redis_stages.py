@@ -18,6 +18,7 @@ from httprail import (
     CircuitBreakerOpenError,
     ConfigError,
     HttpSettings,
+    MaxRetriesExceededError,
     Pipeline,
     RateLimitedError,
     RequestError,
@@ -25,10 +26,11 @@ from httprail import (
     Success,
     build_stack,
 )
-from httprail.middleware import CircuitBreaker, RateLimiter, Retry, RetryBudget
+from httprail.middleware import CircuitBreaker, RateLimiter, Retry, RetryBudget, Timeout
 from httprail.state import MemoryStore
 from httprail.testing import ChaosServer, FakeClock, MockTerminal
 
+from .._net import closed_port
 from ._redis_server import RedisServer
 
 URL = "https://api.test/items"
@@ -155,8 +157,9 @@ def test_breaker_takes_the_stores_clock_unless_given_one() -> None:
 async def test_rate_limit_is_one_schedule_for_all_processes(
     stores: Callable[..., RedisStore[Any]],
 ) -> None:
-    """Two limiters at 20/s share one schedule: their waits are 50 ms apart in turn, and a
-    slot further off than max_wait is refused without being reserved."""
+    """Two limiters at 2/s share one schedule: their waits are 0.5 s apart in turn (less the
+    real time the sends took: the sleeps are not real), and a slot further off than max_wait
+    is refused without being reserved."""
     sleeps: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -164,18 +167,18 @@ async def test_rate_limit_is_one_schedule_for_all_processes(
 
     switch = Switch()
     limiters = [
-        RateLimiter(rate=20, burst=1, max_wait=1.0, sleep=sleep, store=stores()) for _ in range(2)
+        RateLimiter(rate=2, burst=1, max_wait=10.0, sleep=sleep, store=stores()) for _ in range(2)
     ]
     pipelines = [Pipeline([limiter], MockTerminal(switch)) for limiter in limiters]
     for i in range(6):
         assert (await send(pipelines[i % 2])).unwrap().status_code == 200
     assert len(sleeps) == 5  # the first one went at once
     for turn, wait in enumerate(sleeps, start=1):
-        assert wait == pytest.approx(0.05 * turn, abs=0.03)
-    tight = RateLimiter(rate=20, burst=1, max_wait=0.01, sleep=sleep, store=limiters[0].store)
+        assert wait == pytest.approx(0.5 * turn, abs=0.2)
+    tight = RateLimiter(rate=2, burst=1, max_wait=0.1, sleep=sleep, store=limiters[0].store)
     refused = (await send(Pipeline([tight], MockTerminal(switch)))).failure()
     assert isinstance(refused, RateLimitedError)
-    assert refused.retry_after == pytest.approx(0.3, abs=0.05)
+    assert refused.retry_after == pytest.approx(3.0, abs=0.25)
     assert switch.calls == 6
 
 
@@ -334,3 +337,43 @@ def test_stages_refuse_stores_that_cannot_share() -> None:
         Retry.from_settings(HttpSettings(), store=store, budget=RetryBudget())
     with pytest.raises(ConfigError, match="store"):
         Retry.from_settings(HttpSettings(retry_budget=False), store=store)
+
+
+async def test_stages_decide_locally_when_the_store_is_unreachable() -> None:
+    """A store on a port nothing listens on: the limiter's own bucket paces, the budget's own
+    counts allow retries, the breaker counts locally; every request is answered."""
+    store: RedisStore[Any] = RedisStore(f"redis://127.0.0.1:{closed_port()}/0", timeout=1.0)
+    clock, switch = FakeClock(), Switch(503)
+    async with store:
+        pipeline = Pipeline(
+            [
+                Retry(
+                    max_retries=1,
+                    sleep=clock.sleep,
+                    clock=clock,
+                    budget=RetryBudget(ratio=0, min_per_second=1, store=store),
+                ),
+                RateLimiter(rate=1000, store=store),
+                CircuitBreaker(failure_threshold=3, clock=clock, store=store),
+            ],
+            MockTerminal(switch),
+        )
+        first = (await send(pipeline)).failure()
+        assert isinstance(first, MaxRetriesExceededError)  # the retry came from the own budget
+        assert isinstance((await send(pipeline)).failure(), CircuitBreakerOpenError)
+        assert switch.calls == 3
+        assert store.stats.errors == 1
+        assert store.stats.fallbacks > 1
+
+
+async def test_the_shared_limiter_keeps_the_deadline(
+    stores: Callable[..., RedisStore[Any]],
+) -> None:
+    """Under Timeout(total), a shared slot too close to the deadline is refused, not reserved."""
+    store = stores()
+    slow = RateLimiter(rate=1, burst=1, store=store)
+    pipeline = Pipeline([Timeout(0.5), slow], MockTerminal(Switch()))
+    assert (await send(pipeline)).unwrap().status_code == 200
+    refused = (await send(pipeline)).failure()
+    assert isinstance(refused, RateLimitedError)
+    assert refused.retry_after == pytest.approx(1.0, abs=0.1)
