@@ -3,7 +3,7 @@
 :func:`pipeline_health` reads the stages found in a pipeline (every one of a kind, when there
 are several): ``CircuitBreaker`` (state, time until a probe), ``RetryBudget`` (the budgets of
 the ``Retry`` stages: retries left), ``Bulkhead`` (in flight, queued) and ``Metrics`` (its
-recent window: requests, error rate, latency p50/p99; and requests in flight). The upstreams
+recent window: requests, error rate, latency p50/p99). The upstreams
 listed are the union of those every stage tracks. It only reads: nothing is counted, reset or
 swept, so a health endpoint polled every second changes nothing.
 """
@@ -49,8 +49,8 @@ class UpstreamHealth:
         latency_p50: median latency in seconds over the window (an upper bound: the
             histogram bucket it falls in); ``None`` without a sample or above every bucket.
         latency_p99: the 99th percentile, likewise.
-        in_flight: requests in flight now (``Metrics``' count of logical requests, or the
-            bulkhead's slots taken, whichever is larger).
+        in_flight: requests holding a bulkhead slot now (0 without a ``Bulkhead``: counting
+            them in ``Metrics`` would cost every request a lookup before it is sent).
         queued: callers waiting for a bulkhead slot; ``None`` without a bulkhead.
         requests: logical requests finished during the recent window.
     """
@@ -116,7 +116,7 @@ async def pipeline_health(pipeline: Pipeline) -> HealthSnapshot:
     bulkheads = [s for s in stages if isinstance(s, Bulkhead)]
     metrics = [s for s in stages if isinstance(s, Metrics)]
     budgets = _budgets(stages)
-    recent: dict[str, tuple[WindowFigures, int]] = {}
+    recent: dict[str, WindowFigures] = {}
     for stage in reversed(metrics):  # the outermost one's figures win
         recent.update(stage.recent())
     known: set[str] = set(recent)
@@ -136,7 +136,7 @@ async def _upstream(
     breakers: list[CircuitBreaker],
     budgets: list[RetryBudget],
     bulkheads: list[Bulkhead],
-    recent: tuple[WindowFigures, int] | None,
+    figures: WindowFigures | None,
 ) -> UpstreamHealth:
     state: str | None = None
     retry_in: float | None = None
@@ -147,8 +147,6 @@ async def _upstream(
             state = current
         if wait is not None:  # OPEN in the store (0.0 once its break is over)
             retry_in = wait if retry_in is None else max(retry_in, wait)
-    figures, active = recent if recent is not None else (None, 0)
-    in_flight = max([active, *(b.in_flight(key) for b in bulkheads)])
     return UpstreamHealth(
         upstream=key,
         breaker=state,
@@ -157,7 +155,7 @@ async def _upstream(
         error_rate=figures.error_rate if figures is not None else None,
         latency_p50=figures.quantile(0.5) if figures is not None else None,
         latency_p99=figures.quantile(0.99) if figures is not None else None,
-        in_flight=in_flight,
+        in_flight=sum(b.in_flight(key) for b in bulkheads),
         queued=sum(b.waiting(key) for b in bulkheads) if bulkheads else None,
         requests=figures.requests if figures is not None else 0,
     )

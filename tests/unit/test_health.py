@@ -127,7 +127,8 @@ async def test_bulkhead_in_flight_and_queue() -> None:
 
 async def test_metrics_window_error_rate_latency_and_in_flight() -> None:
     """Metrics' recent window gives requests, the upstream error rate (a caller's own error
-    does not count), latency quantiles and the requests in flight."""
+    does not count) and latency quantiles; without a bulkhead nothing counts in-flight
+    requests, so a held request reads 0."""
     clock = FakeClock()
     gate = asyncio.Event()
 
@@ -153,10 +154,10 @@ async def test_metrics_window_error_rate_latency_and_in_flight() -> None:
     assert health.error_rate == pytest.approx(1 / 4)  # 3 successes + 1 refused; /bad not
     assert health.latency_p50 == 0.001
     assert health.latency_p99 == 0.25
-    assert health.in_flight == 1
+    assert health.in_flight == 0
     gate.set()
     await held
-    assert (await pipeline.health()).upstreams[A].in_flight == 0
+    assert (await pipeline.health()).upstreams[A].requests == 6
 
 
 async def test_window_forgets_old_requests() -> None:
@@ -202,17 +203,17 @@ async def test_window_keeps_only_slots_inside_it() -> None:
     await at(25.0, "/ok")  # slot 2
     await at(45.0, "/down")  # slot 4
     await at(46.0, "/bad")  # slot 4 (ends at 51)
-    figures, _ = metrics.recent()[A]
+    figures = metrics.recent()[A]
     assert (figures.requests, figures.reached, figures.errors) == (4, 3, 1)
     assert figures.quantile(0.99) == 0.001
     await at(75.0, "/ok")  # slot 7: slots 0 and 1 are out
-    figures, _ = metrics.recent()[A]
+    figures = metrics.recent()[A]
     assert (figures.requests, figures.reached, figures.errors) == (4, 3, 1)
     await at(1000.0, "/ok")
-    assert metrics.recent()[A][0].requests == 1
+    assert metrics.recent()[A].requests == 1
     clock.advance(100.0)
-    figures, active = metrics.recent()[A]
-    assert (figures.requests, figures.quantile(0.5), active) == (0, None, 0)
+    figures = metrics.recent()[A]
+    assert (figures.requests, figures.quantile(0.5)) == (0, None)
 
 
 def test_window_quantile_above_every_bound_is_none() -> None:

@@ -162,7 +162,6 @@ class Metrics:
         self.window = float(window)
         self.max_upstreams = max_upstreams
         self._series: dict[str, _Series] = {}
-        self._active: dict[str, int] = {}  # requests in flight per upstream
 
     def _get(self, upstream: str) -> _Series:
         series = self._series.get(upstream)
@@ -181,19 +180,11 @@ class Metrics:
         other = table.pop(self.OTHER, None) or _Series(len(self._bounds) + 1, self.window)
         shed_idle(table, self.max_upstreams, partial(_fold, other))
         table[self.OTHER] = other
-        active = self._active  # in place: requests in flight hold this dict
-        for key in [key for key, n in active.items() if not n]:
-            del active[key]
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         upstream = upstream_of(request)
-        active = self._active
-        active[upstream] = active.get(upstream, 0) + 1
         start = self._clock()
-        try:
-            outcome = await call_next(request)
-        finally:
-            active[upstream] -= 1
+        outcome = await call_next(request)
         end = self._clock()
         elapsed = end - start
         series = self._get(upstream)
@@ -244,15 +235,11 @@ class Metrics:
             }
         )
 
-    def recent(self) -> dict[str, tuple[WindowFigures, int]]:
-        """Each upstream's recent window (the last :attr:`window` seconds) and its requests
-        in flight now (a copy; changes nothing)."""
-        now, active = self._clock(), self._active
+    def recent(self) -> dict[str, WindowFigures]:
+        """Each upstream's recent window (the last :attr:`window` seconds; changes nothing)."""
+        now = self._clock()
         return {
-            upstream: (
-                s.window.figures(now, s.requests, s.counts, self._bounds),
-                active.get(upstream, 0),
-            )
+            upstream: s.window.figures(now, s.requests, s.counts, self._bounds)
             for upstream, s in self._series.items()
         }
 
