@@ -252,3 +252,33 @@ async def test_a_frozen_server_delays_a_call_by_the_timeout_at_most(
         assert store.stats.timeouts == 3
         assert store.stats.outages == 1
         assert store.stats.fallbacks == 5
+
+
+async def test_late_answers_are_remembered(redis_server: RedisServer) -> None:
+    """A read or a write answered after the timeout is decided without it, but what it brings
+    back becomes the value the store knows (and the late write did land)."""
+    ns = namespace()
+    key = f"httprail:{ns}:state:"
+    other = redis.Redis.from_url(redis_server.url)
+    try:
+        other.set(key + "read", encode(7))
+        async with RedisStore(
+            redis_server.url, namespace=ns, timeout=0.02, read_ttl=60, retry_interval=5
+        ) as store:
+            assert await store.update("write", bump) == 1  # connected, and the value known
+            redis_server.pause()
+            assert await store.get("read") is None  # late: nothing known yet
+            assert await store.update("write", bump) == 2  # decided on the value known
+            redis_server.resume()
+            await asyncio.sleep(0.2)
+            redis_server.pause()
+            try:
+                assert await store.get("read") == 7  # the late answer, remembered
+                assert await store.get("write") == 2
+            finally:
+                redis_server.resume()
+            assert store.stats.timeouts == 2
+            assert store.stats.outages == 0
+        assert decode(other.get(key + "write")) == 2  # type: ignore[arg-type]
+    finally:
+        other.close()

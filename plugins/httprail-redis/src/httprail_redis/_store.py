@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -236,9 +237,9 @@ class RedisStore(Generic[V]):
         if entry is not None and time.monotonic() - entry[2] < self.read_ttl:
             return entry[1]
         full = self._prefix + "state:" + key
-        raw = await self._call(_get, full)
+        raw = await self._call(_get, full, late=partial(self._read_late, key))
         if raw is _UNREACHABLE:
-            return (await self._seeded(key)).peek(key)
+            return self._last_known(key)
         value = self._decode(raw)
         self._remember(key, raw, value)
         return value
@@ -253,7 +254,7 @@ class RedisStore(Generic[V]):
         """
         if self._down and time.monotonic() < self._down_until:  # Redis is left alone now
             self._counts["fallbacks"] += 1
-            return await (await self._seeded(key)).update(key, change)
+            return await self._decide_locally(key, change)
         turns = self._turns
         turn = turns.get(key)
         if turn is None:
@@ -276,7 +277,7 @@ class RedisStore(Generic[V]):
             if not turn.users:
                 del turns[key]
         if done is _UNREACHABLE:
-            return await (await self._seeded(key)).update(key, change)
+            return await self._decide_locally(key, change)
         result: R = done[0]
         return result
 
@@ -289,7 +290,7 @@ class RedisStore(Generic[V]):
         ttl = str(math.ceil(self.idle_ttl * 1000))
         for attempt in range(1, self.max_attempts + 1):
             if raw is _UNKNOWN:
-                raw = await self._call(_get, full)
+                raw = await self._call(_get, full, late=partial(self._read_late, key))
                 if raw is _UNREACHABLE:
                     return raw
                 fresh = True
@@ -304,7 +305,8 @@ class RedisStore(Generic[V]):
             written = encode(new).encode()
             expected = b"" if raw is None else raw
             cas = self._script("cas", _scripts.CAS)
-            answer = await self._call(cas, keys=[full], args=[expected, written, ttl])
+            late = partial(self._cas_late, key, written, new)
+            answer = await self._call(cas, keys=[full], args=[expected, written, ttl], late=late)
             if answer is _UNREACHABLE:
                 return answer
             if answer[0] == 1:
@@ -370,10 +372,15 @@ class RedisStore(Generic[V]):
     # -- the connection, its timeout and the fallback -----------------------------------------
 
     async def _call(
-        self, operation: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+        self,
+        operation: Callable[..., Awaitable[Any]],
+        *args: Any,
+        late: Callable[[Any], None] | None = None,
+        **kwargs: Any,
     ) -> Any:
         """``operation(*args, client=..., **kwargs)``'s answer, or ``_UNREACHABLE`` (an
-        error, a slow answer, or Redis left alone after a failure)."""
+        error, a slow answer, or Redis left alone after a failure). A late answer is given to
+        ``late`` when it comes (the cache learns from it)."""
         now = time.monotonic()
         if self._down:
             if now < self._down_until:
@@ -387,10 +394,10 @@ class RedisStore(Generic[V]):
         try:
             done, _ = await asyncio.wait((task,), timeout=self.timeout)
         except asyncio.CancelledError:
-            task.add_done_callback(_consume)
+            task.add_done_callback(partial(_consume, late))
             raise
         if not done:
-            task.add_done_callback(_consume)
+            task.add_done_callback(partial(_consume, late))
             return self._late(now)
         error = task.exception()
         if error is not None:
@@ -419,6 +426,7 @@ class RedisStore(Generic[V]):
         self._down_until = now + self.retry_interval
         if not self._down:
             self._down = True
+            self._local = MemoryStore()  # this outage's records start from the cache, fresh
             self._counts["outages"] += 1
             _log.warning(
                 "httprail.redis_unavailable",
@@ -489,15 +497,39 @@ class RedisStore(Generic[V]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _seeded(self, key: str) -> MemoryStore[V]:
-        """The local store, holding ``key``'s last value seen in Redis if it had none."""
+    async def _decide_locally(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> R:
+        """``change``'s result, decided without Redis. One late answer: on the last value seen,
+        keeping nothing (the late write may still land). In an outage: in the local store,
+        whose record for ``key`` starts as the last value seen in Redis."""
+        if not self._down:
+            return change(self._last_known(key))[1]
         local = self._local
         if local.peek(key) is None:
-            entry = self._cache.get(key)
-            seed = None if entry is None else entry[1]
+            seed = self._last_known(key)
             if seed is not None:
                 await local.update(key, lambda _: (seed, None))
-        return local
+        return await local.update(key, change)
+
+    def _last_known(self, key: str) -> V | None:
+        """The best value for ``key`` without Redis: this outage's local record, else the
+        last value seen in Redis (however old)."""
+        if self._down:
+            kept = self._local.peek(key)
+            if kept is not None:
+                return kept
+        entry = self._cache.get(key)
+        return None if entry is None else entry[1]
+
+    def _read_late(self, key: str, raw: Any) -> None:
+        """A late read's answer: remembered, as the newest value seen."""
+        self._remember(key, raw, self._decode(raw))
+
+    def _cas_late(self, key: str, written: bytes, new: V, answer: Any) -> None:
+        """A late compare-and-set's answer: what Redis now holds is the newest value seen."""
+        if answer[0] == 1:
+            self._remember(key, written, new)
+        else:
+            self._read_late(key, answer[1] if len(answer) > 1 else None)
 
     def _decode(self, raw: Any) -> V | None:
         if raw is None:
@@ -516,10 +548,11 @@ class RedisStore(Generic[V]):
         cache[key] = (raw, value, time.monotonic())
 
 
-def _consume(task: asyncio.Future[Any]) -> None:
-    """Retrieve a late operation's outcome (so an error of it is not reported as unhandled)."""
-    if not task.cancelled():
-        task.exception()
+def _consume(late: Callable[[Any], None] | None, task: asyncio.Future[Any]) -> None:
+    """Retrieve a late operation's outcome (so an error of it is not reported as unhandled),
+    and give an answer to ``late``."""
+    if not task.cancelled() and task.exception() is None and late is not None:
+        late(task.result())
 
 
 async def _get(key: str, *, client: aioredis.Redis) -> Any:
