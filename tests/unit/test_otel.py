@@ -48,9 +48,10 @@ def test_the_stage_is_found_by_its_entry_point_name() -> None:
     assert default_registry().get("plugins", "otel").factory is OpenTelemetry
 
 
-async def test_without_an_sdk_the_stage_changes_nothing_but_the_headers() -> None:
-    """With the API's no-op providers the request succeeds and the terminal gets no
-    ``traceparent`` (no recording span, nothing to propagate); ``repr`` names the options."""
+async def test_without_an_sdk_the_request_is_sent_unchanged() -> None:
+    """With the API's no-op providers (and no trace to continue) the request succeeds and the
+    terminal gets no ``traceparent``: no attempt span, nothing to propagate; ``repr`` names
+    the options."""
     terminal = MockTerminal(_ok)
     stage = OpenTelemetry()
     assert repr(stage) == "OpenTelemetry(propagate=True)"
