@@ -6,17 +6,20 @@ from typing import Any
 
 from httprail import HttpSettings
 from httprail._pipeline import TerminalPlugin
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
+from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, PyreqwestTerminal
 
-TERMINALS: dict[str, type[AiohttpTerminal | HttpxTerminal | CurlTerminal]] = {
+TERMINALS: dict[
+    str, type[AiohttpTerminal | HttpxTerminal | CurlTerminal | PyreqwestTerminal]
+] = {
     "httpx": HttpxTerminal,
     "aiohttp": AiohttpTerminal,
     "curl": CurlTerminal,
+    "reqwest": PyreqwestTerminal,
 }
 KINDS = list(TERMINALS)
 
 
 def build(kind: str, settings: HttpSettings | None = None, **options: Any) -> TerminalPlugin:
-    """A terminal of ``kind`` (``httpx``, ``aiohttp`` or ``curl``) with ``settings``."""
+    """A terminal of ``kind`` (a key of ``TERMINALS``) with ``settings``."""
     terminal: TerminalPlugin = TERMINALS[kind](settings, **options)
     return terminal

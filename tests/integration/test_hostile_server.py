@@ -272,7 +272,18 @@ async def test_any_answer_gives_a_result_on_every_terminal(
     await _play(kind, server, answer)
 
 
+@pytest.fixture
+def non_ascii_header_values(kind: str, request: pytest.FixtureRequest) -> None:
+    """A known difference: pyreqwest hands over no header value that is not ASCII, so such an
+    answer is a ProtocolError on the reqwest terminal (docs/terminals.md, PyreqwestTerminal)."""
+    value = getattr(request.node, "callspec", None) and request.node.callspec.params.get("value")
+    if kind == "reqwest" and (not isinstance(value, bytes) or not value.isascii()):
+        reason = "pyreqwest cannot hand over a header value that is not ASCII"
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
 @pytest.mark.parametrize("value", HOSTILE_RETRY_AFTER, ids=range(len(HOSTILE_RETRY_AFTER)))
+@pytest.mark.usefixtures("non_ascii_header_values")
 async def test_a_hostile_retry_after_on_a_503_stays_on_the_railway(
     kind: str, server: RawServer, value: bytes
 ) -> None:
@@ -300,6 +311,7 @@ async def test_a_hostile_retry_after_on_a_503_stays_on_the_railway(
         assert response.status_code == 503
 
 
+@pytest.mark.usefixtures("non_ascii_header_values")
 async def test_a_503_with_a_non_ascii_header_keeps_its_status_error(
     kind: str, server: RawServer
 ) -> None:

@@ -62,6 +62,15 @@ async def make_terminal(kind: str) -> AsyncIterator[TerminalFactory]:
         await terminal.aclose()
 
 
+@pytest.fixture
+def adds_default_headers(kind: str, request: pytest.FixtureRequest) -> None:
+    """A known difference: reqwest adds ``Accept: */*`` and its own ``User-Agent`` to a request
+    that has neither, after every hook pyreqwest offers (docs/terminals.md, PyreqwestTerminal)."""
+    if kind == "reqwest":
+        reason = "reqwest adds Accept and User-Agent to a request that lacks them"
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
 def get(url: str, *, stream: bool = False, raw_status: bool = False) -> httpx.Request:
     request = httpx.Request("GET", url)
     set_context(request, RequestContext(stream=stream, raw_status=raw_status))
@@ -513,6 +522,7 @@ async def test_a_stream_holds_its_slot_until_closed(
 # -- requests ---------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("adds_default_headers")
 async def test_request_bodies_headers_and_query_arrive_as_sent(
     chaos_server: ChaosServer, make_terminal: TerminalFactory
 ) -> None:
@@ -549,6 +559,7 @@ _FRAMING = {"host", "content-length", "transfer-encoding"}
         ("PURGE", None, []),
     ],
 )
+@pytest.mark.usefixtures("adds_default_headers")
 async def test_no_header_the_request_lacks_is_added(
     chaos_server: ChaosServer,
     make_terminal: TerminalFactory,

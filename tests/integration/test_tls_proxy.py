@@ -26,12 +26,13 @@ from httprail import (
     TerminalPlugin,
     TransportError,
 )
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
+from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, PyreqwestTerminal
 
 TERMINALS: dict[str, Callable[..., TerminalPlugin]] = {
     "aiohttp": AiohttpTerminal,
     "httpx": HttpxTerminal,
     "curl": CurlTerminal,
+    "reqwest": PyreqwestTerminal,
 }
 CANARY = "CANARY-S3CRET-9f2e"
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")

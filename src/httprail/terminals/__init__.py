@@ -2,7 +2,8 @@
 
 ``AiohttpTerminal`` (HTTP/1.1) is the default; ``HttpxTerminal`` speaks HTTP/2 (what
 ``HttpSettings(http2=True)`` picks) and copes with servers that rotate connections;
-``CurlTerminal`` is libcurl's. See ``docs/terminals.md``.
+``CurlTerminal`` is libcurl's; ``PyreqwestTerminal`` is Rust's reqwest (HTTP/1.1, HTTP/2).
+See ``docs/terminals.md``.
 """
 
 from importlib.util import find_spec
@@ -13,6 +14,7 @@ from ._curl import CurlTerminal
 from ._httpx import HttpxTerminal, read_capped
 from ._mapping import map_exception
 from ._multi import Backend, BackendHealth, BackendSpec, BackendState, MultiTerminal, Strategy
+from ._reqwest import PyreqwestTerminal
 from ._transport import (
     IDEMPOTENCY_HEADER,
     SDK_RETRY_STATUSES,
@@ -39,6 +41,7 @@ __all__ = [
     "HttpxTerminal",
     "MultiTerminal",
     "PipelineTransport",
+    "PyreqwestTerminal",
     "Strategy",
     "StreamPolicy",
     "TransportOptions",

@@ -1,0 +1,415 @@
+"""``PyreqwestTerminal``: requests sent by Rust's reqwest/hyper through pyreqwest, directly.
+
+pyreqwest is an optional dependency (``pip install 'httprail[reqwest]'``), imported when the
+terminal is built, never when httprail is imported. Its exceptions become httpx ones
+(``_reqwest_errors``), so the error tree comes out as from every other terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .._context import EXTENSION_KEY, RequestContext
+from .._errors import ConfigError
+from .._fast import read_plain
+from .._fast import response as new_response
+from .._settings import HttpSettings
+from .._tls import Proxies, resolve_tls
+from ._gated import DEFAULT_MAX_ERROR_BODY
+from ._lean import LeanTerminal, import_backend, timeout_of
+from ._limits import BodyTooLarge, counted
+from ._mocked import mocking
+from ._reqwest_errors import translate
+
+if TYPE_CHECKING:
+    from pyreqwest.client import Client
+    from pyreqwest.request import StreamRequest
+    from pyreqwest.response import Response
+
+__all__ = ["PyreqwestTerminal"]
+
+_modules = sys.modules
+MAX_HEAD = 64 * 1024
+"""The largest response head taken (names, values and their separators), as h11 allows."""
+_VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/2.0": b"HTTP/2", "HTTP/1.0": b"HTTP/1.0"}
+# pyreqwest reads this much of the body before it hands the head over (its default, 64 KiB): a
+# body read whole gets its first 64 KiB with the head; a stream gets its head at once (0), or an
+# event stream would wait for 64 KiB of events, and a stream's error would surface at the head.
+_READ_AHEAD = 64 * 1024
+# Request bodies at most this big are handed over as bytes; bigger ones as a stream of pieces
+# (reqwest takes bytes without copying, but a stream lets a huge upload go out as it is read).
+_PIECE = 1024 * 1024
+
+
+# After a client is closed, reqwest's runtime thread still drops its connections and tasks for a
+# moment, and some hold Python objects. If the interpreter is finalizing by then, that thread
+# takes the GIL of a dying interpreter: "Fatal Python error: PyGILState_Release" (seen in 3 of
+# 61 runs of a closed client at exit, none of 41 with 0.1 s between the close and the exit). So
+# an exit less than this long after the last close waits for the rest (``_settle``).
+SETTLE = 0.1
+_closed_at: list[float] = []
+
+
+def _settle() -> None:
+    """At exit: wait until :data:`SETTLE` seconds have passed since the last client closed."""
+    if _closed_at:
+        left = _closed_at[0] + SETTLE - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
+
+def _closed_now() -> None:
+    if not _closed_at:
+        atexit.register(_settle)
+        _closed_at.append(0.0)
+    _closed_at[0] = time.monotonic()
+
+
+class _ReqwestBody(httpx.AsyncByteStream):
+    """The body of a pyreqwest response, raising httpx exceptions; closing frees the connection.
+
+    ``read_timeout``: the longest wait for each chunk when the terminal keeps the read timeout
+    itself (a request with its own ``extensions["timeout"]``); ``None``: reqwest keeps it.
+    """
+
+    __slots__ = ("_read_timeout", "_request", "_response", "_terminal")
+
+    def __init__(
+        self,
+        request: StreamRequest,
+        response: Response,
+        terminal: PyreqwestTerminal,
+        read_timeout: float | None,
+    ) -> None:
+        self._request: StreamRequest | None = request
+        self._response = response
+        self._terminal = terminal
+        self._read_timeout = read_timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        reader = self._response.body_reader
+        each = self._read_timeout
+        errors = self._terminal._errors
+        while True:
+            try:
+                if each is None:
+                    chunk = await reader.read_chunk()
+                else:
+                    async with asyncio.timeout(each):
+                        chunk = await reader.read_chunk()
+            except TimeoutError as exc:
+                if isinstance(exc, errors):  # reqwest's own timeout (a TimeoutError subclass)
+                    raise self._terminal.translate(exc) from exc
+                raise httpx.ReadTimeout("no data within the read timeout") from None
+            except errors as exc:
+                raise self._terminal.translate(exc) from exc
+            if chunk is None:
+                return
+            yield bytes(chunk)
+
+    async def read_all(self) -> bytes:
+        """The rest of the body in one call (reqwest gathers it; used when it is known to fit)."""
+        try:
+            each = self._read_timeout
+            if each is None:
+                return bytes(await self._response.body_reader.bytes())
+            return b"".join([chunk async for chunk in self])
+        except self._terminal._errors as exc:
+            raise self._terminal.translate(exc) from exc
+
+    async def aclose(self) -> None:
+        request, self._request = self._request, None
+        if request is not None:
+            await request.__aexit__(None, None, None)  # drops the body: reqwest frees the slot
+
+
+class PyreqwestTerminal(LeanTerminal):
+    """Send requests over one lazily built pyreqwest ``Client`` (Rust reqwest over hyper).
+
+    It speaks httpx ``Request``/``Response`` to the pipeline like the other terminals; the
+    connection pool, TLS (rustls) and HTTP/1.1 and HTTP/2 run in Rust, on pyreqwest's Tokio
+    runtime thread. Limits and timeouts come from :class:`HttpSettings`: at most
+    ``max_connections`` requests in flight (others queue here, up to ``timeout_pool``), at most
+    ``max_keepalive`` idle connections per host kept for ``keepalive_expiry`` seconds,
+    ``timeout_connect`` for the TCP/TLS connect and ``timeout_read`` between two reads. A
+    request's own ``extensions["timeout"]`` wins. Redirects are returned, bodies are not
+    decompressed by reqwest (the ``httpx.Response`` does it, as with httpx), no cookie jar,
+    no ``Referer``.
+
+    HTTP/2: offered by ALPN over TLS unless ``settings.http2`` is ``False``; ``h2c=True`` speaks
+    HTTP/2 with prior knowledge on every connection (``http://`` as h2c; an ``https://`` server
+    must then speak HTTP/2). Differences from the other terminals are listed in
+    ``docs/terminals.md``.
+
+    Args:
+        settings: timeouts, pool limits, TLS and proxy (defaults: ``HttpSettings()``).
+        max_error_body: how many bytes of an error response's body to keep.
+        verify: TLS verification, winning over ``HTTP_VERIFY``/``HTTP_CA_BUNDLE``: ``True``,
+            ``False`` or a CA bundle path. An ``ssl.SSLContext`` is a ``ConfigError``: reqwest
+            does its own TLS (rustls) and would drop it.
+        h2c: HTTP/2 with prior knowledge (cleartext h2c on ``http://``).
+
+    Raises:
+        ConfigError: pyreqwest is not installed; an ``SSLContext``; ``h2c`` with ``http2=False``;
+            a CA bundle, certificate or key that cannot be loaded.
+    """
+
+    name = "reqwest"
+    speaks_http2 = True
+
+    def __init__(
+        self,
+        settings: HttpSettings | None = None,
+        *,
+        max_error_body: int = DEFAULT_MAX_ERROR_BODY,
+        verify: bool | str | None = None,
+        h2c: bool = False,
+    ) -> None:
+        self._pyreqwest: Any = import_backend("pyreqwest.client", "reqwest")
+        exceptions = import_backend("pyreqwest.exceptions", "reqwest")
+        self._proxy_module: Any = import_backend("pyreqwest.proxy", "reqwest")
+        super().__init__(settings, max_error_body=max_error_body)
+        settings = self.settings
+        if h2c and settings.http2 is False:
+            raise ConfigError(
+                "PyreqwestTerminal: h2c=True asks for HTTP/2 but the settings say http2=False "
+                "(HTTP_HTTP2=false): drop one of them"
+            )
+        self._h2c = h2c
+        self._tls = resolve_tls(settings, verify, "reqwest", accepts_context=False)
+        self._tls.ssl_context("reqwest")  # loads the files: a bad one is a ConfigError now
+        self._identity = _identity(self._tls.client_cert, self._tls.client_key)
+        self._ca = _read(self._tls.ca_bundle, "HTTP_CA_BUNDLE")
+        self._proxies = Proxies(settings, "reqwest", schemes=("http", "https", "socks5"))
+        self._errors: tuple[type[Exception], ...] = (exceptions.PyreqwestError,)
+        self._connect = settings.timeout_connect
+        self._read_timeout = settings.timeout_read
+        self._client: Client | None = None
+
+    def __repr__(self) -> str:
+        return f"PyreqwestTerminal(http2={self.settings.http2 is not False}, h2c={self._h2c})"
+
+    @property
+    def client(self) -> Client:
+        """The underlying pyreqwest ``Client`` (built on first use)."""
+        client = self._client
+        if client is None:
+            client = self._client = self._build()
+        return client
+
+    def _build(self) -> Client:
+        settings = self.settings
+        builder = (
+            self._pyreqwest.ClientBuilder()
+            .follow_redirects(False)
+            .referer(False)
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .default_cookie_store(False)
+            .max_connections(None)  # the gate in front keeps the limit (and its pool timeout)
+            .pool_max_idle_per_host(settings.max_keepalive)
+            .pool_idle_timeout(
+                timedelta(seconds=settings.keepalive_expiry) if settings.keepalive_expiry else None
+            )
+        )
+        if settings.keepalive_expiry == 0:
+            builder = builder.pool_max_idle_per_host(0)
+        if self._connect is not None:
+            builder = builder.connect_timeout(timedelta(seconds=self._connect))
+        if self._read_timeout is not None:
+            # reqwest's read timeout runs from the start of the request, connecting included:
+            # a slow connect must not use it up, so it is the two together (docs/terminals.md).
+            backstop = self._read_timeout + (self._connect or 0.0)
+            builder = builder.read_timeout(timedelta(seconds=backstop))
+        if self._h2c:
+            builder = builder.http2_prior_knowledge()
+        elif settings.http2 is False:
+            builder = builder.http1_only()
+        else:
+            builder = builder.http2(True)
+        tls = self._tls
+        if not tls.verify:
+            builder = builder.danger_accept_invalid_certs(True)
+        elif self._ca is not None:
+            builder = builder.add_root_certificate_pem(self._ca)
+        if self._identity is not None:
+            builder = builder.identity_pem(self._identity)
+        builder = builder.no_proxy()
+        if not self._proxies.never:
+            proxies = self._proxies
+            builder = builder.proxy(
+                self._proxy_module.ProxyBuilder.custom(
+                    lambda url: proxies.for_url(httpx.URL(str(url)))
+                )
+            )
+        client: Client = builder.build()
+        return client
+
+    async def _open(self, request: httpx.Request) -> httpx.Response:
+        if "respx.mocks" in _modules or "pytest_httpx2" in _modules:  # a test may mock httpx
+            library = mocking()
+            if library is not None:
+                return await self._open_mocked(library, request)
+        builder = self.client.request(request.method, str(request.url))
+        builder = builder.headers(
+            [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in request.headers.raw
+            ]
+        )
+        try:
+            content = request.content
+        except httpx.RequestNotRead:
+            builder = builder.body_stream(request.stream)
+        else:
+            if content:
+                builder = builder.body_bytes(content)
+        read = head = None
+        if "timeout" in request.extensions:  # its own timeouts: kept here (reqwest's are fixed)
+            read = timeout_of(request, "read", self._read_timeout)
+            connect = timeout_of(request, "connect", self._connect)
+            # reqwest keeps the client's connect timeout; the head comes within the read
+            # timeout of the connection being made, and the connect is the shorter of the two
+            connect = min(connect or self._connect or 0.0, self._connect or connect or 0.0)
+            head = None if read is None else read + connect
+        ctx = request.extensions.get(EXTENSION_KEY)
+        ahead = 0 if isinstance(ctx, RequestContext) and ctx.stream else _READ_AHEAD
+        sending = builder.streamed_read_buffer_limit(ahead).build_streamed()
+        try:
+            if head is None:
+                response = await sending.__aenter__()
+            else:
+                async with asyncio.timeout(head):
+                    response = await sending.__aenter__()
+        except TimeoutError as exc:
+            if isinstance(exc, self._errors):
+                raise self.translate(exc) from exc
+            raise httpx.ReadTimeout("no response head within the read timeout") from None
+        except self._errors as exc:
+            raise self.translate(exc) from exc
+        try:
+            version = _VERSIONS.get(response.version) or response.version.encode("ascii")
+            headers = _head(response.headers)
+            body = _ReqwestBody(sending, response, self, read)
+            return new_response(response.status, headers, body, request, {"http_version": version})
+        except BaseException:
+            await sending.__aexit__(None, None, None)
+            raise
+
+    async def _read(self, response: httpx.Response, limit: int | None) -> None:
+        stream = response.stream
+        if not isinstance(stream, _ReqwestBody):  # a mocked response
+            await super()._read(response, limit)
+            return
+        encoded = "content-encoding" in response.headers
+        if encoded and limit is not None:
+            await super()._read(response, limit)  # counted as it is inflated
+            return
+        try:
+            if limit is None or _declared_fit(response, limit):
+                body = await stream.read_all()
+            else:
+                body = b"".join([chunk async for chunk in counted(stream, limit, response.request)])
+        finally:
+            await stream.aclose()
+        if limit is not None and len(body) > limit:  # pragma: no cover - counted stops first
+            raise BodyTooLarge(request=response.request, limit=limit)
+        if encoded:
+            response.stream = httpx.ByteStream(body)
+            response.read()  # undoes content encodings, as httpx does (no limit)
+        else:
+            read_plain(response, body)
+
+    def translate(self, exc: Exception) -> Exception:
+        """The httpx exception for a pyreqwest one (its ``__cause__`` is ``exc``)."""
+        return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")
+
+    def _translate(self, exc: Exception) -> Exception | None:
+        if isinstance(exc, httpx.HTTPError) or not isinstance(exc, self._errors):
+            return None
+        return translate(exc)
+
+    async def _close_backend(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.close()
+            finally:
+                _closed_now()
+
+    def _forget_backend(self) -> None:
+        self._client = None
+
+    def _discard_backend(self) -> None:
+        if self._client is not None:  # dropped: reqwest closes its connections on its thread
+            _closed_now()
+        self._forget_backend()
+
+
+def _head(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The response's headers as byte pairs, in order.
+
+    Raises:
+        httpx.RemoteProtocolError: a head larger than :data:`MAX_HEAD` (hyper takes up to
+            ~400 KiB, the other terminals' parsers refuse far less), or a header value that is
+            not ASCII: pyreqwest cannot hand its bytes over (docs/terminals.md).
+    """
+    try:
+        pairs = [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+    except ValueError:
+        for name in headers.keys():  # noqa: SIM118 - a HeaderMap
+            try:
+                headers.getall(name)
+            except ValueError:
+                raise httpx.RemoteProtocolError(
+                    f"the response header {name!r} has a value that is not ASCII, which "
+                    "pyreqwest cannot hand over"
+                ) from None
+        raise  # pragma: no cover - every value was readable one by one
+    if sum(len(name) + len(value) + 4 for name, value in pairs) > MAX_HEAD:
+        raise httpx.RemoteProtocolError(f"the response head is larger than {MAX_HEAD:,} bytes")
+    return pairs
+
+
+def _declared_fit(response: httpx.Response, limit: int) -> bool:
+    """Whether the body is known to fit ``limit`` (its ``Content-Length``).
+
+    Raises:
+        BodyTooLarge: the declared length is over the limit (nothing is read).
+    """
+    length = response.headers.get("content-length", "")
+    if not length.isdigit():
+        return False
+    if int(length) > limit:
+        raise BodyTooLarge(request=response.request, limit=limit)
+    return True
+
+
+def _read(path: object, name: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(str(path), "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise ConfigError(f"the reqwest terminal cannot read {name}: {exc.strerror}") from None
+
+
+def _identity(cert: object, key: object) -> bytes | None:
+    """The client certificate and its key as one PEM, as reqwest takes them."""
+    if cert is None:
+        return None
+    pem = _read(cert, "HTTP_CLIENT_CERT") or b""
+    if key is not None:
+        pem = pem.rstrip(b"\n") + b"\n" + (_read(key, "HTTP_CLIENT_KEY") or b"")
+    return pem
