@@ -8,9 +8,7 @@ from httprail import HttpSettings
 from httprail._pipeline import TerminalPlugin
 from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, PyreqwestTerminal
 
-TERMINALS: dict[
-    str, type[AiohttpTerminal | HttpxTerminal | CurlTerminal | PyreqwestTerminal]
-] = {
+TERMINALS: dict[str, type[AiohttpTerminal | HttpxTerminal | CurlTerminal | PyreqwestTerminal]] = {
     "httpx": HttpxTerminal,
     "aiohttp": AiohttpTerminal,
     "curl": CurlTerminal,
