@@ -11,6 +11,12 @@ ratio: cache misses, which valgrind does not charge, cost the longer path a litt
     python benchmarks/instructions.py --only aiohttp,httprail
 
 Each client takes about two minutes (valgrind runs Python some 50 times slower).
+
+What is counted: every instruction executed in user space by every thread of the client's
+process, Python and native code alike (callgrind follows all threads and reports their sum).
+For pyreqwest (``reqwest``, ``httprail-reqwest``) that includes the Rust code on its runtime
+thread: HTTP parsing, the pool, the hand-over to the event loop. Kernel work (the socket
+system calls) is counted by no row. ``--base KEY`` sets the row the others are compared with.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ def _instructions(key: str, url: str, count: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="aiohttp,httprail,httprail-aiohttp")
+    parser.add_argument("--base", default="aiohttp", help="the row to compare with")
     parser.add_argument("--drive", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
@@ -81,8 +88,9 @@ def main() -> None:
         for key in keys:
             few, many = (_instructions(key, server.url, n) for n in (FEW, MANY))
             per_request[key] = (many - few) / (MANY - FEW)
-            base = per_request.get("aiohttp")
-            versus = f"  {base / per_request[key]:.3f}x raw aiohttp" if base else ""
+            base = per_request.get(args.base)
+            label = throughput.BY_KEY[args.base].label
+            versus = f"  {base / per_request[key]:.3f}x {label}" if base else ""
             print(f"{throughput.BY_KEY[key].label:24s} {per_request[key] / 1000:8.1f}k{versus}")
 
 

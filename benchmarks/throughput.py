@@ -15,6 +15,8 @@ Clients (``--only`` keys):
   httpx-h2c         raw ``httpx.AsyncClient(http1=False, http2=True)``: h2c, prior knowledge
   aiohttp           raw ``aiohttp.ClientSession()``: defaults (100 connections)
   curl              raw curl_cffi ``AsyncSession()``: defaults (``max_clients=10``)
+  reqwest           raw pyreqwest ``ClientBuilder().build()``: defaults (HTTP/1.1, no limit)
+  reqwest-h2c       raw pyreqwest ``ClientBuilder().http2_prior_knowledge().build()``: h2c
   httprail          ``httprail.AsyncClient(url)``: default stack, default terminal
                     (``AiohttpTerminal``)
   httprail-httpx    default stack, ``HttpxTerminal`` (its HTTP/2 is ALPN-only, so HTTP/1.1
@@ -22,6 +24,8 @@ Clients (``--only`` keys):
   httprail-h2c      default stack, ``HttpxTerminal`` over an h2c ``httpx.AsyncClient``
   httprail-aiohttp  default stack, ``AiohttpTerminal``
   httprail-curl     default stack, ``CurlTerminal``
+  httprail-reqwest  default stack, ``PyreqwestTerminal`` (HTTP/1.1 on ``http://``)
+  httprail-reqwest-h2c  default stack, ``PyreqwestTerminal(h2c=True)``
   httprail-otel     ``OpenTelemetry()`` + default stack, default terminal, the API alone (no SDK)
   httprail-otel-sdk the same with the SDK: spans to a batch processor (dropped), metrics in memory
   wrk               the server's ceiling: ``wrk -t1 -c<c>`` on CPU 0 (skipped without wrk)
@@ -73,9 +77,9 @@ from typing import Any, Self
 import httpx
 
 from httprail import AsyncClient, HttpSettings, Success
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
+from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, PyreqwestTerminal
 
-Terminal = HttpxTerminal | AiohttpTerminal | CurlTerminal
+Terminal = HttpxTerminal | AiohttpTerminal | CurlTerminal | PyreqwestTerminal
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -309,7 +313,31 @@ async def raw_curl(url: str) -> AsyncIterator[Send]:
         yield send
 
 
+@contextlib.asynccontextmanager
+async def raw_pyreqwest(url: str, *, h2c: bool = False) -> AsyncIterator[Send]:
+    from pyreqwest.client import ClientBuilder
+
+    builder = ClientBuilder()
+    client = (builder.http2_prior_knowledge() if h2c else builder).build()
+    async with client:
+
+        async def send() -> bool:
+            response = await client.get(url).build().send()
+            await response.bytes()
+            return response.status == 200
+
+        yield send
+
+
+@contextlib.asynccontextmanager
+async def raw_pyreqwest_h2c(url: str) -> AsyncIterator[Send]:
+    async with raw_pyreqwest(url, h2c=True) as send:
+        yield send
+
+
 def _terminal(kind: str, settings: HttpSettings, stack: contextlib.AsyncExitStack) -> Terminal:
+    if kind in ("reqwest", "reqwest-h2c"):
+        return PyreqwestTerminal(settings, h2c=kind == "reqwest-h2c")
     if kind == "aiohttp":
         return AiohttpTerminal(settings)
     if kind == "curl":
@@ -399,6 +427,20 @@ SUBJECTS = (
         "curl_cffi",
     ),
     Subject(
+        "reqwest",
+        "raw pyreqwest",
+        "`pyreqwest.client.ClientBuilder().build()` (HTTP/1.1, no connection limit)",
+        raw_pyreqwest,
+        "pyreqwest",
+    ),
+    Subject(
+        "reqwest-h2c",
+        "raw pyreqwest h2c",
+        "`ClientBuilder().http2_prior_knowledge().build()`: HTTP/2 with prior knowledge",
+        raw_pyreqwest_h2c,
+        "pyreqwest",
+    ),
+    Subject(
         "httprail",
         "httprail default",
         "`httprail.AsyncClient(url)`: default stack, default terminal (`AiohttpTerminal`)",
@@ -433,6 +475,20 @@ SUBJECTS = (
         "curl_cffi",
     ),
     Subject(
+        "httprail-reqwest",
+        "httprail on reqwest",
+        "default stack, `PyreqwestTerminal(settings)` (HTTP/2 by ALPN only: HTTP/1.1 on `http://`)",
+        httprail_on("reqwest"),
+        "pyreqwest",
+    ),
+    Subject(
+        "httprail-reqwest-h2c",
+        "httprail on reqwest h2c",
+        "default stack, `PyreqwestTerminal(settings, h2c=True)`",
+        httprail_on("reqwest-h2c"),
+        "pyreqwest",
+    ),
+    Subject(
         "httprail-otel",
         "httprail + otel (API only)",
         "`OpenTelemetry()` + default stack, default terminal; no SDK installed in the process",
@@ -448,7 +504,15 @@ SUBJECTS = (
     Subject("wrk", "wrk (server ceiling)", "`wrk -t1 -c<c>` (C, one thread)", None, "wrk"),
 )
 BY_KEY = {s.key: s for s in SUBJECTS}
-RAIL_ROWS = ("httprail", "httprail-httpx", "httprail-h2c", "httprail-aiohttp", "httprail-curl")
+RAIL_ROWS = (
+    "httprail",
+    "httprail-httpx",
+    "httprail-h2c",
+    "httprail-aiohttp",
+    "httprail-curl",
+    "httprail-reqwest",
+    "httprail-reqwest-h2c",
+)
 
 
 def available(subject: Subject) -> bool:

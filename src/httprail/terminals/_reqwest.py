@@ -224,13 +224,11 @@ class PyreqwestTerminal(LeanTerminal):
         )
         if settings.keepalive_expiry == 0:
             builder = builder.pool_max_idle_per_host(0)
-        if self._connect is not None:
-            builder = builder.connect_timeout(timedelta(seconds=self._connect))
-        if self._read_timeout is not None:
-            # reqwest's read timeout runs from the start of the request, connecting included:
-            # a slow connect must not use it up, so it is the two together (docs/terminals.md).
-            backstop = self._read_timeout + (self._connect or 0.0)
-            builder = builder.read_timeout(timedelta(seconds=backstop))
+        # reqwest's read timeout runs from the start of the request, connecting included: a
+        # slow connect must not use it up, so it is the two together (docs/terminals.md).
+        builder = builder.connect_timeout(timedelta(seconds=self._connect)).read_timeout(
+            timedelta(seconds=self._read_timeout + self._connect)
+        )
         if self._h2c:
             builder = builder.http2_prior_knowledge()
         elif settings.http2 is False:
@@ -280,7 +278,7 @@ class PyreqwestTerminal(LeanTerminal):
             connect = timeout_of(request, "connect", self._connect)
             # reqwest keeps the client's connect timeout; the head comes within the read
             # timeout of the connection being made, and the connect is the shorter of the two
-            connect = min(connect or self._connect or 0.0, self._connect or connect or 0.0)
+            connect = self._connect if connect is None else min(connect, self._connect)
             head = None if read is None else read + connect
         ctx = request.extensions.get(EXTENSION_KEY)
         ahead = 0 if isinstance(ctx, RequestContext) and ctx.stream else _READ_AHEAD

@@ -1,0 +1,73 @@
+"""The reqwest terminal keeps a request's own read timeout while a body arrives, and reqwest's
+own (the settings') still applies beside it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from httprail import HttpSettings, RequestContext, RequestTimeoutError, set_context
+from httprail.terminals import PyreqwestTerminal
+from httprail.testing import ChaosServer, Fault, Reply
+
+pytest.importorskip("pyreqwest")
+
+
+def stalled(server: ChaosServer, *, read: float, stream: bool) -> httpx.Request:
+    request = httpx.Request("GET", server.url_for("/stall"))
+    request.extensions["timeout"] = httpx.Timeout(5.0, read=read).as_dict()
+    set_context(request, RequestContext(stream=stream))
+    return request
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_requests_own_read_timeout_ends_a_stalled_body(
+    chaos_server: ChaosServer, stream: bool
+) -> None:
+    """``extensions["timeout"]`` read=0.15 (settings 5 s): a body that stops is a read timeout."""
+    chaos_server.script("/stall", Reply.fail(Fault.HANG_BODY))
+    terminal = PyreqwestTerminal(HttpSettings(timeout_read=5.0))
+    try:
+        outcome = await terminal.send(stalled(chaos_server, read=0.15, stream=stream))
+        if stream:
+            response = outcome.unwrap()
+            with pytest.raises(httpx.ReadTimeout):
+                await response.aread()
+            await response.aclose()
+        else:
+            error = outcome.failure()
+            assert isinstance(error, RequestTimeoutError)
+            assert error.phase == "read"
+    finally:
+        await terminal.aclose()
+
+
+async def test_the_settings_read_timeout_still_applies_beside_a_longer_own_one(
+    chaos_server: ChaosServer,
+) -> None:
+    """Own read=5 s, settings 0.1 s (+0.1 s connect): reqwest's timeout ends the body first."""
+    chaos_server.script("/stall", Reply.fail(Fault.HANG_BODY))
+    settings = HttpSettings(timeout_read=0.1, timeout_connect=0.1)
+    terminal = PyreqwestTerminal(settings)
+    try:
+        outcome = await terminal.send(stalled(chaos_server, read=5.0, stream=False))
+        error = outcome.failure()
+        assert isinstance(error, RequestTimeoutError)
+        assert error.phase == "read"
+    finally:
+        await terminal.aclose()
+
+
+async def test_no_idle_connection_is_kept_with_keepalive_expiry_0(
+    chaos_server: ChaosServer,
+) -> None:
+    """``keepalive_expiry=0``: every request on a new connection."""
+    settings = HttpSettings(keepalive_expiry=0)
+    terminal = PyreqwestTerminal(settings)
+    try:
+        for _ in range(2):
+            request = httpx.Request("GET", chaos_server.url_for("/ok"))
+            assert (await terminal.send(request)).unwrap().status_code == 200
+        assert len({seen.connection_id for seen in chaos_server.requests_for("/ok")}) == 2
+    finally:
+        await terminal.aclose()

@@ -1,0 +1,203 @@
+"""The reqwest terminal's pieces: optional import, settings it refuses, the exception table,
+the response head, and the wait at exit after a close."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from httprail import ConfigError, HttpSettings
+from httprail.terminals import PyreqwestTerminal, map_exception
+from httprail.terminals import _reqwest as reqwest_module
+from httprail.terminals._reqwest import MAX_HEAD, _head, _identity, _read
+from httprail.terminals._reqwest_errors import causes_of, translate
+
+exceptions = pytest.importorskip("pyreqwest.exceptions")
+
+
+def test_a_missing_pyreqwest_is_a_config_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without pyreqwest, building the terminal says ``pip install 'httprail[reqwest]'``."""
+    monkeypatch.setitem(sys.modules, "pyreqwest.client", None)
+    with pytest.raises(ConfigError, match=r"pip install 'httprail\[reqwest\]'"):
+        PyreqwestTerminal()
+
+
+def test_h2c_with_http2_false_is_a_config_error() -> None:
+    """``h2c=True`` beside ``http2=False`` is refused, naming both."""
+    with pytest.raises(ConfigError, match=r"h2c=True.*http2=False"):
+        PyreqwestTerminal(HttpSettings(http2=False), h2c=True)
+
+
+def test_an_ssl_context_is_a_config_error() -> None:
+    """reqwest does its own TLS: an ``SSLContext`` would be dropped, so it is refused."""
+    with pytest.raises(ConfigError, match=r"reqwest terminal cannot use an ssl\.SSLContext"):
+        PyreqwestTerminal(verify=ssl.create_default_context())
+
+
+def test_repr_says_what_it_speaks() -> None:
+    """The repr names the HTTP/2 and h2c choices."""
+    assert repr(PyreqwestTerminal(HttpSettings(http2=False))) == (
+        "PyreqwestTerminal(http2=False, h2c=False)"
+    )
+    assert repr(PyreqwestTerminal(h2c=True)) == "PyreqwestTerminal(http2=True, h2c=True)"
+
+
+def error(kind: str, *causes: str) -> Any:
+    return getattr(exceptions, kind)(kind, {"causes": [{"message": c} for c in causes]})
+
+
+SENDING = "error sending request for url (http://api.test/x?token=s3cret)"
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (error("ConnectError", SENDING, "client error (Connect)", "tcp connect error"), "Connect"),
+        (error("ConnectTimeoutError", SENDING, "client error (Connect)"), "ConnectTimeout"),
+        (error("ConnectTimeoutError", SENDING, "operation timed out"), "ReadTimeout"),
+        (error("ReadTimeoutError", "operation timed out"), "ReadTimeout"),
+        (error("WriteTimeoutError", "operation timed out"), "WriteTimeout"),
+        (error("PoolTimeoutError", "operation timed out"), "PoolTimeout"),
+        (error("ConnectError", SENDING, "Connection reset by peer (os error 104)"), "Read"),
+        (error("WriteError", "Broken pipe (os error 32)"), "Write"),
+        (error("ConnectError", SENDING, "connection closed before message completed"), "Remote"),
+        (error("DecodeError", SENDING, "invalid HTTP version parsed"), "Remote"),
+        (error("ReadError", "unexpected EOF during chunk size line"), "Remote"),
+        (error("BodyDecodeError", "end of file before message length reached"), "Remote"),
+        (error("ReadError", "something else"), "Read"),
+        (error("WriteError", "something else"), "Write"),
+        (error("NetworkError", "something else"), "Read"),
+        (error("RedirectError", "too many"), "TooManyRedirects"),
+        (error("BuilderError", "URL scheme is not allowed"), "UnsupportedProtocol"),
+        (error("BuilderError", "invalid header value"), "LocalProtocol"),
+        (error("ClientClosedError", "closed"), "Transport"),
+        (error("RequestPanicError"), "Transport"),
+    ],
+)
+def test_each_pyreqwest_error_becomes_the_httpx_error_of_its_fault(
+    raised: Exception, expected: str
+) -> None:
+    """reqwest's cause chain decides: connect, timeout phase, reset, broken pipe, framing."""
+    translated = translate(raised)
+    names = {"Connect": "ConnectError", "Read": "ReadError", "Write": "WriteError"}
+    name = names.get(expected, expected if "Timeout" in expected else expected + "Error")
+    if expected in ("TooManyRedirects", "UnsupportedProtocol"):
+        name = expected
+    elif expected == "Remote":
+        name = "RemoteProtocolError"
+    assert type(translated).__name__ == name
+    assert translated.__cause__ is raised
+    assert "s3cret" not in str(translated)  # the URL cause is left out of the message
+
+
+def test_the_message_keeps_what_reqwest_said_once() -> None:
+    """The message is pyreqwest's, then each distinct cause, without the URL or the layer."""
+    raised = error("ReadError", SENDING, "client error (SendRequest)", "reset", "reset")
+    assert str(translate(raised)) == "ReadError: reset"
+    assert causes_of(ValueError("no details")) == []
+
+
+def test_a_terminal_maps_only_pyreqwest_errors() -> None:
+    """Other exceptions are left to the common mapping; a pyreqwest one is translated."""
+    terminal = PyreqwestTerminal()
+    request = httpx.Request("GET", "http://api.test/")
+    assert terminal._translate(ValueError("x")) is None
+    assert terminal._translate(httpx.ReadError("x")) is None
+    assert type(terminal.translate(ValueError("x"))) is httpx.TransportError
+    assert type(terminal.map_error(error("ReadTimeoutError", "t"), request)).__name__ == (
+        "RequestTimeoutError"
+    )
+    mapped = map_exception(translate(error("ReadError", "reset")), request)
+    assert type(mapped).__name__ == "ReadError"
+
+
+class FakeHeaders:
+    """What a pyreqwest ``HeaderMap`` offers, with a value it cannot read as ``str``."""
+
+    def __init__(self, pairs: list[tuple[str, str | None]]) -> None:
+        self.pairs = pairs
+
+    def items(self) -> list[tuple[str, str]]:
+        if any(value is None for _, value in self.pairs):
+            raise ValueError("failed to convert header to a str")
+        return [(name, value) for name, value in self.pairs if value is not None]
+
+    def keys(self) -> list[str]:
+        return [name for name, _ in self.pairs]
+
+    def getall(self, name: str) -> list[str]:
+        values = [value for key, value in self.pairs if key == name]
+        if None in values:
+            raise ValueError("failed to convert header to a str")
+        return [value for value in values if value is not None]
+
+
+def test_the_head_comes_as_byte_pairs_in_order() -> None:
+    """Headers are handed over as ASCII byte pairs, repeated ones in order."""
+    headers = FakeHeaders([("set-cookie", "a=1"), ("x", "y"), ("set-cookie", "b=2")])
+    assert _head(headers) == [(b"set-cookie", b"a=1"), (b"x", b"y"), (b"set-cookie", b"b=2")]
+
+
+def test_a_header_value_pyreqwest_cannot_read_is_a_protocol_error_naming_it() -> None:
+    """A value that is not ASCII cannot be handed over: a ProtocolError names the header."""
+    with pytest.raises(httpx.RemoteProtocolError, match="'x-message'"):
+        _head(FakeHeaders([("x-ok", "1"), ("x-message", None)]))
+
+
+def test_a_head_over_the_limit_is_a_protocol_error() -> None:
+    """A head larger than ``MAX_HEAD`` bytes is refused."""
+    with pytest.raises(httpx.RemoteProtocolError, match="larger than"):
+        _head(FakeHeaders([("x-huge", "a" * MAX_HEAD)]))
+
+
+def test_the_client_certificate_and_key_become_one_pem(tmp_path: Path) -> None:
+    """reqwest takes the identity as one PEM: the certificate, then the key."""
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_bytes(b"CERT\n\n")
+    key.write_bytes(b"KEY\n")
+    assert _identity(cert, key) == b"CERT\nKEY\n"
+    assert _identity(cert, None) == b"CERT\n\n"
+    assert _identity(None, None) is None
+    with pytest.raises(ConfigError, match="cannot read HTTP_CA_BUNDLE"):
+        _read(tmp_path / "missing.pem", "HTTP_CA_BUNDLE")
+
+
+def test_an_exit_soon_after_a_close_waits_for_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit waits what is left of ``SETTLE`` since the last close, and nothing later."""
+    registered: list[Any] = []
+    slept: list[float] = []
+    now = [100.0]
+    monkeypatch.setattr(reqwest_module, "_closed_at", [])
+    monkeypatch.setattr(reqwest_module.atexit, "register", registered.append)
+    monkeypatch.setattr(reqwest_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(reqwest_module.time, "sleep", slept.append)
+    reqwest_module._settle()  # nothing closed: no wait
+    reqwest_module._closed_now()
+    reqwest_module._closed_now()
+    assert registered == [reqwest_module._settle]  # registered once
+    now[0] += 0.04
+    reqwest_module._settle()
+    assert slept == [pytest.approx(reqwest_module.SETTLE - 0.04)]
+    now[0] += 1.0
+    reqwest_module._settle()
+    assert len(slept) == 1
+
+
+def test_a_discarded_client_counts_as_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client dropped without its loop (a closed loop) is settled at exit like a closed one."""
+    marks: list[int] = []
+    monkeypatch.setattr(reqwest_module, "_closed_now", lambda: marks.append(1))
+    terminal = PyreqwestTerminal()
+    terminal._discard_backend()
+    assert marks == []
+    terminal._client = terminal._build()
+    terminal._discard_backend()
+    assert marks == [1]
+    assert terminal._client is None
