@@ -19,7 +19,7 @@ import httpx
 
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import ConfigError
-from .._fast import read_plain
+from .._fast import header_items, read_plain
 from .._fast import response as new_response
 from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
@@ -40,10 +40,9 @@ _modules = sys.modules
 MAX_HEAD = 64 * 1024
 """The largest response head taken (names, values and their separators), as h11 allows."""
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/2.0": b"HTTP/2", "HTTP/1.0": b"HTTP/1.0"}
-# pyreqwest reads this much of the body before it hands the head over (its default, 64 KiB): a
-# body read whole gets its first 64 KiB with the head; a stream gets its head at once (0), or an
-# event stream would wait for 64 KiB of events, and a stream's error would surface at the head.
-_READ_AHEAD = 64 * 1024
+# pyreqwest reads up to 64 KiB of the body (its ``streamed_read_buffer_limit``) before it hands
+# the head over: fine for a body read whole, but an event stream would wait for 64 KiB of events
+# and a stream's error would surface at the head, so a stream asks for none (0).
 # Request bodies at most this big are handed over as bytes; bigger ones as a stream of pieces
 # (reqwest takes bytes without copying, but a stream lets a huge upload go out as it is read).
 _PIECE = 1024 * 1024
@@ -193,6 +192,11 @@ class PyreqwestTerminal(LeanTerminal):
         self._connect = settings.timeout_connect
         self._read_timeout = settings.timeout_read
         self._client: Client | None = None
+        self._last_url: tuple[httpx.URL | None, str] = (None, "")
+        self._last_headers: tuple[list[tuple[bytes, bytes, bytes]], list[tuple[str, str]]] = (
+            [],
+            [],
+        )
 
     def __repr__(self) -> str:
         return f"PyreqwestTerminal(http2={self.settings.http2 is not False}, h2c={self._h2c})"
@@ -258,13 +262,12 @@ class PyreqwestTerminal(LeanTerminal):
             library = mocking()
             if library is not None:
                 return await self._open_mocked(library, request)
-        builder = self.client.request(request.method, str(request.url))
-        builder = builder.headers(
-            [
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in request.headers.raw
-            ]
-        )
+        url = request.url
+        last_url, text = self._last_url
+        if last_url is not url:  # the client hands out one URL object per distinct URL
+            text = str(url)
+            self._last_url = (url, text)
+        builder = self.client.request(request.method, text).headers(self._headers_for(request))
         try:
             content = request.content
         except httpx.RequestNotRead:
@@ -281,8 +284,9 @@ class PyreqwestTerminal(LeanTerminal):
             connect = self._connect if connect is None else min(connect, self._connect)
             head = None if read is None else read + connect
         ctx = request.extensions.get(EXTENSION_KEY)
-        ahead = 0 if isinstance(ctx, RequestContext) and ctx.stream else _READ_AHEAD
-        sending = builder.streamed_read_buffer_limit(ahead).build_streamed()
+        if isinstance(ctx, RequestContext) and ctx.stream:
+            builder = builder.streamed_read_buffer_limit(0)
+        sending = builder.build_streamed()  # a body read whole: 64 KiB come with the head
         try:
             if head is None:
                 response = await sending.__aenter__()
@@ -303,6 +307,18 @@ class PyreqwestTerminal(LeanTerminal):
         except BaseException:
             await sending.__aexit__(None, None, None)
             raise
+
+    def _headers_for(self, request: httpx.Request) -> list[tuple[str, str]]:
+        """The request's headers as pyreqwest takes them (``str`` pairs), converted again only
+        when they differ from the last request's (most requests of a client carry the same)."""
+        items = header_items(request.headers)
+        last, converted = self._last_headers
+        if items != last or not items:
+            converted = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, _, value in items
+            ]
+            self._last_headers = (list(items), converted)
+        return converted
 
     async def _read(self, response: httpx.Response, limit: int | None) -> None:
         stream = response.stream
@@ -347,6 +363,8 @@ class PyreqwestTerminal(LeanTerminal):
 
     def _forget_backend(self) -> None:
         self._client = None
+        self._last_url = (None, "")
+        self._last_headers = ([], [])
 
     def _discard_backend(self) -> None:
         if self._client is not None:  # dropped: reqwest closes its connections on its thread
