@@ -37,8 +37,9 @@ from ._otel_semconv import (
 )
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import MeterProvider
-    from opentelemetry.trace import Span, TracerProvider
+    from opentelemetry.context import Context
+    from opentelemetry.metrics import Meter, MeterProvider
+    from opentelemetry.trace import Span, Tracer, TracerProvider
 
 __all__ = ["REQUEST_ID_EXTENSION", "OpenTelemetry"]
 
@@ -51,17 +52,28 @@ _EXTRA = "pip install 'httprail[otel]'"
 
 
 class _Call:
-    """One logical request: its span, the attempts sent so far, and the attributes of its URL
-    (shared by its attempts while the URL stays the same object)."""
+    """One logical request: its span (``None`` when nothing traces it), the attempts sent so
+    far, and the attributes of its URL (shared by its attempts while the URL stays the same
+    object)."""
 
-    __slots__ = ("_full", "base", "sent", "span", "traced", "url")
+    __slots__ = ("_full", "active", "base", "metered", "sent", "span", "traced", "upstream", "url")
 
-    def __init__(self, span: Span, url: httpx.URL, base: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        span: Span | None,
+        request: httpx.Request,
+        base: dict[str, Any],
+        upstream: str,
+        metered: bool,
+    ) -> None:
         self.span = span
-        self.url = url
+        self.url = request.url
         self.base = base
+        self.upstream = upstream
+        self.metered = metered
+        self.traced = span is not None
         self.sent = 0
-        self.traced = True
+        self.active: tuple[tuple[str, Any], ...] = ()
         self._full: tuple[httpx.URL, str] | None = None
 
     def full(self, request: httpx.Request) -> str:
@@ -78,7 +90,9 @@ class OpenTelemetry:
 
     Place it outermost (before ``Logging``, ``Retry``, ``Hedge``): its span then covers every
     attempt, wait and rejection. Spans and instruments go to the given providers, else to the
-    global ones the application configured (no-ops without an SDK).
+    global ones the application configured (no-ops without an SDK: then, with no trace to
+    continue, a request passes through untouched, and one configured later is used from the
+    next request on).
 
     Args:
         tracer_provider: where spans go (default: the global one).
@@ -122,6 +136,9 @@ class OpenTelemetry:
             "httprail", __version__, meter_provider=meter_provider, schema_url=_SCHEMA_URL
         )
         self._instruments = Instruments(meter)
+        self._tracer_idle = _tracer_idle(self._tracer)
+        self._meter_idle = _meter_idle(meter)
+        self._current_span = trace.get_current_span
         self._client_kind = trace.SpanKind.CLIENT
         self._error = trace.StatusCode.ERROR
         self._status = trace.Status
@@ -141,123 +158,178 @@ class OpenTelemetry:
     def __repr__(self) -> str:
         return f"OpenTelemetry(propagate={self.propagate})"
 
+    def _tracing(self) -> bool:
+        """Whether this request gets spans: a tracer that records, or a trace to continue."""
+        idle = self._tracer_idle
+        if idle is None:
+            return True
+        if not idle():
+            self._tracer_idle = None  # a global provider, once set, stays
+            return True
+        return self._current_span().get_span_context().is_valid
+
+    def _metering(self) -> bool:
+        """Whether a meter records (it stays so once it does)."""
+        idle = self._meter_idle
+        if idle is None:
+            return True
+        if not idle():
+            self._meter_idle = None
+            return True
+        return False
+
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        traced = self._tracing()
+        metered = self._metering()
+        if not traced and not metered:  # the API alone, no trace to continue
+            return await call_next(request)
         base = client_attributes(request)
+        upstream = upstream_of(request)
+        if not traced:
+            request.extensions[_CALL_KEY] = call = _Call(None, request, base, upstream, True)
+            start = self._clock()
+            outcome = await call_next(request)
+            elapsed = self._clock() - start
+            self._record_call(elapsed, outcome_attributes(outcome), call, None)
+            return outcome
         span = self._tracer.start_span(
             span_name(request.method), kind=self._client_kind, attributes=base
         )
-        upstream = upstream_of(request)
-        call = request.extensions[_CALL_KEY] = _Call(span, request.url, base)
-        recording = span.is_recording()  # False with the API alone: skip the URL's redaction
-        if recording:
-            span.set_attributes({"url.full": call.full(request), "httprail.upstream": upstream})
-        # No SDK and no trace to continue: no context to attach, no attempt spans to open.
-        call.traced = recording or span.get_span_context().is_valid
-        token = self._attach(self._in_context(span)) if call.traced else None
+        request.extensions[_CALL_KEY] = call = _Call(span, request, base, upstream, metered)
+        ctx = self._in_context(span)
+        token = self._attach(ctx)
         start = self._clock()
         try:
             outcome = await call_next(request)
         except BaseException as exc:  # cancelled (or a bug below): end the span, re-raise
-            span.set_attribute("error.type", type(exc).__name__)
+            if span.is_recording():
+                span.set_attributes(
+                    {**self._logical(call, request), "error.type": type(exc).__name__}
+                )
             span.end()
             raise
         finally:
-            if token is not None:
-                self._detach(token)
+            self._detach(token)
         elapsed = self._clock() - start
-        attributes = outcome_attributes(outcome)
-        metric = {**base, "httprail.upstream": upstream}
-        _copy_result(attributes, metric)
-        if recording:
-            attributes["httprail.attempts"] = call.sent
-            request_id = request.extensions.get(REQUEST_ID_EXTENSION)
-            if request_id is not None:
-                attributes["httprail.request_id"] = str(request_id)
-            span.set_attributes(attributes)
+        result = outcome_attributes(outcome)
+        if span.is_recording():
+            span.set_attributes({**self._logical(call, request), **result})
         self._end(span, outcome, request)
-        self._instruments.calls.record(elapsed, metric)
+        if metered:
+            self._record_call(elapsed, result, call, ctx)
         return outcome
+
+    def _logical(self, call: _Call, request: httpx.Request) -> dict[str, Any]:
+        """The logical span's attributes that are set when it ends (but its outcome's)."""
+        attributes: dict[str, Any] = {
+            "url.full": call.full(request),
+            "httprail.upstream": call.upstream,
+            "httprail.attempts": call.sent,
+        }
+        request_id = request.extensions.get(REQUEST_ID_EXTENSION)
+        if request_id is not None:
+            attributes["httprail.request_id"] = str(request_id)
+        return attributes
+
+    def _record_call(
+        self, elapsed: float, result: dict[str, Any], call: _Call, ctx: Context | None
+    ) -> None:
+        metric = {**call.base, "httprail.upstream": call.upstream}
+        _copy_result(result, metric)
+        self._instruments.calls.record(elapsed, metric, context=ctx)
 
     def wrap_send(self, send: Next) -> Next:
         """``send`` (the terminal's) with one attempt span around each call; the
         :class:`~httprail.Pipeline` calls this once, when it is built."""
 
         async def attempt(request: httpx.Request) -> Outcome:
-            return await self._attempt(request, send)
+            call = request.extensions.get(_CALL_KEY)
+            if not isinstance(call, _Call):  # the logical stage let it pass, or is not there
+                traced, metered = self._tracing(), self._metering()
+                if not traced and not metered:
+                    return await send(request)
+                base = client_attributes(request)
+                call = _Call(None, request, base, upstream_of(request), metered)
+                call.traced = traced
+            return await self._attempt(request, send, call)
 
         return attempt
 
-    async def _attempt(self, request: httpx.Request, send: Next) -> Outcome:
-        extensions = request.extensions
-        call = extensions.get(_CALL_KEY)
-        resend = 0
-        if isinstance(call, _Call):
-            resend = call.sent
-            call.sent += 1
-            base = call.base if request.url is call.url else client_attributes(request)
-        else:
-            call = None
-            base = client_attributes(request)
-        hedge = extensions.get(HEDGE_EXTENSION)
-        kind = "hedge" if hedge else "retry" if resend else "first"
+    async def _attempt(self, request: httpx.Request, send: Next, call: _Call) -> Outcome:
+        resend = call.sent
+        call.sent += 1
+        url_changed = request.url is not call.url
+        base = client_attributes(request) if url_changed else call.base
+        hedge = request.extensions.get(HEDGE_EXTENSION)
+        metered = call.metered
         instruments = self._instruments
-        instruments.attempts.add(
-            1, {"httprail.upstream": upstream_of(request), "httprail.attempt.kind": kind}
-        )
-        if call is not None and not call.traced:
-            return await self._measured(request, send, base)
+        active: tuple[tuple[str, Any], ...] = ()
+        if metered:
+            kind = "hedge" if hedge else "retry" if resend else "first"
+            instruments.attempts.add(
+                (("httprail.upstream", call.upstream), ("httprail.attempt.kind", kind)), 1
+            )
+            active = call.active
+            if not active or url_changed:
+                active = tuple(base.items())
+                if not url_changed:
+                    call.active = active
+        if not call.traced:
+            return await self._measured(request, send, base, active)
         span = self._tracer.start_span(
             span_name(request.method), kind=self._client_kind, attributes=base
         )
-        if span.is_recording():
-            extra: dict[str, Any] = {
-                "url.full": redact_url(request.url) if call is None else call.full(request)
-            }
-            if resend:
-                extra["http.request.resend_count"] = resend
-            if hedge:
-                extra["httprail.hedge"] = hedge
-            request_id = extensions.get(REQUEST_ID_EXTENSION)
-            if request_id is not None:
-                extra["httprail.request_id"] = str(request_id)
-            span.set_attributes(extra)
         ctx = self._in_context(span)
         if self._suppress is not None:
             ctx = self._set_value(self._suppress, True, ctx)
         if self._inject is not None and span.get_span_context().is_valid:
             self._inject(request.headers, context=ctx)
-        instruments.active.add(1, base)
+        if metered:
+            instruments.active.add(active, 1)
         token = self._attach(ctx)
         start = self._clock()
         try:
             outcome = await send(request)
         except BaseException as exc:  # cancelled (a hedge that lost, a timeout): end, re-raise
-            span.set_attribute("error.type", type(exc).__name__)
+            if span.is_recording():
+                extra = _attempt_attributes(call, request, resend, hedge)
+                extra["error.type"] = type(exc).__name__
+                span.set_attributes(extra)
             span.end()
             raise
         finally:
             self._detach(token)
-            instruments.active.add(-1, base)
+            if metered:
+                instruments.active.add(active, -1)
         elapsed = self._clock() - start
         result = outcome_attributes(outcome)
-        span.set_attributes(result)
         if span.is_recording():
-            span.set_attributes(peer_attributes(outcome))
+            extra = _attempt_attributes(call, request, resend, hedge)
+            extra.update(result)
+            extra.update(peer_attributes(outcome))
+            span.set_attributes(extra)
         self._end(span, outcome, request)
-        metric = dict(base)
-        _copy_result(result, metric)
-        instruments.duration.record(elapsed, metric)
+        if metered:
+            metric = dict(base)
+            _copy_result(result, metric)
+            instruments.duration.record(elapsed, metric, context=ctx)
         return outcome
 
-    async def _measured(self, request: httpx.Request, send: Next, base: dict[str, Any]) -> Outcome:
+    async def _measured(
+        self,
+        request: httpx.Request,
+        send: Next,
+        base: dict[str, Any],
+        active: tuple[tuple[str, Any], ...],
+    ) -> Outcome:
         """An attempt with metrics and no span (nothing traces this request)."""
         instruments = self._instruments
-        instruments.active.add(1, base)
+        instruments.active.add(active, 1)
         start = self._clock()
         try:
             outcome = await send(request)
         finally:
-            instruments.active.add(-1, base)
+            instruments.active.add(active, -1)
         elapsed = self._clock() - start
         metric = dict(base)
         _copy_result(outcome_attributes(outcome), metric)
@@ -277,10 +349,52 @@ class OpenTelemetry:
         if request is None:
             return
         call = request.extensions.get(_CALL_KEY)
-        if not isinstance(call, _Call):
+        if not isinstance(call, _Call) or call.span is None:
             return
         name, attributes = _span_event(event)
         call.span.add_event(name, attributes)
+
+
+def _attempt_attributes(
+    call: _Call, request: httpx.Request, resend: int, hedge: object
+) -> dict[str, Any]:
+    """An attempt span's attributes that are set when it ends (but its outcome's)."""
+    attributes: dict[str, Any] = {"url.full": call.full(request)}
+    if resend:
+        attributes["http.request.resend_count"] = resend
+    if hedge:
+        attributes["httprail.hedge"] = hedge
+    request_id = request.extensions.get(REQUEST_ID_EXTENSION)
+    if request_id is not None:
+        attributes["httprail.request_id"] = str(request_id)
+    return attributes
+
+
+def _tracer_idle(tracer: Tracer) -> Callable[[], bool] | None:
+    """A check, cheap enough for every request, that ``tracer`` is the API's no-op (the global
+    proxy while no provider is set); ``None`` for a tracer that records."""
+    from opentelemetry import trace
+
+    if isinstance(tracer, trace.NoOpTracer):
+        return _always
+    if isinstance(tracer, trace.ProxyTracer) and hasattr(trace, "_TRACER_PROVIDER"):
+        return lambda: trace._TRACER_PROVIDER is None
+    return None
+
+
+def _meter_idle(meter: Meter) -> Callable[[], bool] | None:
+    """The same check for ``meter``: the API's no-op, or its proxy while no provider is set."""
+    from opentelemetry.metrics import NoOpMeter
+
+    if isinstance(meter, NoOpMeter):
+        return _always
+    if type(meter).__name__ == "_ProxyMeter" and hasattr(meter, "_real_meter"):
+        return lambda: meter._real_meter is None
+    return None
+
+
+def _always() -> bool:
+    return True
 
 
 def _copy_result(result: dict[str, Any], metric: dict[str, Any]) -> None:

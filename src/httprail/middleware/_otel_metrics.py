@@ -1,6 +1,11 @@
 """The instruments of the ``OpenTelemetry`` stage, created on one OpenTelemetry ``Meter``.
 
 The aggregation (histogram buckets, sums, export) is the SDK's: this module only records.
+Two instruments are observed rather than recorded: ``httprail.attempts`` and
+``http.client.active_requests`` change on every attempt, and one synchronous ``add`` costs the
+SDK some 67k instructions (attribute cleaning, hashing, exemplar filter, a lock), so they are
+kept as plain counts under a lock here and read by the SDK when it collects (same values, no
+exemplars).
 ``docs/observability.md`` lists every instrument with its unit and attributes:
 ``http.client.request.duration``, ``http.client.active_requests`` (one per physical attempt),
 ``httprail.request.duration`` (logical requests), ``httprail.attempts``, ``httprail.retries``,
@@ -10,6 +15,7 @@ The aggregation (histogram buckets, sums, export) is the SDK's: this module only
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +26,32 @@ from ._otel_semconv import DURATION_BUCKETS, error_type
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-__all__ = ["Instruments"]
+__all__ = ["Instruments", "Tally"]
 
 _STATES = tuple(CircuitState)
+
+
+class Tally:
+    """Counts by attribute set, read by an observable instrument's callback. The key is the
+    attribute set itself, as a tuple of ``(name, value)`` pairs. Thread-safe: one stage may
+    serve clients on several event loops."""
+
+    __slots__ = ("_counts", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[tuple[str, Any], ...], int] = {}
+
+    def add(self, key: tuple[tuple[str, Any], ...], amount: int) -> None:
+        """Add ``amount`` to the count of the attribute set ``key``."""
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def observe(self, observation: type[Observation]) -> list[Observation]:
+        """One observation per attribute set seen so far."""
+        with self._lock:
+            counts = list(self._counts.items())
+        return [observation(count, dict(key)) for key, count in counts]
 
 
 class Instruments:
@@ -51,8 +80,10 @@ class Instruments:
             description="Duration of HTTP client requests (one per physical attempt).",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
-        self.active = meter.create_up_down_counter(
+        self.active = Tally()
+        meter.create_observable_up_down_counter(
             "http.client.active_requests",
+            callbacks=[self._observe_active],
             unit="{request}",
             description="Number of outstanding HTTP client requests (attempts in flight).",
         )
@@ -62,8 +93,10 @@ class Instruments:
             description="Duration of logical requests, every retry, wait and hedge included.",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
-        self.attempts = meter.create_counter(
+        self.attempts = Tally()
+        meter.create_observable_counter(
             "httprail.attempts",
+            callbacks=[self._observe_attempts],
             unit="{attempt}",
             description="Physical attempts sent, by kind (first, retry, hedge).",
         )
@@ -94,6 +127,12 @@ class Instruments:
             callbacks=[self._observe_breakers],
             description="1 for each upstream's current circuit state, 0 for the other states.",
         )
+
+    def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self.active.observe(self._observation)
+
+    def _observe_attempts(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self.attempts.observe(self._observation)
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         observation = self._observation
