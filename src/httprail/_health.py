@@ -49,8 +49,8 @@ class UpstreamHealth:
         latency_p50: median latency in seconds over the window (an upper bound: the
             histogram bucket it falls in); ``None`` without a sample or above every bucket.
         latency_p99: the 99th percentile, likewise.
-        in_flight: requests holding a bulkhead slot now (0 without a ``Bulkhead``: counting
-            them in ``Metrics`` would cost every request a lookup before it is sent).
+        in_flight: requests holding a bulkhead slot now; ``None`` without a ``Bulkhead``
+            (counting them in ``Metrics`` would cost every request a lookup before it is sent).
         queued: callers waiting for a bulkhead slot; ``None`` without a bulkhead.
         requests: logical requests finished during the recent window.
     """
@@ -62,7 +62,7 @@ class UpstreamHealth:
     error_rate: float | None = None
     latency_p50: float | None = None
     latency_p99: float | None = None
-    in_flight: int = 0
+    in_flight: int | None = None
     queued: int | None = None
     requests: int = 0
 
@@ -155,7 +155,7 @@ async def _upstream(
         error_rate=figures.error_rate if figures is not None else None,
         latency_p50=figures.quantile(0.5) if figures is not None else None,
         latency_p99=figures.quantile(0.99) if figures is not None else None,
-        in_flight=sum(b.in_flight(key) for b in bulkheads),
+        in_flight=sum(b.in_flight(key) for b in bulkheads) if bulkheads else None,
         queued=sum(b.waiting(key) for b in bulkheads) if bulkheads else None,
         requests=figures.requests if figures is not None else 0,
     )

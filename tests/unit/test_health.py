@@ -154,7 +154,7 @@ async def test_metrics_window_error_rate_latency_and_in_flight() -> None:
     assert health.error_rate == pytest.approx(1 / 4)  # 3 successes + 1 refused; /bad not
     assert health.latency_p50 == 0.001
     assert health.latency_p99 == 0.25
-    assert health.in_flight == 0
+    assert health.in_flight is None  # held in flight, but no bulkhead counts it
     gate.set()
     await held
     assert (await pipeline.health()).upstreams[A].requests == 6
@@ -256,7 +256,7 @@ async def test_to_dict_is_json_with_nan_as_none() -> None:
     assert decoded["upstreams"][A]["error_rate"] is None
     assert decoded["upstreams"][B] == {
         "upstream": B, "breaker": "closed", "retry_in": None, "budget_left": None,
-        "error_rate": None, "latency_p50": None, "latency_p99": None, "in_flight": 0,
+        "error_rate": None, "latency_p50": None, "latency_p99": None, "in_flight": None,
         "queued": None, "requests": 0,
     }  # fmt: skip
 

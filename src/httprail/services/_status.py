@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .._health import HealthSnapshot
+
 __all__ = ["EndpointHealth", "RegistryHealth", "ServiceHealth", "ServiceStatus"]
 
 ServiceStatus = Literal["ready", "degraded", "down"]
@@ -54,7 +56,7 @@ class ServiceHealth:
     name: str
     status: ServiceStatus
     endpoints: tuple[EndpointHealth, ...]
-    upstreams: Any | None = None
+    upstreams: HealthSnapshot | None = None
 
     @property
     def ready(self) -> bool:
