@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._context import EXTENSION_KEY, RequestContext
 from .._errors import ConfigError
 from .._fast import header_items, read_plain
 from .._fast import response as new_response
@@ -40,9 +39,11 @@ _modules = sys.modules
 MAX_HEAD = 64 * 1024
 """The largest response head taken (names, values and their separators), as h11 allows."""
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/2.0": b"HTTP/2", "HTTP/1.0": b"HTTP/1.0"}
-# pyreqwest reads up to 64 KiB of the body (its ``streamed_read_buffer_limit``) before it hands
-# the head over: fine for a body read whole, but an event stream would wait for 64 KiB of events
-# and a stream's error would surface at the head, so a stream asks for none (0).
+# pyreqwest reads up to 64 KiB of the body (``streamed_read_buffer_limit``) before it hands the
+# head over, unless told 0: an event stream would wait for 64 KiB of events, a body's error would
+# surface at the head, and a request cancelled during that read is abandoned, not aborted (its
+# connection stays busy until the read ends). With 0, the head comes as it arrives and a cancel
+# while the body is read closes the connection (``_ReqwestBody.aclose``).
 # Request bodies at most this big are handed over as bytes; bigger ones as a stream of pieces
 # (reqwest takes bytes without copying, but a stream lets a huge upload go out as it is read).
 _PIECE = 1024 * 1024
@@ -54,6 +55,8 @@ _PIECE = 1024 * 1024
 # 61 runs of a closed client at exit, none of 41 with 0.1 s between the close and the exit). So
 # an exit less than this long after the last close waits for the rest (``_settle``).
 SETTLE = 0.1
+# How long ``aclose()`` waits for the runtime thread to close the dropped client's connections.
+CLOSE_GRACE = 0.05
 _closed_at: list[float] = []
 
 
@@ -283,10 +286,7 @@ class PyreqwestTerminal(LeanTerminal):
             # timeout of the connection being made, and the connect is the shorter of the two
             connect = self._connect if connect is None else min(connect, self._connect)
             head = None if read is None else read + connect
-        ctx = request.extensions.get(EXTENSION_KEY)
-        if isinstance(ctx, RequestContext) and ctx.stream:
-            builder = builder.streamed_read_buffer_limit(0)
-        sending = builder.build_streamed()  # a body read whole: 64 KiB come with the head
+        sending = builder.streamed_read_buffer_limit(0).build_streamed()
         try:
             if head is None:
                 response = await sending.__aenter__()
@@ -359,7 +359,11 @@ class PyreqwestTerminal(LeanTerminal):
             try:
                 await client.close()
             finally:
+                # pyreqwest closes the connections when the client is dropped, on its runtime
+                # thread (~5 ms here): the close waits for that, so no socket outlives aclose()
+                del client
                 _closed_now()
+                await asyncio.sleep(CLOSE_GRACE)
 
     def _forget_backend(self) -> None:
         self._client = None
