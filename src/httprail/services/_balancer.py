@@ -34,6 +34,7 @@ from .._pipeline import TerminalPlugin
 from .._redact import redact_url
 from .._result import Outcome
 from ..middleware._redirects import origin_of
+from ..terminals._backends import moved_to
 from ..terminals._mapping import map_exception
 from ._config import BalancerOptions
 
@@ -256,18 +257,7 @@ class Balancer:
         moved = url.copy_with(
             scheme=endpoint.scheme, host=endpoint.host, port=endpoint.port, raw_path=raw
         )
-        headers = request.headers.copy()
-        headers["Host"] = endpoint.netloc
-        aimed = httpx.Request(
-            request.method,
-            moved,
-            headers=headers,
-            stream=request.stream,
-            extensions=dict(request.extensions),
-        )
-        if isinstance(request.stream, httpx.ByteStream):
-            aimed.read()  # a body in memory stays readable as ``.content``
-        return aimed
+        return moved_to(request, moved)
 
     def balances(self, request: httpx.Request) -> bool:
         """Whether ``request`` goes to the service's origin (else it is sent untouched)."""

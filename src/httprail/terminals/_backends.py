@@ -14,7 +14,15 @@ from .._pipeline import TerminalPlugin
 from .._redact import redact_url
 from .._validate import as_origin
 
-__all__ = ["Backend", "BackendHealth", "BackendSpec", "BackendState", "Slot", "parse_backends"]
+__all__ = [
+    "Backend",
+    "BackendHealth",
+    "BackendSpec",
+    "BackendState",
+    "Slot",
+    "moved_to",
+    "parse_backends",
+]
 
 BackendState = Literal["healthy", "unhealthy", "trial"]
 """``healthy``: in use; ``unhealthy``: cooling down, skipped; ``trial``: cooldown over, the
@@ -115,19 +123,24 @@ class Slot:
             self.port,
         ):
             return request
-        moved = url.copy_with(scheme=self.scheme, host=self.host, port=self.port)
-        headers = request.headers.copy()
-        headers["Host"] = moved.netloc.decode("ascii")
-        aimed = httpx.Request(
-            request.method,
-            moved,
-            headers=headers,
-            stream=request.stream,
-            extensions=dict(request.extensions),
-        )
-        if isinstance(request.stream, httpx.ByteStream):
-            aimed.read()  # a body in memory stays readable as ``.content``
-        return aimed
+        return moved_to(request, url.copy_with(scheme=self.scheme, host=self.host, port=self.port))
+
+
+def moved_to(request: httpx.Request, url: httpx.URL) -> httpx.Request:
+    """A copy of ``request`` sent to ``url`` (another origin): its headers with ``Host`` to
+    match, its body and its extensions (the context travels with it)."""
+    headers = request.headers.copy()
+    headers["Host"] = url.netloc.decode("ascii")
+    aimed = httpx.Request(
+        request.method,
+        url,
+        headers=headers,
+        stream=request.stream,
+        extensions=dict(request.extensions),
+    )
+    if isinstance(request.stream, httpx.ByteStream):
+        aimed.read()  # a body in memory stays readable as ``.content``
+    return aimed
 
 
 def parse_backends(backends: Sequence[BackendSpec]) -> tuple[Slot, ...]:
