@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from returns.result import Failure, Result, Success
 
 from .._client import AsyncClient
-from .._closing import ClosesOnExit
+from .._closing import ClosesOnExit, close_all
 from .._discovery import PluginRegistry
 from .._errors import ConfigError, ServiceNotFoundError
 from .._pipeline import TerminalPlugin
@@ -211,16 +211,7 @@ class ServiceRegistry(ClosesOnExit):
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        errors: list[Exception] = []
-        for service in self._services.values():
-            try:
-                await service.stack.aclose()
-            except Exception as exc:  # noqa: BLE001 - close the others, then report
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ExceptionGroup("closing the service registry failed", errors)
+        await close_all((s.stack.aclose for s in self._services.values()), "the service registry")
 
     async def health(self) -> RegistryHealth:
         """Every service's status, endpoints and upstream snapshot (see :class:`ServiceHealth`)."""

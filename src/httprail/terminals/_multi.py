@@ -28,6 +28,7 @@ from typing import Literal
 import httpx
 from returns.result import Failure, Success
 
+from .._closing import close_all
 from .._errors import (
     ConfigError,
     ConnectError,
@@ -308,17 +309,8 @@ class MultiTerminal:
             Exception: what a terminal raised when closed (an ``ExceptionGroup`` if several).
         """
         self._closed = True
-        errors: list[Exception] = []
-        closed: list[TerminalPlugin] = []
+        terminals: list[TerminalPlugin] = []
         for slot in self._slots:
-            if any(slot.terminal is done for done in closed):
-                continue
-            closed.append(slot.terminal)
-            try:
-                await slot.terminal.aclose()
-            except Exception as exc:  # noqa: BLE001 - close the others, then report
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ExceptionGroup("closing MultiTerminal backends failed", errors)
+            if not any(slot.terminal is seen for seen in terminals):
+                terminals.append(slot.terminal)
+        await close_all((t.aclose for t in terminals), "MultiTerminal backends")
