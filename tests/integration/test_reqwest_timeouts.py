@@ -1,12 +1,15 @@
-"""The reqwest terminal keeps a request's own read timeout while a body arrives, and reqwest's
-own (the settings') still applies beside it."""
+"""The reqwest terminal's bodies: a request's own read timeout is kept while a body arrives,
+reqwest's own (the settings') still applies beside it, and a body that breaks after
+pyreqwest's read-ahead is the same error as on every terminal."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
 
-from httprail import HttpSettings, RequestContext, RequestTimeoutError, set_context
+from httprail import HttpSettings, ProtocolError, RequestContext, RequestTimeoutError, set_context
 from httprail.terminals import PyreqwestTerminal
 from httprail.testing import ChaosServer, Fault, Reply
 
@@ -71,3 +74,26 @@ async def test_no_idle_connection_is_kept_with_keepalive_expiry_0(
         assert len({seen.connection_id for seen in chaos_server.requests_for("/ok")}) == 2
     finally:
         await terminal.aclose()
+
+
+async def test_a_body_cut_short_past_the_read_ahead_is_a_protocol_error() -> None:
+    """A 200 kB body that ends after 100 kB (beyond pyreqwest's 64 KiB read-ahead, so it
+    breaks while the terminal reads the rest): ``ProtocolError``, as on every terminal."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 100_000)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    terminal = PyreqwestTerminal(HttpSettings())
+    try:
+        error = (await terminal.send(httpx.Request("GET", url))).failure()
+        assert type(error) is ProtocolError
+    finally:
+        await terminal.aclose()
+        server.close()
+        await server.wait_closed()
