@@ -13,8 +13,10 @@ and the Prometheus exporter.
 
 from __future__ import annotations
 
+import contextvars
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,6 +28,7 @@ from .._redact import redact_url
 from .._result import Next, Outcome
 from .._version import __version__
 from ._hedge import HEDGE_EXTENSION
+from ._otel_inject import Injector
 from ._otel_metrics import Instruments
 from ._otel_semconv import (
     client_attributes,
@@ -47,6 +50,8 @@ REQUEST_ID_EXTENSION = "httprail.request_id"
 """Where the request id (``RequestId`` stage) is kept; spans carry it as ``httprail.request_id``."""
 
 _CALL_KEY = "httprail.otel"
+_PASSED = "passed"  # a request the stage let pass untouched (its attempts too)
+_NO_OP = types.SimpleNamespace(_TRACER_PROVIDER=None, _real_meter=None)
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 _EXTRA = "pip install 'httprail[otel]'"
 
@@ -124,7 +129,6 @@ class OpenTelemetry:
     ) -> None:
         try:
             from opentelemetry import context, metrics, trace
-            from opentelemetry import propagate as propagation
         except ImportError as exc:
             raise ConfigError(
                 f"the OpenTelemetry stage (`otel`) needs opentelemetry-api: {_EXTRA}"
@@ -139,6 +143,11 @@ class OpenTelemetry:
         self._tracer_idle = _tracer_idle(self._tracer)
         self._meter_idle = _meter_idle(meter)
         self._current_span = trace.get_current_span
+        self._get_current, self._span_key = _span_lookup()
+        # What a request reads to pass untouched (see ``_quiet``).
+        self._may_pass, self._trace_api, self._meter_api = _quiet(self._tracer, meter)
+        if not self._span_key:
+            self._may_pass = False  # no cheap look at the current span: always the full check
         self._client_kind = trace.SpanKind.CLIENT
         self._error = trace.StatusCode.ERROR
         self._status = trace.Status
@@ -148,7 +157,7 @@ class OpenTelemetry:
             context.detach,
             context.set_value,
         )
-        self._inject = propagation.inject if propagate else None
+        self._inject = Injector() if propagate else None
         # The key the official instrumentations check (``suppress_http_instrumentation``).
         key = getattr(context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
         self._suppress: str | None = key if suppress_http_instrumentation else None
@@ -158,15 +167,19 @@ class OpenTelemetry:
     def __repr__(self) -> str:
         return f"OpenTelemetry(propagate={self.propagate})"
 
+    def _continues(self) -> bool:
+        """Whether the current context holds a span (a trace to continue)."""
+        return self._current_span().get_span_context().is_valid
+
     def _tracing(self) -> bool:
         """Whether this request gets spans: a tracer that records, or a trace to continue."""
         idle = self._tracer_idle
         if idle is None:
             return True
         if not idle():
-            self._tracer_idle = None  # a global provider, once set, stays
+            self._tracer_idle, self._may_pass = None, False  # a global provider stays set
             return True
-        return self._current_span().get_span_context().is_valid
+        return self._continues()
 
     def _metering(self) -> bool:
         """Whether a meter records (it stays so once it does)."""
@@ -174,11 +187,21 @@ class OpenTelemetry:
         if idle is None:
             return True
         if not idle():
-            self._meter_idle = None
+            self._meter_idle, self._may_pass = None, False
             return True
         return False
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
+        # The API alone (neither provider records) and no span in the context: pass untouched,
+        # and tell the attempt so. Inline: this is all such a request pays.
+        if (
+            self._may_pass
+            and self._trace_api._TRACER_PROVIDER is None
+            and self._meter_api._real_meter is None
+            and self._get_current().get(self._span_key) is None
+        ):
+            request.extensions[_CALL_KEY] = _PASSED
+            return await call_next(request)
         traced = self._tracing()
         metered = self._metering()
         if not traced and not metered:  # the API alone, no trace to continue
@@ -242,16 +265,20 @@ class OpenTelemetry:
         """``send`` (the terminal's) with one attempt span around each call; the
         :class:`~httprail.Pipeline` calls this once, when it is built."""
 
-        async def attempt(request: httpx.Request) -> Outcome:
+        # A plain function returning the coroutine to await: a request the stage let pass
+        # costs one dictionary read here, no coroutine of its own.
+        def attempt(request: httpx.Request) -> Awaitable[Outcome]:
             call = request.extensions.get(_CALL_KEY)
-            if not isinstance(call, _Call):  # the logical stage let it pass, or is not there
+            if call is _PASSED:
+                return send(request)
+            if not isinstance(call, _Call):  # no logical stage before this send
                 traced, metered = self._tracing(), self._metering()
                 if not traced and not metered:
-                    return await send(request)
+                    return send(request)
                 base = client_attributes(request)
                 call = _Call(None, request, base, upstream_of(request), metered)
                 call.traced = traced
-            return await self._attempt(request, send, call)
+            return self._attempt(request, send, call)
 
         return attempt
 
@@ -282,8 +309,9 @@ class OpenTelemetry:
         ctx = self._in_context(span)
         if self._suppress is not None:
             ctx = self._set_value(self._suppress, True, ctx)
-        if self._inject is not None and span.get_span_context().is_valid:
-            self._inject(request.headers, context=ctx)
+        span_context = span.get_span_context()
+        if self._inject is not None and span_context.is_valid:
+            self._inject(request.headers, span_context, ctx)
         if metered:
             instruments.active.add(active, 1)
         token = self._attach(ctx)
@@ -393,8 +421,39 @@ def _meter_idle(meter: Meter) -> Callable[[], bool] | None:
     return None
 
 
+def _quiet(tracer: Tracer, meter: Meter) -> tuple[bool, Any, Any]:
+    """Whether a request may pass untouched, and the two objects it reads to know: a tracer
+    that does not record leaves ``_TRACER_PROVIDER`` of the first ``None`` (the API module
+    while no global provider is set, or a stand-in for the API's no-op tracer), a meter that
+    does not record leaves ``_real_meter`` of the second ``None`` (the global proxy meter
+    while no provider is set, or a stand-in). ``False`` when either records."""
+    from opentelemetry import trace
+
+    tracer_idle, meter_idle = _tracer_idle(tracer), _meter_idle(meter)
+    if tracer_idle is None or meter_idle is None:
+        return False, _NO_OP, _NO_OP
+    trace_api = _NO_OP if tracer_idle is _always else trace
+    meter_api = _NO_OP if meter_idle is _always else meter
+    return True, trace_api, meter_api
+
+
 def _always() -> bool:
     return True
+
+
+def _span_lookup() -> tuple[Callable[[], Mapping[str, object]], str]:
+    """How to read the current context cheaply (the context variable itself when the runtime
+    context is the default one), and the key the current span is kept under (empty if this
+    API keeps it elsewhere)."""
+    from opentelemetry import context
+    from opentelemetry.trace import propagation
+
+    key = getattr(propagation, "_SPAN_KEY", "")
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if isinstance(variable, contextvars.ContextVar):
+        return variable.get, key
+    return context.get_current, key
 
 
 def _copy_result(result: dict[str, Any], metric: dict[str, Any]) -> None:
