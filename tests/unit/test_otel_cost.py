@@ -215,3 +215,14 @@ async def test_without_the_api_internals_it_reads_the_public_path_decides(
         read, key = _otel._span_lookup()
     assert read is context.get_current
     assert key == ""
+
+
+async def test_no_op_providers_given_explicitly_still_continue_an_incoming_trace(
+    remote_parent: SpanContext,
+) -> None:
+    """With the API's no-op providers given as arguments, a remote parent in the context is
+    still propagated to the attempt (the no-op tracer hands back the parent's context)."""
+    terminal = MockTerminal(_ok)
+    stage = OpenTelemetry(tracer_provider=trace.NoOpTracerProvider())
+    await _send(stage, terminal)
+    assert terminal.requests[0].headers["traceparent"] == f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"
