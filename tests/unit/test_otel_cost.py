@@ -192,9 +192,9 @@ async def test_without_the_api_internals_it_reads_the_public_path_decides(
     context variable it reads the current context through ``context.get_current``."""
     from opentelemetry.trace import propagation
 
-    from httprail.middleware import _otel
+    from httprail.middleware import _otel, _otel_api
 
-    monkeypatch.setattr(_otel, "_span_lookup", lambda: (context.get_current, ""))
+    monkeypatch.setattr(_otel, "span_lookup", lambda: (context.get_current, ""))
     stage = OpenTelemetry()
     assert not stage._may_pass
     terminal = MockTerminal(_ok)
@@ -212,7 +212,7 @@ async def test_without_the_api_internals_it_reads_the_public_path_decides(
     with monkeypatch.context() as patched:
         patched.setattr(context, "_RUNTIME_CONTEXT", object())
         patched.delattr(propagation, "_SPAN_KEY")
-        read, key = _otel._span_lookup()
+        read, key = _otel_api.span_lookup()
     assert read is context.get_current
     assert key == ""
 

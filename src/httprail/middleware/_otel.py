@@ -13,10 +13,8 @@ and the Prometheus exporter.
 
 from __future__ import annotations
 
-import contextvars
 import time
-import types
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -28,6 +26,7 @@ from .._redact import redact_url
 from .._result import Next, Outcome
 from .._version import __version__
 from ._hedge import HEDGE_EXTENSION
+from ._otel_api import meter_idle, quiet, span_lookup, tracer_idle
 from ._otel_inject import Injector
 from ._otel_metrics import Instruments
 from ._otel_semconv import (
@@ -41,8 +40,8 @@ from ._otel_semconv import (
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.metrics import Meter, MeterProvider
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import Span, TracerProvider
 
 __all__ = ["REQUEST_ID_EXTENSION", "OpenTelemetry"]
 
@@ -51,7 +50,6 @@ REQUEST_ID_EXTENSION = "httprail.request_id"
 
 _CALL_KEY = "httprail.otel"
 _PASSED = "passed"  # a request the stage let pass untouched (its attempts too)
-_NO_OP = types.SimpleNamespace(_TRACER_PROVIDER=None, _real_meter=None)
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 _EXTRA = "pip install 'httprail[otel]'"
 
@@ -140,12 +138,12 @@ class OpenTelemetry:
             "httprail", __version__, meter_provider=meter_provider, schema_url=_SCHEMA_URL
         )
         self._instruments = Instruments(meter)
-        self._tracer_idle = _tracer_idle(self._tracer)
-        self._meter_idle = _meter_idle(meter)
+        self._tracer_idle = tracer_idle(self._tracer)
+        self._meter_idle = meter_idle(meter)
         self._current_span = trace.get_current_span
-        self._get_current, self._span_key = _span_lookup()
-        # What a request reads to pass untouched (see ``_quiet``).
-        self._may_pass, self._trace_api, self._meter_api = _quiet(self._tracer, meter)
+        self._get_current, self._span_key = span_lookup()
+        # What a request reads to pass untouched (see :func:`._otel_api.quiet`).
+        self._may_pass, self._trace_api, self._meter_api = quiet(self._tracer, meter)
         if not self._span_key:
             self._may_pass = False  # no cheap look at the current span: always the full check
         self._client_kind = trace.SpanKind.CLIENT
@@ -396,64 +394,6 @@ def _attempt_attributes(
     if request_id is not None:
         attributes["httprail.request_id"] = str(request_id)
     return attributes
-
-
-def _tracer_idle(tracer: Tracer) -> Callable[[], bool] | None:
-    """A check, cheap enough for every request, that ``tracer`` is the API's no-op (the global
-    proxy while no provider is set); ``None`` for a tracer that records."""
-    from opentelemetry import trace
-
-    if isinstance(tracer, trace.NoOpTracer):
-        return _always
-    if isinstance(tracer, trace.ProxyTracer) and hasattr(trace, "_TRACER_PROVIDER"):
-        return lambda: trace._TRACER_PROVIDER is None
-    return None
-
-
-def _meter_idle(meter: Meter) -> Callable[[], bool] | None:
-    """The same check for ``meter``: the API's no-op, or its proxy while no provider is set."""
-    from opentelemetry.metrics import NoOpMeter
-
-    if isinstance(meter, NoOpMeter):
-        return _always
-    if type(meter).__name__ == "_ProxyMeter" and hasattr(meter, "_real_meter"):
-        return lambda: meter._real_meter is None
-    return None
-
-
-def _quiet(tracer: Tracer, meter: Meter) -> tuple[bool, Any, Any]:
-    """Whether a request may pass untouched, and the two objects it reads to know: a tracer
-    that does not record leaves ``_TRACER_PROVIDER`` of the first ``None`` (the API module
-    while no global provider is set, or a stand-in for the API's no-op tracer), a meter that
-    does not record leaves ``_real_meter`` of the second ``None`` (the global proxy meter
-    while no provider is set, or a stand-in). ``False`` when either records."""
-    from opentelemetry import trace
-
-    tracer_idle, meter_idle = _tracer_idle(tracer), _meter_idle(meter)
-    if tracer_idle is None or meter_idle is None:
-        return False, _NO_OP, _NO_OP
-    trace_api = _NO_OP if tracer_idle is _always else trace
-    meter_api = _NO_OP if meter_idle is _always else meter
-    return True, trace_api, meter_api
-
-
-def _always() -> bool:
-    return True
-
-
-def _span_lookup() -> tuple[Callable[[], Mapping[str, object]], str]:
-    """How to read the current context cheaply (the context variable itself when the runtime
-    context is the default one), and the key the current span is kept under (empty if this
-    API keeps it elsewhere)."""
-    from opentelemetry import context
-    from opentelemetry.trace import propagation
-
-    key = getattr(propagation, "_SPAN_KEY", "")
-    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
-    variable = getattr(runtime, "_current_context", None)
-    if isinstance(variable, contextvars.ContextVar):
-        return variable.get, key
-    return context.get_current, key
 
 
 def _copy_result(result: dict[str, Any], metric: dict[str, Any]) -> None:
