@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -15,8 +14,6 @@ from httprail import (
     CircuitBreakerOpenError,
     Failure,
     HttpSettings,
-    Next,
-    Outcome,
     Success,
 )
 from httprail.middleware import (
@@ -24,6 +21,7 @@ from httprail.middleware import (
     CircuitBreaker,
     Hedge,
     RateLimiter,
+    RequestId,
     Retry,
     RetryBudget,
 )
@@ -226,22 +224,18 @@ async def test_hedge_is_an_attempt_span_of_its_own_and_is_counted(
     assert sdk.total("httprail.attempts", httprail__attempt__kind="hedge") == 1
 
 
-async def _request_id(request: httpx.Request, call_next: Next) -> Outcome:
-    """What the ``RequestId`` stage does, in short: the id in the request's extensions."""
-    request.extensions["httprail.request_id"] = "req-42"
-    return await call_next(request)
-
-
-_request_id.name = "request_id"  # type: ignore[attr-defined]
-
-
 async def test_request_id_is_an_attribute_of_every_span(sdk: Sdk, server: ChaosServer) -> None:
-    """With a request id stage inside the stage, the logical and attempt spans carry
-    ``httprail.request_id`` (read from ``request.extensions["httprail.request_id"]``)."""
+    """With ``RequestId`` inside the stage, the id is the trace's id: the logical and attempt
+    spans carry it as ``httprail.request_id`` and the server receives it as ``X-Request-ID``."""
     server.script("/id", Reply.json({}))
-    async with _client(server, [sdk.stage(), _request_id]) as client:
-        await client.get("/id")
-    assert {span.attributes.get("httprail.request_id") for span in sdk.finished()} == {"req-42"}
+    async with _client(server, [sdk.stage(), RequestId()]) as client:
+        assert isinstance(await client.get("/id"), Success)
+    spans = sdk.finished()
+    assert len(spans) == 2
+    trace_id = format(spans[0].context.trace_id, "032x")
+    assert {span.attributes.get("httprail.request_id") for span in spans} == {trace_id}
+    (received,) = server.requests_for("/id")
+    assert dict(received.headers)["x-request-id"] == trace_id
 
 
 @pytest.mark.parametrize("terminal", sorted(TERMINALS))
