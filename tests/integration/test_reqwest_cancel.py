@@ -27,9 +27,11 @@ async def test_cancelling_1000_queued_and_in_flight_requests_frees_every_slot(
 ) -> None:
     """100 requests waiting for a body in flight and 900 queued, all cancelled: the gate is
     empty at once, the next request is answered, and every connection the server saw is closed
-    by reqwest's read timeout (0.3 + 0.2 s: pyreqwest abandons a request in its read-ahead)."""
+    by reqwest's read timeout (2 + 0.5 s: pyreqwest abandons a request in its read-ahead; a
+    shorter one let requests time out, be retried and open the breaker on a loaded machine
+    before they were cancelled)."""
     chaos_server.script("/hang", Reply.sse(["one", "two"], event_delay=60.0))
-    settings = HttpSettings(max_connections=100, timeout_read=0.3, timeout_connect=0.2)
+    settings = HttpSettings(max_connections=100, timeout_read=2.0, timeout_connect=0.5)
     terminal = PyreqwestTerminal(settings)
     async with AsyncClient(chaos_server.url, settings=settings, terminal=terminal) as client:
         tasks = [asyncio.create_task(client.get("/hang")) for _ in range(1000)]
@@ -43,7 +45,7 @@ async def test_cancelling_1000_queued_and_in_flight_requests_frees_every_slot(
         assert not terminal._gate.waiters
         assert isinstance(await client.get("/ok"), Success)
         ids = {seen.connection_id for seen in chaos_server.requests_for("/hang")}
-        await wait_for(lambda: all(chaos_server.closed_at(i) is not None for i in ids))
+        await wait_for(lambda: all(chaos_server.closed_at(i) is not None for i in ids), 10.0)
         assert all(chaos_server.closed_at(i) is not None for i in ids)
 
 

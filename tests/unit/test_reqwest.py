@@ -3,6 +3,7 @@ the response head, and the wait at exit after a close."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import sys
 from pathlib import Path
@@ -201,3 +202,24 @@ def test_a_discarded_client_counts_as_closed(monkeypatch: pytest.MonkeyPatch) ->
     terminal._discard_backend()
     assert marks == [1]
     assert terminal._client is None
+
+
+async def _stubborn() -> str:
+    """An await that returns a result although its task was cancelled, as pyreqwest's futures
+    sometimes do when the cancel and the answer meet."""
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        return "answer"
+    return "slept"  # pragma: no cover - cancelled first
+
+
+async def test_a_cancel_pyreqwest_swallows_still_reaches_the_caller() -> None:
+    """Every await of pyreqwest's goes through ``_resisting``: a result that comes back from a
+    cancelled await is dropped and the caller gets ``CancelledError``."""
+    task = asyncio.create_task(reqwest_module._resisting(_stubborn()))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await reqwest_module._resisting(asyncio.sleep(0, "ready")) == "ready"

@@ -11,9 +11,9 @@ import asyncio
 import atexit
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -76,6 +76,29 @@ def _closed_now() -> None:
     _closed_at[0] = time.monotonic()
 
 
+T = TypeVar("T")
+
+
+def _swallowed(task: asyncio.Task[object] | None, before: int) -> bool:
+    """Whether ``task`` was cancelled during an await of pyreqwest's that returned anyway.
+
+    pyreqwest's futures can complete with their result when the task awaiting them is
+    cancelled at the same moment (about 1 cancel in 40 at a random await): the caller must
+    still see ``CancelledError``, so each await of ours checks the task's cancel count.
+    """
+    return task is not None and task.cancelling() > before
+
+
+async def _resisting(awaitable: Awaitable[T]) -> T:
+    """``await awaitable``, raising ``CancelledError`` if pyreqwest swallowed one."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    result = await awaitable
+    if _swallowed(task, before):
+        raise asyncio.CancelledError
+    return result
+
+
 class _ReqwestBody(httpx.AsyncByteStream):
     """The body of a pyreqwest response, raising httpx exceptions; closing frees the connection.
 
@@ -104,10 +127,10 @@ class _ReqwestBody(httpx.AsyncByteStream):
         while True:
             try:
                 if each is None:
-                    chunk = await reader.read_chunk()
+                    chunk = await _resisting(reader.read_chunk())
                 else:
                     async with asyncio.timeout(each):
-                        chunk = await reader.read_chunk()
+                        chunk = await _resisting(reader.read_chunk())
             except TimeoutError as exc:
                 if isinstance(exc, errors):  # reqwest's own timeout (a TimeoutError subclass)
                     raise self._terminal.translate(exc) from exc
@@ -123,7 +146,7 @@ class _ReqwestBody(httpx.AsyncByteStream):
         try:
             each = self._read_timeout
             if each is None:
-                return bytes(await self._response.body_reader.bytes())
+                return bytes(await _resisting(self._response.body_reader.bytes()))
             return b"".join([chunk async for chunk in self])
         except self._terminal._errors as exc:
             raise self._terminal.translate(exc) from exc
@@ -291,6 +314,8 @@ class PyreqwestTerminal(LeanTerminal):
         if isinstance(ctx, RequestContext) and ctx.stream:
             builder = builder.streamed_read_buffer_limit(0)
         sending = builder.build_streamed()
+        task = asyncio.current_task()
+        before = task.cancelling() if task is not None else 0
         try:
             if head is None:
                 response = await sending.__aenter__()
@@ -304,6 +329,8 @@ class PyreqwestTerminal(LeanTerminal):
         except self._errors as exc:
             raise self.translate(exc) from exc
         try:
+            if _swallowed(task, before):
+                raise asyncio.CancelledError
             version = _VERSIONS.get(response.version) or response.version.encode("ascii")
             headers = _head(response.headers)
             body = _ReqwestBody(sending, response, self, read)
