@@ -26,13 +26,13 @@ import httpx
 from .._cache import remember
 from .._deadlines import DeadlineQueue
 from .._errors import ConfigError
-from .._fast import header_items, read_plain
+from .._fast import header_items
 from .._fast import response as new_response
 from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, http_version, import_backend, timeout_of
-from ._limits import BodyTooLarge, counted
+from ._limits import BodyTooLarge, counted, settle
 from ._loops import release_socket
 from ._mocked import mocking
 
@@ -412,13 +412,7 @@ class AiohttpTerminal(LeanTerminal):
                 body = await _gathered(stream, limit, response)
         finally:
             stream.release()
-        if limit is not None and len(body) > limit:
-            raise BodyTooLarge(request=response.request, limit=limit)
-        if encoded:
-            response.stream = httpx.ByteStream(body)
-            response.read()  # undoes content encodings, as httpx does (no limit)
-        else:
-            read_plain(response, body)
+        settle(response, body, limit, encoded)
 
     def translate_or_wrap(self, exc: Exception) -> Exception:
         return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")

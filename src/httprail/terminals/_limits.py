@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .._fast import httpx_decoder, keep_decoded
+from .._fast import httpx_decoder, keep_decoded, read_plain
 
 __all__ = [
     "MAX_BODY_EXTENSION",
@@ -24,10 +24,12 @@ __all__ = [
     "BodyTooLarge",
     "CappedDecoder",
     "counted",
+    "declared_fit",
     "declared_too_large",
     "decoded",
     "limit_of",
     "read_limited",
+    "settle",
 ]
 
 MAX_BODY_EXTENSION = "httprail.max_body_bytes"
@@ -71,6 +73,33 @@ def declared_too_large(response: httpx.Response, limit: int) -> bool:
         return False
     length = headers.get("content-length", "")
     return length.isdigit() and int(length) > limit
+
+
+def declared_fit(response: httpx.Response, limit: int) -> bool:
+    """Whether the body is known to fit ``limit`` (its ``Content-Length``).
+
+    Raises:
+        BodyTooLarge: the declared length is over the limit (nothing is read).
+    """
+    length = response.headers.get("content-length", "")
+    if not length.isdigit():
+        return False
+    if int(length) > limit:
+        raise BodyTooLarge(request=response.request, limit=limit)
+    return True
+
+
+def settle(response: httpx.Response, body: bytes, limit: int | None, encoded: bool) -> None:
+    """Make ``body``, read whole by a lean terminal, the response's content: over ``limit`` it
+    is :class:`BodyTooLarge`; an encoded one is decoded as httpx does (the limit applied by the
+    reader already), a plain one is taken as it is."""
+    if limit is not None and len(body) > limit:
+        raise BodyTooLarge(request=response.request, limit=limit)
+    if encoded:
+        response.stream = httpx.ByteStream(body)
+        response.read()  # undoes content encodings, as httpx does (no limit)
+    else:
+        read_plain(response, body)
 
 
 # The most one inflate step produces: a decoded body grows in pieces of at most this size, so

@@ -19,13 +19,13 @@ import httpx
 
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import ConfigError
-from .._fast import header_items, read_plain
+from .._fast import header_items
 from .._fast import response as new_response
 from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, import_backend, timeout_of
-from ._limits import BodyTooLarge, counted
+from ._limits import counted, declared_fit, settle
 from ._mocked import mocking
 from ._reqwest_errors import translate
 
@@ -361,19 +361,13 @@ class PyreqwestTerminal(LeanTerminal):
             await super()._read(response, limit)  # counted as it is inflated
             return
         try:
-            if limit is None or _declared_fit(response, limit):
+            if limit is None or declared_fit(response, limit):
                 body = await stream.read_all()
             else:
                 body = b"".join([chunk async for chunk in counted(stream, limit, response.request)])
         finally:
             await stream.aclose()
-        if limit is not None and len(body) > limit:  # pragma: no cover - counted stops first
-            raise BodyTooLarge(request=response.request, limit=limit)
-        if encoded:
-            response.stream = httpx.ByteStream(body)
-            response.read()  # undoes content encodings, as httpx does (no limit)
-        else:
-            read_plain(response, body)
+        settle(response, body, limit, encoded)
 
     def translate(self, exc: Exception) -> Exception:
         """The httpx exception for a pyreqwest one (its ``__cause__`` is ``exc``)."""
@@ -430,20 +424,6 @@ def _head(headers: Any) -> list[tuple[bytes, bytes]]:
     if sum(len(name) + len(value) + 4 for name, value in pairs) > MAX_HEAD:
         raise httpx.RemoteProtocolError(f"the response head is larger than {MAX_HEAD:,} bytes")
     return pairs
-
-
-def _declared_fit(response: httpx.Response, limit: int) -> bool:
-    """Whether the body is known to fit ``limit`` (its ``Content-Length``).
-
-    Raises:
-        BodyTooLarge: the declared length is over the limit (nothing is read).
-    """
-    length = response.headers.get("content-length", "")
-    if not length.isdigit():
-        return False
-    if int(length) > limit:
-        raise BodyTooLarge(request=response.request, limit=limit)
-    return True
 
 
 def _read(path: object, name: str) -> bytes | None:
