@@ -424,3 +424,40 @@ async def test_a_probe_slot_held_past_its_lease_goes_to_the_next_caller() -> Non
 def test_probe_lease_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="probe_lease"):
         CircuitBreaker(probe_lease=0)
+
+
+class _RecordingStore(MemoryStore[BreakerRecord]):
+    """A store with ``record`` (as RedisStore has): notes which writes came through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[str] = []
+        self.updated = 0
+
+    async def update(self, key: str, change: Any) -> Any:
+        self.updated += 1
+        return await super().update(key, change)
+
+    async def record(self, key: str, change: Any) -> Any:
+        self.recorded.append(key)
+        return await MemoryStore.update(self, key, change)
+
+
+async def test_outcomes_are_written_with_the_store_record_and_admissions_with_update() -> None:
+    """Failures and probe results go through a store's ``record`` (a write that must land);
+    the half-open admission, which must not be kept when late, through ``update``."""
+    clock = FakeClock()
+    store = _RecordingStore()
+    switch = MockTerminal(lambda r: httpx.Response(503))
+    pipeline = Pipeline(
+        [CircuitBreaker(failure_threshold=2, cooldown=1, store=store, clock=clock)], switch
+    )
+    await send(pipeline)
+    await send(pipeline)
+    assert store.recorded == [UPSTREAM, UPSTREAM]
+    assert store.updated == 0
+    clock.advance(1)
+    await send(pipeline)  # the probe: admitted by update, its failure recorded
+    assert store.updated == 1
+    assert len(store.recorded) == 3
+    assert store.snapshot()[UPSTREAM].state is CircuitState.OPEN

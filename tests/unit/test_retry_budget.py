@@ -459,3 +459,51 @@ def test_the_default_stack_reads_one_injected_clock() -> None:
     assert names == ["CircuitBreaker", "Retry", "RetryBudget", "Timeout", "Timeout"]
     assert all(p._clock is clock for p in readers)  # type: ignore[attr-defined]
     assert retry._sleep == clock.sleep
+
+
+class _Shared:
+    """A shared budget store answering from a script: ``(spent, shared requests)`` or None."""
+
+    def __init__(self, answers: list[tuple[bool, int] | None]) -> None:
+        self.answers = answers
+        self.deposits = 0
+
+    async def budget_spend(
+        self,
+        key: str,
+        deposits: int,
+        *,
+        withdraw: bool,
+        ratio: float,
+        reserve: float,
+        window: float,
+        buckets: int,
+    ) -> tuple[bool, int] | None:
+        self.deposits += deposits
+        return self.answers.pop(0) if withdraw else (False, self.deposits)
+
+
+async def test_an_unreachable_shared_budget_decides_with_this_process_share_of_the_floor(
+    fake_clock: FakeClock,
+) -> None:
+    """With a store, a withdrawal the store does not answer is decided with this process's
+    counts and its part of the floor (own requests / every process's, as last answered): ten
+    of a hundred shared requests give a tenth of a floor of 20, so 2 + 20% of 10 = 4 retries."""
+    store = _Shared([(True, 100)] + [None] * 10)
+    shared = RetryBudget(ratio=0.2, min_per_second=2, window=10, clock=fake_clock, store=store)
+    for _ in range(10):
+        shared.deposit(UPSTREAM)
+    assert await shared.withdraw(UPSTREAM) is True  # the store: 10 of its 100 requests are ours
+    local = [await shared.withdraw(UPSTREAM) for _ in range(10)]
+    assert local == [True] * 3 + [False] * 7  # own 1 spent + 3 = 0.2 * 10 + 20 * 0.1
+
+
+async def test_an_unreachable_shared_budget_never_answered_keeps_the_whole_floor(
+    fake_clock: FakeClock,
+) -> None:
+    """A store that never answered gives no share to go by: the whole floor is this process's,
+    as without a store."""
+    store = _Shared([None] * 30)
+    shared = RetryBudget(ratio=0.2, min_per_second=2, window=10, clock=fake_clock, store=store)
+    spent = [await shared.withdraw(UPSTREAM) for _ in range(30)]
+    assert spent.count(True) == 20

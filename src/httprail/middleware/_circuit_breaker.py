@@ -178,7 +178,8 @@ class CircuitBreaker:
         store: where records live (default: a private in-memory store keeping at most
             10,000 upstreams; beyond that it forgets the records written least recently,
             never an open circuit within its break: see :meth:`forgettable`). Breakers sharing
-            a store should share their options too.
+            a store should share their options too. Outcomes go through the store's
+            ``record`` when it has one (an ``update`` that must land even when late).
         clock: monotonic clock, injectable for tests. Left at its default, a store that
             offers ``clock()`` (a shared one: ``RedisStore``) gives the clock instead, so that
             processes on different hosts agree on when a circuit opened.
@@ -264,6 +265,10 @@ class CircuitBreaker:
         if clock is _MONOTONIC and callable(shared_clock):
             clock = shared_clock  # a store shared by hosts: one clock for all (RedisStore)
         self._clock = clock
+        # Outcomes are written with the store's ``record`` when it has one: an update that
+        # lands even when the store answers late (``RedisStore``), so no failure seen is lost.
+        recorder = getattr(self.store, "record", None)
+        self._record = recorder if inspect.iscoroutinefunction(recorder) else self.store.update
         self._per_second = _BUCKETS / self.window  # window buckets per second
         self._plain = self.failure_ratio is None and self.slow_call is None
         # An in-process store is read without an await (no coroutine per read).
@@ -410,7 +415,7 @@ class CircuitBreaker:
             return outcome
         # Failure-rate mode: every counted outcome is one write (the window counts successes).
         # (partial, not a lambda: a closure would turn this frame's variables into cells.)
-        event = await self.store.update(key, partial(self._counted, failed, now, trips))
+        event = await self._record(key, partial(self._counted, failed, now, trips))
         if event is not None:
             _announce(request, key, event)
         return outcome
@@ -425,7 +430,7 @@ class CircuitBreaker:
 
     async def _count(self, request: httpx.Request, key: str, trips: int, *, failed: bool) -> None:
         now = self._clock()
-        event = await self.store.update(key, partial(self._counted, failed, now, trips))
+        event = await self._record(key, partial(self._counted, failed, now, trips))
         if event is not None:
             _announce(request, key, event)
 
@@ -542,9 +547,7 @@ class CircuitBreaker:
         finally:
             # Runs on cancellation too: the slot is freed and nothing else changes.
             now = self._clock()
-            event = await self.store.update(
-                key, lambda r: self._settle(r, verdict, reason, now, trips)
-            )
+            event = await self._record(key, lambda r: self._settle(r, verdict, reason, now, trips))
             if event is not None:
                 _announce(request, key, event)
 

@@ -135,7 +135,7 @@ class RetryBudget:
             then one for every process using it. Deposits go to it in batches (every 50 ms,
             and with each withdrawal); a withdrawal is one atomic call. When it cannot be
             reached in time the budget decides with this process's own counts, which it keeps
-            all along.
+            all along, and its share of the floor (its part of the shared requests).
 
     Example:
         >>> budget = RetryBudget(ratio=0.2, min_per_second=10, window=10)
@@ -190,6 +190,7 @@ class RetryBudget:
         self._swept_at = -1
         self.store = store
         self._pending: dict[str, int] = {}  # deposits (minus refunds) not sent to the store yet
+        self._shares: dict[str, float] = {}  # this process's part of a key's shared requests
         self._flusher: asyncio.Task[None] | None = None
         if store is not None:  # the in-memory budget's methods stay as they are
             self.deposit = self._deposit_shared  # type: ignore[method-assign]
@@ -245,8 +246,11 @@ class RetryBudget:
     def try_withdraw(self, key: str) -> bool:
         """Spend one retry for ``key`` if the budget allows it; ``False`` (and nothing spent)
         if it is exhausted."""
+        return self._withdraw_locally(key, self._reserve)
+
+    def _withdraw_locally(self, key: str, reserve: float) -> bool:
         ledger = self._ledger(key, _floor(self._clock() / self._width))
-        allowance = self.ratio * ledger.request_total + self._reserve
+        allowance = self.ratio * ledger.request_total + reserve
         if ledger.retry_total + 1 > allowance + _EPSILON:
             return False
         ledger.retries[ledger.tick % self.buckets] += 1
@@ -256,11 +260,13 @@ class RetryBudget:
     async def withdraw(self, key: str) -> bool:
         """Spend one retry for ``key`` if the budget allows it: :meth:`try_withdraw`, or with a
         ``store``, one atomic call to the shared budget (with this process's pending deposits);
-        this process's own counts decide when the store cannot be reached in time."""
+        this process's own counts decide when the store cannot be reached in time, with this
+        process's share of the floor (its part of the requests the store last counted), so
+        processes deciding alone together stay within the one shared floor."""
         store = self.store
         if store is None:
             return self.try_withdraw(key)
-        spent = await store.budget_spend(
+        answer = await store.budget_spend(
             key,
             self._pending.pop(key, 0),
             withdraw=True,
@@ -269,8 +275,10 @@ class RetryBudget:
             window=self.window,
             buckets=self.buckets,
         )
-        if spent is None:
-            return self.try_withdraw(key)
+        if answer is None:
+            return self._withdraw_locally(key, self._reserve * self._shares.get(key, 1.0))
+        spent, shared = answer
+        self._learn_share(key, shared)
         if spent:  # mirrored locally: the own counts stay close, should the store fail
             ledger = self._ledger(key, self._tick())
             ledger.retries[ledger.tick % self.buckets] += 1
@@ -305,7 +313,7 @@ class RetryBudget:
             pending, self._pending = self._pending, {}
             for key, count in pending.items():
                 if count:
-                    await store.budget_spend(
+                    answer = await store.budget_spend(
                         key,
                         count,
                         withdraw=False,
@@ -314,6 +322,17 @@ class RetryBudget:
                         window=self.window,
                         buckets=self.buckets,
                     )
+                    if answer is not None:
+                        self._learn_share(key, answer[1])
+
+    def _learn_share(self, key: str, shared: int) -> None:
+        """Note this process's part of ``key``'s requests (``shared``: every process's)."""
+        ledger = self._ledgers.get(key)
+        own = 0 if ledger is None else ledger.totals_at(self._tick())[0]
+        shares = self._shares
+        if len(shares) >= self.max_keys and key not in shares:
+            shares.clear()
+        shares[key] = min(1.0, own / shared) if shared > 0 else 1.0
 
     def available(self, key: str) -> int:
         """How many retries ``key`` could spend now (reads only; changes nothing)."""

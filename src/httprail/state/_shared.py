@@ -54,11 +54,12 @@ class SharedBudgetStore(Protocol):
         reserve: float,
         window: float,
         buckets: int,
-    ) -> bool | None:
+    ) -> tuple[bool, int] | None:
         """Add ``deposits`` logical requests to ``key`` (may be negative: refunds); with
         ``withdraw``, then spend one retry if ``retries + 1 <= ratio * requests + reserve``.
 
-        Answers whether the retry was spent (``False`` without ``withdraw``), or ``None``:
-        unreachable, decide locally.
+        Answers whether the retry was spent (``False`` without ``withdraw``) and the logical
+        requests the shared window holds now (every process's), or ``None``: unreachable,
+        decide locally.
         """
         ...

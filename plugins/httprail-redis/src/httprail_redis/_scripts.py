@@ -79,8 +79,9 @@ return 1
 )
 
 # Retry budget. KEYS[1] a hash of per-slice counts: 'r<tick>' requests, 't<tick>' retries.
-# ARGV: deposits, withdraw ('1'/'0'), ratio, reserve, slice width (s), slices. Returns 1 when a
-# retry was spent. Slices older than the window are deleted as they are met.
+# ARGV: deposits, withdraw ('1'/'0'), ratio, reserve, slice width (s), slices. Returns {1 when a
+# retry was spent else 0, the requests in the window}. Slices older than the window are deleted
+# as they are met.
 BUDGET = (
     TIME_NOW
     + """
@@ -113,6 +114,6 @@ if ARGV[2] == '1' and retries + 1 <= tonumber(ARGV[3]) * requests + tonumber(ARG
   spent = 1
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(width * slices * 1000) + 1000)
-return spent
+return {spent, requests}
 """
 )

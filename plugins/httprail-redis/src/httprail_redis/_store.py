@@ -8,8 +8,11 @@ budget. Keys are ``httprail:<namespace>:<kind>:<key>`` and expire when idle.
 Redis failing never fails a request: an operation that errs, or has not answered within
 ``timeout`` seconds, is decided with local state instead (a private in-memory store for
 records, seeded with the last value read from Redis; the stage's own state for rate limits and
-budgets). After an error, or three late answers in a row, Redis is left alone for
-``retry_interval`` seconds before one call tries it again. When it answers, the store goes
+budgets). After an error, or when calls have gone unanswered for three timeouts (at least
+0.1 s) with no answer at all in between (a frozen server; late answers that do come mean a busy process, not
+an outage), Redis is left alone for ``retry_interval`` seconds before one call tries it again.
+Outcomes a breaker records (:meth:`RedisStore.record`) are never lost to a late answer: they
+land in Redis when it answers. When it answers, the store goes
 back to it, writes the records it kept locally into Redis where Redis has none (a restarted
 server), and logs ``httprail.redis_recovered``. A late operation is never cancelled (its
 answer is simply not used), so its connection stays usable.
@@ -49,7 +52,12 @@ _log = logging.getLogger("httprail.redis")
 _UNREACHABLE: Any = object()  # an operation Redis did not answer in time
 _UNKNOWN: Any = object()  # a key's raw value not read yet
 _CACHE_MAX = 10_000
-_LATE_LIMIT = 3  # late answers in a row that mean Redis is away (errors: one is enough)
+# How long calls may stay unanswered, with nothing answered in between, before Redis counts as
+# away (errors: one is enough): three timeouts, and never less than 0.1 s. A late answer that
+# does come means Redis is there and this process is slow (a busy event loop lags by tens of
+# milliseconds): that is not an outage.
+_STALL = 3
+_STALL_MIN = 0.1
 _JITTER = 0.0005  # seconds: about one round trip to a Redis on the same network
 _SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
 
@@ -106,8 +114,8 @@ class RedisStore(Generic[V]):
         read_ttl: seconds a value read (or written) is reused for reads without asking Redis
             again (the breaker reads its record before every call).
         idle_ttl: seconds a key lives after its last write.
-        retry_interval: seconds Redis is left alone after it failed (an error, or three late
-            answers in a row); then one call tries it.
+        retry_interval: seconds Redis is left alone after it failed (an error, or calls
+            unanswered for three timeouts, at least 0.1 s); then one call tries it.
         max_attempts: compare-and-set attempts per update before it is decided locally.
         client: a ``redis.asyncio.Redis`` to use instead of one built from ``url`` (it is not
             closed by :meth:`aclose`).
@@ -172,9 +180,9 @@ class RedisStore(Generic[V]):
         self._down = False
         self._down_until = 0.0
         self._offset = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._turns: dict[str, _Turn] = {}
-        self._lates = 0  # answers in a row later than ``timeout``
+        self._stalled_since: float | None = None  # start of the oldest unanswered late call
         self._counts = dict.fromkeys(
             ("errors", "timeouts", "fallbacks", "conflicts", "outages", "resynced"), 0
         )
@@ -261,6 +269,7 @@ class RedisStore(Generic[V]):
             turn = turns[key] = _Turn()
         turn.users += 1
         holding = False
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
                 async with turn.lock:
@@ -268,7 +277,7 @@ class RedisStore(Generic[V]):
                     done = await self._update(key, change)
         except TimeoutError:
             if holding:  # Redis itself was slow
-                self._late(time.monotonic())
+                self._late(started)
             else:  # waited too long for its turn: this one is decided locally
                 self._counts["fallbacks"] += 1
             done = _UNREACHABLE
@@ -281,8 +290,55 @@ class RedisStore(Generic[V]):
         result: R = done[0]
         return result
 
-    async def _update(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> Any:
-        """``(result,)`` of the update in Redis, or ``_UNREACHABLE``."""
+    async def record(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> R:
+        """:meth:`update`, for a change that must not be lost (an outcome a breaker counts).
+
+        The caller waits at most ``timeout``, as for :meth:`update`; when Redis is later, the
+        caller gets ``change``'s result on the last value seen, and the change goes on in the
+        background until it lands in Redis (or, should Redis fail meanwhile, in the local state
+        of the outage). So a busy process never drops the failures it saw: were they dropped,
+        a dead upstream would take more calls to trip a shared breaker than a local one.
+        """
+        if self._down and time.monotonic() < self._down_until:
+            self._counts["fallbacks"] += 1
+            return await self._decide_locally(key, change)
+        started = time.monotonic()
+        task = asyncio.ensure_future(self._record(key, change))
+        try:
+            done, _ = await asyncio.wait((task,), timeout=self.timeout)
+        except asyncio.CancelledError:  # the caller goes; what it saw is still recorded
+            self._keep(task)
+            raise
+        if done:
+            result: R = task.result()
+            return result
+        self._keep(task)
+        self._late(started)
+        return change(self._last_known(key))[1]
+
+    async def _record(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> R:
+        turns = self._turns
+        turn = turns.get(key)
+        if turn is None:
+            turn = turns[key] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                done = await self._update(key, change, patient=True)
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del turns[key]
+        if done is _UNREACHABLE:  # Redis failed meanwhile: kept with the outage's records
+            return await self._decide_locally(key, change)
+        result: R = done[0]
+        return result
+
+    async def _update(
+        self, key: str, change: Callable[[V | None], tuple[V, R]], *, patient: bool = False
+    ) -> Any:
+        """``(result,)`` of the update in Redis, or ``_UNREACHABLE``. ``patient``: each call
+        waits for Redis's answer, however late (errors still end it)."""
         full = self._prefix + "state:" + key
         entry = self._cache.get(key)
         raw = _UNKNOWN if entry is None else entry[0]
@@ -290,7 +346,9 @@ class RedisStore(Generic[V]):
         ttl = str(math.ceil(self.idle_ttl * 1000))
         for attempt in range(1, self.max_attempts + 1):
             if raw is _UNKNOWN:
-                raw = await self._call(_get, full, late=partial(self._read_late, key))
+                raw = await self._call(
+                    _get, full, late=partial(self._read_late, key), patient=patient
+                )
                 if raw is _UNREACHABLE:
                     return raw
                 fresh = True
@@ -306,7 +364,9 @@ class RedisStore(Generic[V]):
             expected = b"" if raw is None else raw
             cas = self._script("cas", _scripts.CAS)
             late = partial(self._cas_late, key, written, new)
-            answer = await self._call(cas, keys=[full], args=[expected, written, ttl], late=late)
+            answer = await self._call(
+                cas, keys=[full], args=[expected, written, ttl], late=late, patient=patient
+            )
             if answer is _UNREACHABLE:
                 return answer
             if answer[0] == 1:
@@ -352,7 +412,7 @@ class RedisStore(Generic[V]):
         reserve: float,
         window: float,
         buckets: int,
-    ) -> bool | None:
+    ) -> tuple[bool, int] | None:
         """Deposit, and withdraw if asked, in one step (see ``SharedBudgetStore``)."""
         keys = [self._prefix + "budget:" + key]
         args = [
@@ -367,7 +427,7 @@ class RedisStore(Generic[V]):
         answer = await self._call(script, keys=keys, args=args)
         if answer is _UNREACHABLE:
             return None
-        return bool(answer)
+        return answer[0] == 1, int(answer[1])
 
     # -- the connection, its timeout and the fallback -----------------------------------------
 
@@ -376,11 +436,13 @@ class RedisStore(Generic[V]):
         operation: Callable[..., Awaitable[Any]],
         *args: Any,
         late: Callable[[Any], None] | None = None,
+        patient: bool = False,
         **kwargs: Any,
     ) -> Any:
         """``operation(*args, client=..., **kwargs)``'s answer, or ``_UNREACHABLE`` (an
         error, a slow answer, or Redis left alone after a failure). A late answer is given to
-        ``late`` when it comes (the cache learns from it)."""
+        ``late`` when it comes (the cache learns from it). ``patient``: no timeout (the
+        client's socket timeout still bounds the wait)."""
         now = time.monotonic()
         if self._down:
             if now < self._down_until:
@@ -392,32 +454,58 @@ class RedisStore(Generic[V]):
         # and reconnecting is the last thing a loaded process needs).
         task = asyncio.ensure_future(operation(*args, client=self._bound(), **kwargs))
         try:
-            done, _ = await asyncio.wait((task,), timeout=self.timeout)
+            done, _ = await asyncio.wait((task,), timeout=None if patient else self.timeout)
         except asyncio.CancelledError:
-            task.add_done_callback(partial(_consume, late))
+            task.add_done_callback(partial(self._answered_late, late))
             raise
         if not done:
-            task.add_done_callback(partial(_consume, late))
+            task.add_done_callback(partial(self._answered_late, late))
             return self._late(now)
         error = task.exception()
         if error is not None:
             if isinstance(error, RedisError | OSError):
                 return self._failed(type(error).__name__, now)
             raise error
-        self._lates = 0
+        self._stalled_since = None
         if self._down:
             self._recovered()
         return task.result()
 
-    def _late(self, now: float) -> Any:
-        """An answer later than ``timeout``: decided locally; ``_LATE_LIMIT`` in a row are an
-        outage (a frozen server), one alone is a busy moment."""
+    def _late(self, started: float) -> Any:
+        """A call started at ``started`` not answered within ``timeout``: decided locally.
+        Calls unanswered for ``_STALL`` timeouts with no answer in between are an outage (a
+        frozen server: after three timeouts, at least 0.1 s); a late answer that comes ends the
+        stall (a busy process)."""
         self._counts["timeouts"] += 1
-        self._lates += 1
-        if self._lates >= _LATE_LIMIT:
-            return self._failed("timeout", now)
+        since = self._stalled_since
+        if since is None:
+            self._stalled_since = started
+        elif time.monotonic() - since >= max(_STALL * self.timeout, _STALL_MIN):
+            return self._failed("timeout", time.monotonic())
         self._counts["fallbacks"] += 1
         return _UNREACHABLE
+
+    def _answered_late(self, late: Callable[[Any], None] | None, task: asyncio.Future[Any]) -> None:
+        """A late call's outcome (retrieved, so an error of it is not reported as unhandled):
+        an answer ends a stall, and is given to ``late``."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        self._stalled_since = None
+        if late is not None:
+            late(task.result())
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a background task until it is done (and retrieve its outcome then)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._kept_done)
+
+    def _kept_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning(
+                "httprail.redis_record_failed",
+                extra={"store": _safe(self.url), "error": type(task.exception()).__name__},
+            )
 
     def _failed(self, reason: str, now: float) -> Any:
         if reason != "timeout":
@@ -546,13 +634,6 @@ class RedisStore(Generic[V]):
         if len(cache) >= _CACHE_MAX and key not in cache:
             cache.clear()
         cache[key] = (raw, value, time.monotonic())
-
-
-def _consume(late: Callable[[Any], None] | None, task: asyncio.Future[Any]) -> None:
-    """Retrieve a late operation's outcome (so an error of it is not reported as unhandled),
-    and give an answer to ``late``."""
-    if not task.cancelled() and task.exception() is None and late is not None:
-        late(task.result())
 
 
 async def _get(key: str, *, client: aioredis.Redis) -> Any:
