@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -331,3 +332,48 @@ async def test_late_answers_that_come_are_not_an_outage(redis_url: str) -> None:
         assert store.stats.outages == 0
     async with RedisStore(redis_url, namespace=store.namespace, timeout=1.0) as reader:
         assert await reader.get("k") == 20
+
+
+async def test_breaker_counts_are_one_script_that_agrees_with_the_breaker(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    """record_count() does in Redis what the breaker's own count does: failures add up across
+    stores, the threshold opens the circuit at the given time (trips + 1), an outcome of an
+    older generation changes nothing, a success clears; the caller gets the breaker's result."""
+    from httprail import CircuitState
+    from httprail.middleware import CircuitBreaker
+
+    ns = namespace()
+    breaker = CircuitBreaker(failure_threshold=3)
+    async with (
+        RedisStore(redis_url, namespace=ns, timeout=1.0) as one,
+        RedisStore(redis_url, namespace=ns, timeout=1.0) as two,
+    ):
+
+        async def count(store: RedisStore[Any], failed: bool, trips: int, now: float) -> Any:
+            change = partial(breaker._counted, failed, now, trips)
+            return await store.record_count(
+                "u", change, failed=failed, trips=trips, threshold=3, now=now
+            )
+
+        assert await count(one, True, 0, 10.0) is None
+        assert await count(two, False, 0, 10.0) is None  # a success clears the count
+        cleared = decode(await raw.get(f"httprail:{ns}:state:u"))  # type: ignore[arg-type]
+        assert cleared.failures == 0
+        assert await count(one, True, 0, 11.0) is None
+        assert await count(two, True, 0, 11.5) is None
+        event = await count(one, True, 0, 1_800_000_000.25)
+        assert event is not None
+        assert event.new is CircuitState.OPEN
+        stored = decode(await raw.get(f"httprail:{ns}:state:u"))  # type: ignore[arg-type]
+        assert stored.state is CircuitState.OPEN
+        assert stored.trips == 1
+        assert stored.opened_at == pytest.approx(1_800_000_000.25, abs=1e-3)
+        assert await count(two, True, 0, 12.0) is None  # admitted before it opened: ignored
+        assert decode(await raw.get(f"httprail:{ns}:state:u")) == stored  # type: ignore[arg-type]
+        await raw.set(f"httprail:{ns}:state:v", b"not json")
+        change = partial(breaker._counted, True, 1.0, 0)
+        assert (
+            await one.record_count("v", change, failed=True, trips=0, threshold=3, now=1.0) is None
+        )
+        assert (await one.get("v")).failures == 1  # type: ignore[union-attr]

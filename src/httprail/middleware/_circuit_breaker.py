@@ -269,6 +269,17 @@ class CircuitBreaker:
         # lands even when the store answers late (``RedisStore``), so no failure seen is lost.
         recorder = getattr(self.store, "record", None)
         self._record = recorder if inspect.iscoroutinefunction(recorder) else self.store.update
+        # A half-open probe slot is taken with the store's ``try_update`` when it has one: a
+        # shared store that answers late then decides nothing, and the caller is turned away
+        # (a slot granted on a stale copy would be a second probe in another process).
+        # Consecutive counts go through the store's ``record_count`` when it has one: one
+        # server-side step per outcome (RedisStore), the same count as ``_counted``.
+        counter = getattr(self.store, "record_count", None)
+        self._record_count = (
+            counter if self.failure_ratio is None and inspect.iscoroutinefunction(counter) else None
+        )
+        trier = getattr(self.store, "try_update", None)
+        self._try_update = trier if inspect.iscoroutinefunction(trier) else None
         self._per_second = _BUCKETS / self.window  # window buckets per second
         self._plain = self.failure_ratio is None and self.slow_call is None
         # An in-process store is read without an await (no coroutine per read).
@@ -374,7 +385,7 @@ class CircuitBreaker:
         elif record.state is _CLOSED_STATE:
             trips = record.trips  # the generation this call is admitted under
         else:
-            admitted = await self.store.update(key, self._admit)
+            admitted = await self._admission(key, record)
             if isinstance(admitted, float):
                 refused = CircuitBreakerOpenError(
                     upstream=key, retry_after=admitted, request=request
@@ -430,7 +441,15 @@ class CircuitBreaker:
 
     async def _count(self, request: httpx.Request, key: str, trips: int, *, failed: bool) -> None:
         now = self._clock()
-        event = await self._record(key, partial(self._counted, failed, now, trips))
+        change = partial(self._counted, failed, now, trips)
+        counter = self._record_count
+        if counter is None:
+            event = await self._record(key, change)
+        else:
+            threshold = self.failure_threshold
+            event = await counter(
+                key, change, failed=failed, trips=trips, threshold=threshold, now=now
+            )
         if event is not None:
             _announce(request, key, event)
 
@@ -502,6 +521,19 @@ class CircuitBreaker:
             cooldown=self.break_for(0),
         )
         return opened, event
+
+    async def _admission(self, key: str, seen: BreakerRecord) -> _Ticket | float:
+        """A ticket for a caller while the circuit is not closed, or the seconds to wait."""
+        trier = self._try_update
+        if trier is None:
+            return await self.store.update(key, self._admit)
+        done = await trier(key, self._admit)
+        if done is not None:
+            ticket: _Ticket | float = done[0]
+            return ticket
+        # The shared state did not answer in time: no probe on a stale copy.
+        decided = self._admit(seen)[1]
+        return max(decided, 0.0) if isinstance(decided, float) else 0.0
 
     def _admit(self, record: BreakerRecord | None) -> tuple[BreakerRecord, _Ticket | float]:
         """Decide on a caller while the circuit is not closed: a ticket, or the retry-after."""

@@ -7,7 +7,7 @@ number reply into an integer, which would cut fractions of a second.
 
 from __future__ import annotations
 
-__all__ = ["BUDGET", "CAS", "PAUSE", "RATE", "TIME_NOW"]
+__all__ = ["BUDGET", "CAS", "COUNT", "PAUSE", "RATE", "TIME_NOW"]
 
 # A Lua helper shared by the scripts: the server's clock in seconds (microsecond resolution).
 TIME_NOW = """
@@ -117,3 +117,46 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(width * slices * 1000) + 1000)
 return {spent, requests}
 """
 )
+
+# A breaker's consecutive-failure count, in one step (no compare-and-set round trips when many
+# processes fail at once). KEYS[1] the record (the codec's JSON list); ARGV: the trips the call
+# was admitted under, the threshold, the clock value to open at, '1' failed / '0' succeeded,
+# the idle expiry in ms, the window's bucket count. As the breaker's own count: an outcome of a
+# call admitted before the circuit last opened, or while it is not closed, changes nothing; a
+# failure adds one and opens the circuit at the threshold; a success clears the count.
+# {1, old, new}: written; {0, old, old}: nothing to change; {-1, '', ''}: a value this script
+# cannot read (the store then uses compare-and-set). '' is no value.
+COUNT = """
+local raw = redis.call('GET', KEYS[1])
+local rec
+if raw then
+  local ok, data = pcall(cjson.decode, raw)
+  if not ok or type(data) ~= 'table' or data[1] ~= 'breaker' or #data ~= 14 then
+    return {-1, '', ''}
+  end
+  rec = data
+else
+  raw = ''
+  local zeros = {}
+  for i = 1, tonumber(ARGV[6]) do zeros[i] = 0 end
+  rec = {'breaker', 'closed', 0, 0, 0, 0, 0, 0, 0, 0, zeros, zeros, 0, 0}
+end
+if rec[2] ~= 'closed' or rec[5] ~= tonumber(ARGV[1]) then
+  return {0, raw, raw}
+end
+if ARGV[4] == '1' then
+  rec[3] = rec[3] + 1
+  if rec[3] >= tonumber(ARGV[2]) then
+    local zeros = {}
+    for i = 1, tonumber(ARGV[6]) do zeros[i] = 0 end
+    rec = {'breaker', 'open', 0, tonumber(ARGV[3]), rec[5] + 1, 0, 0, 0, 0, 0, zeros, zeros, 0, 0}
+  end
+elseif rec[3] == 0 then
+  return {0, raw, raw}
+else
+  rec[3] = 0
+end
+local new = cjson.encode(rec)
+redis.call('SET', KEYS[1], new, 'PX', ARGV[5])
+return {1, raw, new}
+"""

@@ -8,14 +8,15 @@ budget. Keys are ``httprail:<namespace>:<kind>:<key>`` and expire when idle.
 Redis failing never fails a request: an operation that errs, or has not answered within
 ``timeout`` seconds, is decided with local state instead (a private in-memory store for
 records, seeded with the last value read from Redis; the stage's own state for rate limits and
-budgets). After an error, or when calls have gone unanswered for three timeouts (at least
-0.1 s) with no answer at all in between (a frozen server; late answers that do come mean a busy process, not
-an outage), Redis is left alone for ``retry_interval`` seconds before one call tries it again.
-Outcomes a breaker records (:meth:`RedisStore.record`) are never lost to a late answer: they
-land in Redis when it answers. When it answers, the store goes
-back to it, writes the records it kept locally into Redis where Redis has none (a restarted
-server), and logs ``httprail.redis_recovered``. A late operation is never cancelled (its
-answer is simply not used), so its connection stays usable.
+budgets). After an error, or when calls have gone unanswered for three timeouts (at least 0.1
+s) with no answer at all in between (a frozen server; late answers that do come mean a busy
+process, not an outage), Redis is left alone for ``retry_interval`` seconds before one call
+tries it again. Outcomes a breaker records (:meth:`RedisStore.record`) are never lost to a late
+answer: they land in Redis when it answers. A half-open probe slot
+(:meth:`RedisStore.try_update`) is only ever granted by Redis itself. When it answers, the
+store goes back to it, writes the records it kept locally into Redis where Redis has none (a
+restarted server), and logs ``httprail.redis_recovered``. A late operation is never cancelled
+(its answer is simply not used), so its connection stays usable.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from httprail import ConfigError, HttpSettings
+from httprail.middleware import BreakerRecord
 from httprail.state import MemoryStore
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import NoBackoff
@@ -52,6 +54,7 @@ _log = logging.getLogger("httprail.redis")
 _UNREACHABLE: Any = object()  # an operation Redis did not answer in time
 _UNKNOWN: Any = object()  # a key's raw value not read yet
 _CACHE_MAX = 10_000
+_CLOSED_RECORD = BreakerRecord()
 # How long calls may stay unanswered, with nothing answered in between, before Redis counts as
 # away (errors: one is enough): three timeouts, and never less than 0.1 s. A late answer that
 # does come means Redis is there and this process is slow (a busy event loop lags by tens of
@@ -182,6 +185,7 @@ class RedisStore(Generic[V]):
         self._offset = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turns: dict[str, _Turn] = {}
+        self._landing: dict[str, set[asyncio.Task[Any]]] = {}  # late records, per key
         self._stalled_since: float | None = None  # start of the oldest unanswered late call
         self._counts = dict.fromkeys(
             ("errors", "timeouts", "fallbacks", "conflicts", "outages", "resynced"), 0
@@ -236,7 +240,15 @@ class RedisStore(Generic[V]):
         return RedisStoreStats(available=not self._down, **self._counts)
 
     async def get(self, key: str) -> V | None:
-        """The value under ``key`` (reused for ``read_ttl`` seconds after a read or write)."""
+        """The value under ``key`` (reused for ``read_ttl`` seconds after a read or write).
+
+        Reads this process's own records: a :meth:`record` of ``key`` still on its way to
+        Redis is waited for first (at most ``timeout``), so a breaker whose last failure was
+        answered late sees what Redis made of it (the circuit another process opened) before
+        it lets the next call through."""
+        landing = self._landing.get(key)
+        if landing:
+            await asyncio.wait(landing, timeout=self.timeout)
         if self._down:  # in an outage, what this process decided locally comes first
             kept = self._local.peek(key)
             if kept is not None:
@@ -260,9 +272,31 @@ class RedisStore(Generic[V]):
         tasks, contend), all within ``timeout``: an update not done by then, or on a key too
         contended (``max_attempts`` lost compare-and-sets), is decided locally.
         """
+        done = await self._bounded_update(key, change)
+        if done is _UNREACHABLE:
+            return await self._decide_locally(key, change)
+        result: R = done[0]
+        return result
+
+    async def try_update(
+        self, key: str, change: Callable[[V | None], tuple[V, R]]
+    ) -> tuple[R] | None:
+        """:meth:`update`, for a decision that only the shared state may take (a half-open
+        breaker's probe slot): ``None`` when Redis answers later than ``timeout`` (nothing
+        is decided, nothing kept: the caller refuses, as if another process held the slot).
+        In an outage it is decided locally, as :meth:`update` is."""
+        done = await self._bounded_update(key, change)
+        if done is not _UNREACHABLE:
+            return (done[0],)
+        if self._down:
+            return (await self._decide_locally(key, change),)
+        return None
+
+    async def _bounded_update(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> Any:
+        """``(result,)`` of the update in Redis within ``timeout``, or ``_UNREACHABLE``."""
         if self._down and time.monotonic() < self._down_until:  # Redis is left alone now
             self._counts["fallbacks"] += 1
-            return await self._decide_locally(key, change)
+            return _UNREACHABLE
         turns = self._turns
         turn = turns.get(key)
         if turn is None:
@@ -285,25 +319,49 @@ class RedisStore(Generic[V]):
             turn.users -= 1
             if not turn.users:
                 del turns[key]
-        if done is _UNREACHABLE:
-            return await self._decide_locally(key, change)
-        result: R = done[0]
-        return result
+        return done
 
     async def record(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> R:
         """:meth:`update`, for a change that must not be lost (an outcome a breaker counts).
 
         The caller waits at most ``timeout``, as for :meth:`update`; when Redis is later, the
-        caller gets ``change``'s result on the last value seen, and the change goes on in the
-        background until it lands in Redis (or, should Redis fail meanwhile, in the local state
-        of the outage). So a busy process never drops the failures it saw: were they dropped,
-        a dead upstream would take more calls to trip a shared breaker than a local one.
+        caller gets ``change``'s result on the last value seen (which this process then reads
+        until Redis answers), and the change goes on in the background until it lands in Redis
+        (or, should Redis fail meanwhile, in the local state of the outage). So a busy process
+        never drops the failures it saw: were they dropped, a dead upstream would take more
+        calls to trip a shared breaker than a local one.
         """
+        return await self._record_with(key, change, None)
+
+    async def record_count(
+        self,
+        key: str,
+        change: Callable[[V | None], tuple[V, R]],
+        *,
+        failed: bool,
+        trips: int,
+        threshold: int,
+        now: float,
+    ) -> R:
+        """:meth:`record` of a consecutive-mode breaker's count, done by one script in Redis.
+
+        ``change`` must be the breaker's own count of that outcome (it decides locally, and
+        gives the result from the record the script found): a failure of a call admitted
+        under ``trips`` adds one while the circuit is closed, and opens it at ``now`` once
+        ``threshold`` are counted; a success clears the count. One round trip however many
+        processes count at once, where compare-and-set would make the losers try again.
+        """
+        args = ("1" if failed else "0", str(int(trips)), str(int(threshold)), repr(float(now)))
+        return await self._record_with(key, change, args)
+
+    async def _record_with(
+        self, key: str, change: Callable[[V | None], tuple[V, R]], count: tuple[str, ...] | None
+    ) -> R:
         if self._down and time.monotonic() < self._down_until:
             self._counts["fallbacks"] += 1
             return await self._decide_locally(key, change)
         started = time.monotonic()
-        task = asyncio.ensure_future(self._record(key, change))
+        task = asyncio.ensure_future(self._record(key, change, count))
         try:
             done, _ = await asyncio.wait((task,), timeout=self.timeout)
         except asyncio.CancelledError:  # the caller goes; what it saw is still recorded
@@ -313,10 +371,19 @@ class RedisStore(Generic[V]):
             result: R = task.result()
             return result
         self._keep(task)
+        landing = self._landing.setdefault(key, set())
+        landing.add(task)
+        task.add_done_callback(partial(self._landed, key))
         self._late(started)
-        return change(self._last_known(key))[1]
+        # Until Redis answers, this process sees its own change on the last value seen (so
+        # its next decisions count it); the record read from Redis replaces it when it lands.
+        new, result = change(self._last_known(key))
+        self._cache[key] = (_UNKNOWN, new, time.monotonic())
+        return result
 
-    async def _record(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> R:
+    async def _record(
+        self, key: str, change: Callable[[V | None], tuple[V, R]], count: tuple[str, ...] | None
+    ) -> R:
         turns = self._turns
         turn = turns.get(key)
         if turn is None:
@@ -324,7 +391,10 @@ class RedisStore(Generic[V]):
         turn.users += 1
         try:
             async with turn.lock:
-                done = await self._update(key, change, patient=True)
+                if count is None:
+                    done = await self._update(key, change, patient=True)
+                else:
+                    done = await self._count(key, change, count)
         finally:
             turn.users -= 1
             if not turn.users:
@@ -333,6 +403,27 @@ class RedisStore(Generic[V]):
             return await self._decide_locally(key, change)
         result: R = done[0]
         return result
+
+    async def _count(
+        self, key: str, change: Callable[[V | None], tuple[V, R]], count: tuple[str, ...]
+    ) -> Any:
+        """``(result,)`` of a breaker count done by the ``COUNT`` script, or ``_UNREACHABLE``."""
+        failed, trips, threshold, now = count
+        ttl = str(math.ceil(self.idle_ttl * 1000))
+        buckets = str(len(_CLOSED_RECORD.calls))
+        script = self._script("count", _scripts.COUNT)
+        keys = [self._prefix + "state:" + key]
+        args = [trips, threshold, now, failed, ttl, buckets]
+        answer = await self._call(script, keys=keys, args=args, patient=True)
+        if answer is _UNREACHABLE:
+            return answer
+        if answer[0] == -1:  # a value the script cannot read: compare-and-set replaces it
+            return await self._update(key, change, patient=True)
+        old = self._decode(answer[1]) if answer[1] else None
+        result = change(old)[1]
+        new = answer[2] or None
+        self._remember(key, new, self._decode(new))
+        return (result,)
 
     async def _update(
         self, key: str, change: Callable[[V | None], tuple[V, R]], *, patient: bool = False
@@ -493,6 +584,13 @@ class RedisStore(Generic[V]):
         self._stalled_since = None
         if late is not None:
             late(task.result())
+
+    def _landed(self, key: str, task: asyncio.Task[Any]) -> None:
+        landing = self._landing.get(key)
+        if landing is not None:
+            landing.discard(task)
+            if not landing:
+                del self._landing[key]
 
     def _keep(self, task: asyncio.Task[Any]) -> None:
         """Hold a background task until it is done (and retrieve its outcome then)."""
