@@ -201,6 +201,25 @@ def test_quick_and_the_options(bench: ModuleType) -> None:
         bench.parse_args(["--only", "httpx,nope"])
 
 
+def test_the_soak_runs_on_another_terminal_only_when_asked_and_is_then_printed_only(
+    bench: ModuleType,
+) -> None:
+    """``--soak-terminal`` defaults to the default client, takes a terminal key, and goes
+    with ``--soak`` and without ``--write``; its report names the terminal."""
+    assert bench.parse_args(["--soak"]).soak_terminal == "default"
+    assert bench.parse_args(["--soak", "--soak-terminal", "reqwest"]).soak_terminal == "reqwest"
+    for wrong in (
+        ["--soak-terminal", "reqwest"],
+        ["--soak", "--soak-terminal", "reqwest", "--write"],
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse_args(wrong)
+    result = soak_of(bench)
+    text = bench.render_soak(result, bench.judge_soak(result), "x", (0.1, 0.2), "reqwest")
+    assert text.startswith("### Soak on reqwest\n")
+    assert "`PyreqwestTerminal(settings)`" in text
+
+
 def test_a_short_real_run_against_granian_then_no_server_is_left(bench: ModuleType) -> None:
     pytest.importorskip("granian")
     lines: list[str] = []
