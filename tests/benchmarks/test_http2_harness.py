@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,66 @@ def test_the_report_names_its_section_command_and_table(bench: ModuleType) -> No
     assert text.startswith("### Rotation every 1,000 requests\n")
     assert "Command: `python benchmarks/http2.py`" in text
     assert "| httprail-h2 | HTTP/2 | 5 | 0 | 0 | 0 | 10.0 | 10.0 |" in text
+
+
+def _results(bench: ModuleType, rps: dict[str, float]) -> dict[tuple[str, int], list[Any]]:
+    throughput = bench.throughput
+    return {
+        (kind, c): [throughput.Sample(rps=value, p50=0.004, p99=0.01, requests=100)]
+        for kind, value in rps.items()
+        for c in (16, 64)
+    }
+
+
+def test_compare_judges_reqwest_h2_against_httpx_h2_and_its_own_http1(bench: ModuleType) -> None:
+    """``--compare``: the stack on reqwest h2 must reach 3x raw httpx h2 and 0.9x itself over
+    HTTP/1.1 at each concurrency; a client not measured leaves its target unjudged."""
+    met = _results(bench, {"httpx-h2": 100, "httprail-reqwest-h2": 300, "httprail-reqwest-h1": 330})
+    assert [c.met for c in bench.compare_checks(met, [16, 64])] == [True, True, True, True]
+    missed = _results(
+        bench, {"httpx-h2": 100, "httprail-reqwest-h2": 290, "httprail-reqwest-h1": 400}
+    )
+    assert [c.met for c in bench.compare_checks(missed, [16])] == [False, False]
+    unmeasured = _results(bench, {"httprail-reqwest-h2": 300})
+    assert [c.met for c in bench.compare_checks(unmeasured, [16])] == [None, None]
+
+
+def test_compare_report_has_every_client_at_every_concurrency(bench: ModuleType) -> None:
+    """The section names the command, the targets, one row per client and concurrency with
+    the ratio to raw httpx h2, and how each client is built."""
+    results = _results(bench, {kind: 100.0 * (i + 1) for i, kind in enumerate(bench.COMPARED)})
+    args = argparse.Namespace(duration=3.0, warm_up=0.5, repeats=1)
+    text = bench.compare_report(
+        results,
+        list(bench.COMPARED),
+        [16, 64],
+        args,
+        "python benchmarks/http2.py --compare",
+        (0.5, 0.7),
+        True,
+    )
+    assert text.startswith("### HTTP/2 over TLS, side by side (issue 18)\n")
+    assert "Command: `python benchmarks/http2.py --compare`" in text
+    assert "| httprail-reqwest-h2 | 64 | 400 | 400-400 | 4.00 | 10.0 | 4.00x |" in text
+    assert sum(line.startswith("| httprail-aiohttp |") for line in text.splitlines()) == 2
+    assert "- reqwest-h2: raw pyreqwest" in text
+
+
+def test_a_compared_client_not_known_is_refused(bench: ModuleType) -> None:
+    """``--compare --only`` takes the compared clients only."""
+    with pytest.raises(SystemExit):
+        bench.main(["--compare", "--only", "httprail-h2"])
+
+
+def test_every_compared_client_gets_its_protocol_from_the_tls_server(bench: ModuleType) -> None:
+    """A short real run of each ``--compare`` client against granian over TLS: answers, no
+    errors (each counts a response only in the protocol it names), and no server left."""
+    pytest.importorskip("granian")
+    pytest.importorskip("pyreqwest")
+    pytest.importorskip("trustme")
+    results, _pinned = bench.compare(
+        list(bench.COMPARED), [2], 1, warm_up=0.0, duration=0.3, log=lambda line: None
+    )
+    for kind in bench.COMPARED:
+        (sample,) = results[(kind, 2)]
+        assert (sample.requests > 0, sample.errors) == (True, 0), kind
