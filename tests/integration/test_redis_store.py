@@ -377,3 +377,29 @@ async def test_breaker_counts_are_one_script_that_agrees_with_the_breaker(
             await one.record_count("v", change, failed=True, trips=0, threshold=3, now=1.0) is None
         )
         assert (await one.get("v")).failures == 1  # type: ignore[union-attr]
+
+
+def unbump(old: Any) -> tuple[int, None]:
+    return (old or 0) - 1, None
+
+
+async def test_try_update_decides_nothing_on_a_late_answer(redis_server: RedisServer) -> None:
+    """try_update(): Redis's answer in time is the result; a late one is None (nothing
+    decided), and should its write land all the same, the undo is recorded after it; in an
+    outage (Redis killed) the change is decided locally."""
+    async with RedisStore(
+        redis_server.url, namespace=namespace(), timeout=0.02, retry_interval=5
+    ) as store:
+        await store.update("warm", bump)  # connected, the script loaded
+        await asyncio.sleep(0.1)
+        assert await store.try_update("k", bump, unbump) == (1,)
+        redis_server.pause()
+        try:
+            assert await store.try_update("k", bump, unbump) is None
+        finally:
+            redis_server.resume()
+        await asyncio.sleep(0.1)
+        assert await store.try_update("k", bump, unbump) == (2,)  # the late one was undone
+        redis_server.kill()
+        assert await store.try_update("k", bump, unbump) == (3,)  # down: decided locally
+        assert store.stats.available is False

@@ -461,3 +461,42 @@ async def test_outcomes_are_written_with_the_store_record_and_admissions_with_up
     assert store.updated == 1
     assert len(store.recorded) == 3
     assert store.snapshot()[UPSTREAM].state is CircuitState.OPEN
+
+
+class _LateStore(MemoryStore[BreakerRecord]):
+    """A shared store whose first probe-slot answer comes late: the write lands, the caller
+    is told None, and the store records the undo (as RedisStore does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late = 1
+
+    async def try_update(self, key: str, change: Any, undo: Any) -> Any:
+        result = await self.update(key, change)
+        if self.late:
+            self.late -= 1
+            await self.update(key, undo)
+            return None
+        return (result,)
+
+
+async def test_a_late_probe_slot_turns_the_caller_away_and_the_slot_is_given_back() -> None:
+    """With a shared store answering the half-open admission late, the caller is refused
+    (retry_after 0, the upstream not called) instead of probing on a stale copy, and the slot
+    the late write took is freed: the next caller probes and closes the circuit."""
+    clock = FakeClock()
+    store = _LateStore()
+    statuses = [503, 200]
+    switch = MockTerminal(lambda r: httpx.Response(statuses.pop(0)))
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=1, store=store, clock=clock)
+    pipeline = Pipeline([breaker], switch)
+    await send(pipeline)
+    clock.advance(1)
+    refused = (await send(pipeline)).failure()
+    assert isinstance(refused, CircuitBreakerOpenError)
+    assert refused.retry_after == 0.0
+    assert len(switch.requests) == 1
+    assert store.snapshot()[UPSTREAM].probes == 0
+    assert isinstance(await send(pipeline), Success)
+    assert len(switch.requests) == 2
+    assert await breaker.state(UPSTREAM) is CircuitState.CLOSED

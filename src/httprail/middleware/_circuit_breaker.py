@@ -527,7 +527,7 @@ class CircuitBreaker:
         trier = self._try_update
         if trier is None:
             return await self.store.update(key, self._admit)
-        done = await trier(key, self._admit)
+        done = await trier(key, self._admit, self._give_back)
         if done is not None:
             ticket: _Ticket | float = done[0]
             return ticket
@@ -582,6 +582,11 @@ class CircuitBreaker:
             event = await self._record(key, lambda r: self._settle(r, verdict, reason, now, trips))
             if event is not None:
                 _announce(request, key, event)
+
+    def _give_back(self, record: BreakerRecord | None) -> tuple[BreakerRecord, BreakerEvent | None]:
+        """A probe slot taken but never used (a shared store answered too late): freed."""
+        current = record or _CLOSED
+        return self._settle(current, "neutral", "", self._clock(), current.trips)
 
     def _settle(
         self, record: BreakerRecord | None, verdict: Verdict, reason: str, now: float, trips: int

@@ -279,21 +279,31 @@ class RedisStore(Generic[V]):
         return result
 
     async def try_update(
-        self, key: str, change: Callable[[V | None], tuple[V, R]]
+        self,
+        key: str,
+        change: Callable[[V | None], tuple[V, R]],
+        undo: Callable[[V | None], tuple[V, Any]],
     ) -> tuple[R] | None:
         """:meth:`update`, for a decision that only the shared state may take (a half-open
         breaker's probe slot): ``None`` when Redis answers later than ``timeout`` (nothing
-        is decided, nothing kept: the caller refuses, as if another process held the slot).
-        In an outage it is decided locally, as :meth:`update` is."""
-        done = await self._bounded_update(key, change)
+        is decided: the caller refuses, as if another process held the slot). Should the late
+        write land all the same, ``undo`` is recorded after it (the slot given back). In an
+        outage it is decided locally, as :meth:`update` is."""
+        done = await self._bounded_update(key, change, undo)
         if done is not _UNREACHABLE:
             return (done[0],)
         if self._down:
             return (await self._decide_locally(key, change),)
         return None
 
-    async def _bounded_update(self, key: str, change: Callable[[V | None], tuple[V, R]]) -> Any:
-        """``(result,)`` of the update in Redis within ``timeout``, or ``_UNREACHABLE``."""
+    async def _bounded_update(
+        self,
+        key: str,
+        change: Callable[[V | None], tuple[V, R]],
+        undo: Callable[[V | None], tuple[V, Any]] | None = None,
+    ) -> Any:
+        """``(result,)`` of the update in Redis within ``timeout``, or ``_UNREACHABLE``
+        (``undo``: recorded should a write answered late have landed)."""
         if self._down and time.monotonic() < self._down_until:  # Redis is left alone now
             self._counts["fallbacks"] += 1
             return _UNREACHABLE
@@ -308,7 +318,7 @@ class RedisStore(Generic[V]):
             async with asyncio.timeout(self.timeout):
                 async with turn.lock:
                     holding = True
-                    done = await self._update(key, change)
+                    done = await self._update(key, change, undo=undo)
         except TimeoutError:
             if holding:  # Redis itself was slow
                 self._late(started)
@@ -426,7 +436,12 @@ class RedisStore(Generic[V]):
         return (result,)
 
     async def _update(
-        self, key: str, change: Callable[[V | None], tuple[V, R]], *, patient: bool = False
+        self,
+        key: str,
+        change: Callable[[V | None], tuple[V, R]],
+        *,
+        patient: bool = False,
+        undo: Callable[[V | None], tuple[V, Any]] | None = None,
     ) -> Any:
         """``(result,)`` of the update in Redis, or ``_UNREACHABLE``. ``patient``: each call
         waits for Redis's answer, however late (errors still end it)."""
@@ -454,7 +469,7 @@ class RedisStore(Generic[V]):
             written = encode(new).encode()
             expected = b"" if raw is None else raw
             cas = self._script("cas", _scripts.CAS)
-            late = partial(self._cas_late, key, written, new)
+            late = partial(self._cas_late, key, written, new, undo)
             answer = await self._call(
                 cas, keys=[full], args=[expected, written, ttl], late=late, patient=patient
             )
@@ -710,10 +725,20 @@ class RedisStore(Generic[V]):
         """A late read's answer: remembered, as the newest value seen."""
         self._remember(key, raw, self._decode(raw))
 
-    def _cas_late(self, key: str, written: bytes, new: V, answer: Any) -> None:
-        """A late compare-and-set's answer: what Redis now holds is the newest value seen."""
+    def _cas_late(
+        self,
+        key: str,
+        written: bytes,
+        new: V,
+        undo: Callable[[V | None], tuple[V, Any]] | None,
+        answer: Any,
+    ) -> None:
+        """A late compare-and-set's answer: what Redis now holds is the newest value seen (and
+        ``undo``, if given, is recorded after a write that landed unused)."""
         if answer[0] == 1:
             self._remember(key, written, new)
+            if undo is not None:
+                self._keep(asyncio.ensure_future(self._record_with(key, undo, None)))
         else:
             self._read_late(key, answer[1] if len(answer) > 1 else None)
 
