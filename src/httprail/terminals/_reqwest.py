@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from .._context import EXTENSION_KEY, RequestContext
-from .._errors import ConfigError
+from .._errors import ConfigError, ConnectionRotatedError, RequestError
 from .._fast import header_items
 from .._fast import response as new_response
 from .._settings import HttpSettings
@@ -27,7 +27,7 @@ from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, import_backend, timeout_of
 from ._limits import counted, declared_fit, settle
 from ._mocked import mocking
-from ._reqwest_errors import translate
+from ._reqwest_errors import Rotations, broke_under, translate
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -40,6 +40,7 @@ _modules = sys.modules
 MAX_HEAD = 64 * 1024
 """The largest response head taken (names, values and their separators), as h11 allows."""
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/2.0": b"HTTP/2", "HTTP/1.0": b"HTTP/1.0"}
+_HTTP2 = _VERSIONS["HTTP/2.0"]
 # pyreqwest reads up to 64 KiB of the body (``streamed_read_buffer_limit``) before it hands the
 # head over. A body read whole keeps that: most bodies then come in the same hand-over from
 # pyreqwest's thread as the head (raw pyreqwest at c=64: 5,770 rps with it, 4,681 without). A
@@ -172,8 +173,10 @@ class PyreqwestTerminal(LeanTerminal):
 
     HTTP/2: offered by ALPN over TLS unless ``settings.http2`` is ``False``; ``h2c=True`` speaks
     HTTP/2 with prior knowledge on every connection (``http://`` as h2c; an ``https://`` server
-    must then speak HTTP/2). Differences from the other terminals are listed in
-    ``docs/terminals.md``.
+    must then speak HTTP/2). A request on an HTTP/2 connection the server ends after answering
+    on it (a rotation) fails as ``ConnectionRotatedError``; one it refused unprocessed (GOAWAY,
+    ``REFUSED_STREAM``) hyper sends again by itself. Differences from the other terminals are
+    listed in ``docs/terminals.md``.
 
     Args:
         settings: timeouts, pool limits, TLS and proxy (defaults: ``HttpSettings()``).
@@ -219,6 +222,7 @@ class PyreqwestTerminal(LeanTerminal):
         self._connect = settings.timeout_connect
         self._read_timeout = settings.timeout_read
         self._client: Client | None = None
+        self._rotations = Rotations()  # which HTTP/2 connections had answered when they broke
         self._last_url: tuple[httpx.URL | None, str] = (None, "")
         self._last_headers: tuple[list[tuple[bytes, bytes, bytes]], list[tuple[str, str]]] = (
             [],
@@ -314,6 +318,7 @@ class PyreqwestTerminal(LeanTerminal):
         if isinstance(ctx, RequestContext) and ctx.stream:
             builder = builder.streamed_read_buffer_limit(0)
         sending = builder.build_streamed()
+        mark = self._rotations.seq
         task = asyncio.current_task()
         before = task.cancelling() if task is not None else 0
         try:
@@ -327,11 +332,16 @@ class PyreqwestTerminal(LeanTerminal):
                 raise self.translate(exc) from exc
             raise httpx.ReadTimeout("no response head within the read timeout") from None
         except self._errors as exc:
-            raise self.translate(exc) from exc
+            translated = self.translate(exc)
+            if broke_under(exc) and self._rotations.broke(url, mark):
+                translated.httprail_rotated = True  # type: ignore[attr-defined]
+            raise translated from exc
         try:
             if _swallowed(task, before):
                 raise asyncio.CancelledError
             version = _VERSIONS.get(response.version) or response.version.encode("ascii")
+            if version is _HTTP2:
+                self._rotations.answered(url)
             headers = _head(response.headers)
             body = _ReqwestBody(sending, response, self, read)
             return new_response(response.status, headers, body, request, {"http_version": version})
@@ -369,6 +379,17 @@ class PyreqwestTerminal(LeanTerminal):
             await stream.aclose()
         settle(response, body, limit, encoded)
 
+    def map_error(self, exc: Exception, request: httpx.Request) -> RequestError:
+        """The error-tree value for ``exc``; a request whose HTTP/2 connection the server
+        closed after answering on it gives ``ConnectionRotatedError`` (see ``Rotations``)."""
+        error = super().map_error(exc, request)
+        if not getattr(exc, "httprail_rotated", False):
+            return error
+        what = "the server closed a used connection under the request"
+        rotated = ConnectionRotatedError(f"{what} ({error.message})", request=request)
+        rotated.__cause__ = error.__cause__
+        return rotated
+
     def translate(self, exc: Exception) -> Exception:
         """The httpx exception for a pyreqwest one (its ``__cause__`` is ``exc``)."""
         return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")
@@ -380,6 +401,7 @@ class PyreqwestTerminal(LeanTerminal):
 
     async def _close_backend(self) -> None:
         client, self._client = self._client, None
+        self._rotations = Rotations()
         if client is not None:
             try:
                 await client.close()
@@ -392,6 +414,7 @@ class PyreqwestTerminal(LeanTerminal):
 
     def _forget_backend(self) -> None:
         self._client = None
+        self._rotations = Rotations()  # the connections it knew are gone
         self._last_url = (None, "")
         self._last_headers = ([], [])
 

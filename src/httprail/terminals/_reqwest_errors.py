@@ -12,13 +12,25 @@ from typing import Any
 
 import httpx
 
-__all__ = ["translate"]
+__all__ = ["Rotations", "broke_under", "translate"]
 
 _CONNECTING = ("client error (Connect)", "tcp connect error", "dns error")
 _OS_BROKEN = ("Connection reset", "os error 104", "Connection aborted", "os error 103")
 _OS_PIPE = ("Broken pipe", "os error 32")
-# A head or body that is not valid HTTP, or cut short.
-_FRAMING = ("connection closed", "end of file", "unexpected EOF", "chunk", "invalid HTTP")
+# A head or body that is not valid HTTP, or cut short; an HTTP/2 stream the server reset with
+# an error (h2's "stream error received: <reason>"; REFUSED_STREAM ones hyper sends again).
+_FRAMING = (
+    "connection closed",
+    "end of file",
+    "unexpected EOF",
+    "chunk",
+    "invalid HTTP",
+    "stream error received",
+)
+# The request was handed to a connection (hyper-util's ``SendRequest``), and that connection
+# ended with the request's HTTP/2 stream still open (h2's end-of-connection error).
+_SENT = "client error (SendRequest)"
+_STREAM_CUT = "stream closed because of a broken pipe"
 # Causes that only say where it happened: left out of the message (one of them holds the URL).
 _NOISE = ("error sending request", "client error (", "builder error for url")
 
@@ -80,3 +92,73 @@ def translate(exc: Any) -> Exception:
         translated = httpx.TransportError(text)
     translated.__cause__ = exc
     return translated
+
+
+def broke_under(exc: Any) -> bool:
+    """Whether the pyreqwest exception ``exc`` says the HTTP/2 connection carrying the request
+    ended while the request's stream was open (the server closed or lost it: a rotation, a
+    restart), as opposed to a connect failure, a timeout or a stream the server reset.
+
+    A GOAWAY naming a stream as unprocessed and a ``REFUSED_STREAM`` reset never get here:
+    hyper sends such a request again by itself, on another connection or stream.
+    """
+    if "RequestTimeoutError" in {cls.__name__ for cls in type(exc).__mro__}:
+        return False
+    causes = causes_of(exc)
+    return _SENT in causes and any(_STREAM_CUT in cause for cause in causes)
+
+
+_MAX_ORIGINS = 4096  # origins remembered; one forgotten makes its next break an ordinary error
+_MAX_BREAKS = 16  # breaks remembered per origin
+
+
+class Rotations:
+    """Whether the HTTP/2 connection a request was on had answered before it broke.
+
+    reqwest says neither which connection carried a request nor whether it had answered. It
+    keeps one HTTP/2 connection per origin, so "that connection had served requests" is taken
+    as: the origin answered over HTTP/2 after the last break of its connection seen before the
+    request started. The streams that one break fails are all judged against the break before
+    it; a fresh connection that breaks before answering says nothing good about the server,
+    so its failures stay ordinary (counted) ones, as on ``HttpxTerminal``.
+
+    ``seq`` numbers answers and breaks; a request notes it when it starts (its ``mark``).
+    """
+
+    __slots__ = ("_answers", "_breaks", "_last", "seq")
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self._answers: dict[bytes, int] = {}
+        self._breaks: dict[bytes, list[int]] = {}
+        self._last: tuple[httpx.URL | None, bytes] = (None, b"")
+
+    def _origin(self, url: httpx.URL) -> bytes:
+        last, origin = self._last
+        if url is not last:  # the client hands out one URL object per distinct URL
+            origin = url.netloc
+            self._last = (url, origin)
+        return origin
+
+    def answered(self, url: httpx.URL) -> None:
+        """``url``'s origin answered a request over HTTP/2."""
+        origin = self._origin(url)
+        answers = self._answers
+        if len(answers) >= _MAX_ORIGINS and origin not in answers:
+            del answers[next(iter(answers))]
+        self.seq += 1
+        answers[origin] = self.seq
+
+    def broke(self, url: httpx.URL, mark: int) -> bool:
+        """The connection under a request to ``url`` started at ``mark`` broke: whether it had
+        served requests (see the class docstring). The break is recorded."""
+        origin = self._origin(url)
+        breaks = self._breaks.setdefault(origin, [])
+        before = max((seq for seq in breaks if seq <= mark), default=0)
+        served = self._answers.get(origin, 0) > before
+        self.seq += 1
+        breaks.append(self.seq)
+        del breaks[:-_MAX_BREAKS]
+        if len(self._breaks) > _MAX_ORIGINS:
+            del self._breaks[next(iter(self._breaks))]
+        return served
