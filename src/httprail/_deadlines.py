@@ -16,11 +16,27 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DeadlineQueue"]
+__all__ = ["DeadlineQueue", "current_task_of"]
 
 _clock = time.monotonic
+
+try:  # Python 3.11's ``asyncio.current_task`` is Python code around this dict (~1k instructions)
+    from _asyncio import _current_tasks as _CURRENT_TASKS  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - another Python or a pure-Python asyncio
+    _CURRENT_TASKS = None
+
+
+def _current_task_of(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+    return asyncio.current_task(loop)  # pragma: no cover - see _CURRENT_TASKS
+
+
+current_task_of: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
+    _current_task_of if _CURRENT_TASKS is None else _CURRENT_TASKS.get
+)
+"""``asyncio.current_task(loop)`` for the running ``loop``, without its Python frame."""
 
 
 class DeadlineQueue:
