@@ -48,11 +48,23 @@ def _text(exc: Any, causes: list[str]) -> str:
     return ": ".join([message, *dict.fromkeys(said)])
 
 
+# rustls refuses a server certificate that says it is a CA: what ``openssl req -x509`` makes
+# with OpenSSL's default configuration (OpenSSL, so aiohttp, httpx and curl, accept it).
+_CA_AS_LEAF = "CaUsedAsEndEntity"
+_CA_AS_LEAF_HINT = (
+    " (rustls does not accept a CA certificate as the server's own; a self-signed certificate "
+    "for the reqwest terminal needs basicConstraints CA:FALSE, e.g. openssl req -x509 "
+    "-addext basicConstraints=critical,CA:FALSE, or a server certificate signed by that CA)"
+)
+
+
 def translate(exc: Any) -> Exception:
     """The httpx exception for the pyreqwest exception ``exc`` (its ``__cause__`` is ``exc``)."""
     causes = causes_of(exc)
     text = _text(exc, causes)
     chain = " | ".join(causes)
+    if _CA_AS_LEAF in chain:
+        text += _CA_AS_LEAF_HINT
     names = {cls.__name__ for cls in type(exc).__mro__}
     connecting = any(marker in chain for marker in _CONNECTING)
     translated: Exception
