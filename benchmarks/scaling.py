@@ -67,6 +67,7 @@ MIB = 1024 * 1024
 SERVER_CPU, CLIENT_CPU = 1, 0
 PER_SERVER = 5_000  # listeners per server process (each also holds its accepted connections)
 SSE_INTERVAL = 0.2
+BACKLOG = 4096  # connections waiting to be accepted, per listener (Linux caps it at somaxconn)
 KINDS = ("aiohttp", "httprail-aiohttp", "reqwest", "httprail-reqwest", "httprail-memory")
 NETWORKED = KINDS[:4]  # the SSE and body scenarios need a real connection
 LABELS = {
@@ -207,9 +208,13 @@ async def _serve(first: int, count: int, port: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address(index), port))
-        sock.listen(4096)
+        sock.listen(BACKLOG)
         sockets.append(sock)
-    servers = [await loop.create_server(_Connection, sock=sock) for sock in sockets]
+    # create_server listens again with its own backlog (100 by default): a burst of 1,000
+    # connects would overflow it, and the kernel's dropped handshakes stall them for seconds
+    servers = [
+        await loop.create_server(_Connection, sock=sock, backlog=BACKLOG) for sock in sockets
+    ]
     ticker = loop.create_task(_tick())
     try:
         await asyncio.Event().wait()
@@ -553,6 +558,14 @@ async def sse_cell(
         ready = asyncio.Event()
         done = [0]
 
+        stop = asyncio.Event()
+        swallowed = [0]  # readers still running after their task was cancelled
+
+        def reached(index: int) -> None:
+            done[0] += 1
+            if done[0] == streams:
+                ready.set()
+
         async def reader(index: int) -> None:
             try:
                 async with client.events(url) as parsed:
@@ -560,14 +573,15 @@ async def sse_cell(
                         assert event.data.startswith('{"id"'), event
                         counts[index] += 1
                         if counts[index] == events:
-                            done[0] += 1
-                            if done[0] == streams:
-                                ready.set()
+                            reached(index)
+                        if stop.is_set():  # the end, also when a cancel was swallowed
+                            task = asyncio.current_task()
+                            swallowed[0] += bool(task is not None and task.cancelling())
+                            return
             except Exception as exc:
                 failed.append(f"{type(exc).__name__}: {exc}"[:200])
-                done[0] += 1
-                if done[0] == streams:
-                    ready.set()
+                if counts[index] < events:
+                    reached(index)
 
         started = time.perf_counter()
         tasks = [asyncio.create_task(reader(i)) for i in range(streams)]
@@ -581,9 +595,12 @@ async def sse_cell(
             peak = max(peak_mib(), open_rss)
             fds = open_fds()
         finally:
+            # raw pyreqwest can swallow a cancel (its read returns the chunk instead): such a
+            # reader would read on forever, so each also stops at its next event
+            stop.set()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
     return {
         "streams": streams,
         "failed": len(failed),
@@ -597,6 +614,7 @@ async def sse_cell(
         "delivered_per_s": delivered,
         "expected_per_s": streams / SSE_INTERVAL,
         "fds": fds,
+        "cancels_swallowed": swallowed[0],
     }
 
 
@@ -627,6 +645,10 @@ async def bodies_cell(kind: str, origin: str, plan: Sequence[tuple[int, int]]) -
 
 def child_main(job: dict[str, Any]) -> dict[str, Any]:
     """Run one cell described by ``job`` (in a fresh process, see :func:`run_child`)."""
+    import faulthandler
+
+    # a stuck cell prints where every thread is and exits, rather than hang the run
+    faulthandler.dump_traceback_later(float(job.get("stuck_after", 240)), exit=True)
     _raise_fd_limit()
     scenario, kind = job["scenario"], job["kind"]
     if scenario == "hosts":
@@ -924,8 +946,9 @@ def render_sse(results: dict[str, Any], kinds: Sequence[str]) -> list[str]:
         f"### SSE: {streams:,} concurrent event streams",
         "",
         "| client | KiB per stream | min-max | x raw | RSS before MiB | RSS open | peak "
-        "| time to open all s | events/s delivered (sent) | min events per stream | failed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| time to open all s | events/s delivered (sent) | min events per stream | failed "
+        "| cancels swallowed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind in kinds:
         runs = cells.get(kind, [])
@@ -943,7 +966,8 @@ def render_sse(results: dict[str, Any], kinds: Sequence[str]) -> list[str]:
             f"| {_med([r['open_seconds'] for r in runs]):.2f} "
             f"| {_med([r['delivered_per_s'] for r in runs]):,.0f} "
             f"({runs[0]['expected_per_s']:,.0f}) "
-            f"| {min(r['min_events'] for r in runs)} | {sum(r['failed'] for r in runs)} |"
+            f"| {min(r['min_events'] for r in runs)} | {sum(r['failed'] for r in runs)} "
+            f"| {'-'.join(str(r['cancels_swallowed']) for r in runs)} |"
         )
     return [*lines, ""]
 
