@@ -28,6 +28,7 @@ __all__ = [
     "httpx_decoder",
     "keep_decoded",
     "read_plain",
+    "request_again",
     "response",
     "use_decoder",
 ]
@@ -75,6 +76,33 @@ def _fast_request(method: str, url: httpx.URL, headers: httpx.Headers) -> httpx.
     request.url = url
     request.headers = _headers(list(items))
     request.extensions = {}
+    request.stream = _NO_BODY
+    request._content = b""
+    return request
+
+
+def _slow_again(
+    method: str, url: httpx.URL, items: list[tuple[bytes, bytes, bytes]], extensions: dict[str, Any]
+) -> httpx.Request:
+    request = httpx.Request(
+        method, url, headers=[(name, value) for name, _, value in items], stream=_NO_BODY
+    )
+    request.read()
+    request.extensions = extensions
+    return request
+
+
+def _fast_again(
+    method: str, url: httpx.URL, items: list[tuple[bytes, bytes, bytes]], extensions: dict[str, Any]
+) -> httpx.Request:
+    request = object.__new__(httpx.Request)
+    request.method = method
+    request.url = url
+    headers = object.__new__(httpx.Headers)
+    headers._list = items.copy()
+    headers._encoding = None
+    request.headers = headers
+    request.extensions = extensions
     request.stream = _NO_BODY
     request._content = b""
     return request
@@ -164,6 +192,9 @@ def _agrees() -> bool:
         fast_req = _fast_request("get", url, headers)
         if _state(slow_req) != _state(fast_req):
             return False
+        items = _fast_header_items(fast_req.headers)
+        if _state(_slow_again("GET", url, items, {})) != _state(_fast_again("GET", url, items, {})):
+            return False
         if _slow_header_items(headers) != _fast_header_items(headers):
             return False
         raw = [(b"Content-Type", b"application/json"), (b"X-B", b"\xe9")]
@@ -184,6 +215,11 @@ FAST = _agrees()
 bodiless_request = _fast_request if FAST else _slow_request
 """``httpx.Request(method, url, headers=...)`` for a request without a body (``url`` and
 ``headers`` already httpx's; the ``Host`` header first, as httpx adds it)."""
+
+request_again = _fast_again if FAST else _slow_again
+"""The bodiless request whose header items (``header_items`` of a request ``bodiless_request``
+built, ``Host`` included) are ``items``, again: ``items`` is copied, ``extensions`` kept, and
+``method`` taken as it is (upper case)."""
 
 response = _fast_response if FAST else _slow_response
 """``httpx.Response(status, headers=raw, stream=..., request=..., extensions=...)``, with

@@ -352,3 +352,53 @@ async def test_requests_without_a_body_are_built_as_httpx_builds_them(
     assert built.headers.raw == reference.headers.raw
     assert built.content == reference.content == b""
     await client.aclose()
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "DELETE"])
+@pytest.mark.parametrize("url", ["/a", "http://[::1]:8080/v?x=1", "https://user:pw@example.com/p"])
+async def test_a_request_sent_again_without_options_is_the_one_build_request_builds(
+    method: str, url: str
+) -> None:
+    """The quick path of a repeated option-free call builds the request _build builds."""
+    terminal = MockTerminal(lambda request: httpx.Response(200))
+    client = AsyncClient(
+        "https://api.test/base/", headers={"X-Client": "c"}, plugins=[], terminal=terminal
+    )
+    for _ in range(2):
+        assert isinstance(await client.request(method, url), Success)
+    first, again = terminal.requests
+    assert url in client._again  # the second one took the quick path
+    reference = client.build_request(method, url).unwrap()
+    for request in (first, again):
+        assert (request.method, request.url, request.headers.raw, request.content) == (
+            reference.method,
+            reference.url,
+            reference.headers.raw,
+            b"",
+        )
+        assert request.extensions == reference.extensions
+    again.headers["Authorization"] = "Bearer x"  # each request has headers of its own
+    assert "authorization" not in client._headers
+    assert "authorization" not in client.build_request(method, url).unwrap().headers
+    await client.aclose()
+
+
+async def test_a_call_with_its_own_params_or_headers_is_not_sent_again_by_the_quick_path() -> None:
+    """Per-call params and headers never become what the URL alone is sent with later."""
+    terminal = MockTerminal(lambda request: httpx.Response(200))
+    client = AsyncClient("https://api.test/", terminal=terminal, params={"k": "1"})
+    await client.get("/p")
+    assert client._again == {}  # the client's own params: never the quick path
+    plain = AsyncClient("https://api.test/", terminal=terminal)
+    await plain.get("/q", params={"page": "2"})
+    await plain.get("/r", headers={"X-A": "1"})
+    assert plain._again == {}
+    await plain.get("/q")
+    await plain.get("/q")
+    assert str(terminal.requests[-1].url) == "https://api.test/q"
+    assert "x-a" not in terminal.requests[-1].headers
+    for n in range(1100):
+        await plain.get(f"/n/{n}")
+    assert len(plain._again) <= 1024
+    await client.aclose()
+    await plain.aclose()
