@@ -26,6 +26,8 @@ __all__ = ["DEFAULT_BUCKETS", "Histogram", "Metrics", "MetricsSnapshot", "Upstre
 
 K = TypeVar("K")
 
+_bisect_left = bisect.bisect_left
+
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
@@ -183,17 +185,20 @@ class Metrics:
 
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         upstream = upstream_of(request)
-        start = self._clock()
+        clock = self._clock
+        start = clock()
         outcome = await call_next(request)
-        end = self._clock()
+        end = clock()
         elapsed = end - start
-        series = self._get(upstream)
+        series = self._series.get(upstream)
+        if series is None:
+            series = self._get(upstream)
         window = series.window  # the health view's recent window: a mark once per slot
         if end >= window.until:
             window.roll(end, series.requests, series.counts)
         series.requests += 1
         series.total += elapsed
-        bucket = bisect.bisect_left(self._bounds, elapsed)
+        bucket = _bisect_left(self._bounds, elapsed)
         series.counts[bucket] += 1
         if type(outcome) is Failure:
             error = outcome.failure()
@@ -206,7 +211,8 @@ class Metrics:
         else:
             series.successes += 1
             status = outcome.unwrap().status_code
-            series.statuses[status] = series.statuses.get(status, 0) + 1
+            statuses = series.statuses
+            statuses[status] = statuses.get(status, 0) + 1
         return outcome
 
     def on_event(self, event: Event) -> None:
