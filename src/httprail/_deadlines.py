@@ -46,11 +46,14 @@ class DeadlineQueue:
     deadline earlier than the newest one (the caller then uses a timer of its own).
     """
 
-    __slots__ = ("_deadlines", "_expired", "_handle", "_newest", "loop")
+    __slots__ = ("_deadlines", "_expired", "_handle", "_newest", "loop", "watched")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._deadlines: dict[asyncio.Task[Any], float] = {}  # oldest deadline first
+        self.watched = self._deadlines
+        """Each watched task and its deadline (read only: a hot path may test or pop a task
+        there first, and call :meth:`finish` only when it was not found)."""
         self._expired: set[asyncio.Task[Any]] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._newest = -math.inf

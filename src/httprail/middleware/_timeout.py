@@ -127,8 +127,9 @@ class Timeout:
         except BaseException:
             queue.finish(task)
             raise
-        if queue.finish(task):  # pragma: no cover - the timer fired as the answer arrived
-            task.uncancel()
+        # ``queue.finish(task)``, its call saved when the task was still watched (the rule)
+        if queue.watched.pop(task, None) is None and queue.finish(task):  # pragma: no cover
+            task.uncancel()  # the timer fired as the answer arrived
         return outcome
 
 
