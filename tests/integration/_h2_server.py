@@ -10,6 +10,8 @@ arrived:
   closes (RFC 9113 §6.8: this request was not processed);
 - ``"rotate"``: a GOAWAY naming this stream, never answered, then the connection closes;
 - ``"vanish"``: the connection closes with the request in flight, no GOAWAY;
+- ``"head+vanish"``: the response head (2 bytes of body announced), then the connection
+  closes; ``"part+vanish"``: the head and 80 KiB of a 160 KiB body, then it closes;
 - ``"reset-refused"`` / ``"reset-error"``: RST_STREAM with ``REFUSED_STREAM`` /
   ``INTERNAL_ERROR``;
 - ``"hold"``: processed, never answered (several streams can be in flight when a later
@@ -29,7 +31,8 @@ import h2.connection
 import h2.errors
 import h2.events
 
-_CLOSING = ("refuse", "rotate", "vanish")
+_CLOSING = ("refuse", "rotate", "vanish", "head+vanish", "part+vanish")
+PART = 80 * 1024
 
 
 class H2Server:
@@ -56,6 +59,15 @@ class H2Server:
             conn.send_data(stream, b"ok", end_stream=True)
         elif action == "refuse":
             conn.close_connection(last_stream_id=stream - 2)
+        elif action == "head+vanish":
+            conn.send_headers(stream, [(":status", "200"), ("content-length", "2")])
+        elif action == "part+vanish":
+            conn.send_headers(stream, [(":status", "200"), ("content-length", str(2 * PART))])
+            sent = 0
+            while sent < PART:
+                size = min(conn.max_outbound_frame_size, PART - sent)
+                conn.send_data(stream, b"x" * size)
+                sent += size
         elif action == "rotate":
             conn.close_connection(last_stream_id=stream)
         elif action == "reset-refused":

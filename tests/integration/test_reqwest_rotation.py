@@ -24,7 +24,7 @@ from httprail import (
     ProtocolError,
     ReadError,
 )
-from httprail.terminals import PyreqwestTerminal
+from httprail.terminals import PyreqwestTerminal, _reqwest_errors
 
 from ..benchmarks import ROOT, load_benchmark
 from ._h2_server import H2Server
@@ -58,6 +58,16 @@ async def test_a_request_in_flight_when_a_used_connection_ends_is_connection_rot
         assert server.processed == [(0, 1), (0, 3)]
 
 
+async def test_a_connection_that_ends_once_the_head_came_is_connection_rotated() -> None:
+    """The connection ends after the response head, during pyreqwest's read-ahead or while
+    the rest of a larger body is read: it had answered, so ConnectionRotatedError."""
+    for action in ("head+vanish", "part+vanish"):
+        async with H2Server({0: {1: action}}) as server, bare(server) as client:
+            error = (await send(client)).failure()
+        assert isinstance(error, ConnectionRotatedError), action
+        assert "stream closed because of a broken pipe" in str(error)
+
+
 async def test_every_stream_one_break_cuts_is_connection_rotated() -> None:
     """Three requests in flight on a used connection that ends: all three are rotated (the
     first failure does not make the others look like a fresh connection's)."""
@@ -67,9 +77,13 @@ async def test_every_stream_one_break_cuts_is_connection_rotated() -> None:
     assert [type(o.failure()) for o in outcomes] == [ConnectionRotatedError] * 3
 
 
-async def test_a_connection_that_never_answered_fails_as_usual() -> None:
+async def test_a_connection_that_never_answered_fails_as_usual(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A fresh connection that ends before answering says nothing good about the server: a
-    counted ReadError, also for the new connection after a rotation."""
+    counted ReadError, also for the new connection after a rotation (once the grace for
+    requests sent on the dead one has passed, here at once)."""
+    monkeypatch.setattr(_reqwest_errors, "GRACE", 0.0)
     script = {0: {1: "answer", 2: "vanish"}, 1: {1: "vanish"}, 2: {1: "answer"}}
     async with H2Server(script) as server, bare(server) as client:
         outcomes = [await send(client) for _ in range(4)]

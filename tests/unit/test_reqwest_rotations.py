@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from httprail.terminals import _reqwest_errors
-from httprail.terminals._reqwest_errors import Rotations, broke_under, translate
+from httprail.terminals._reqwest_errors import Rotations, cut_before_head, stream_cut, translate
 
 exceptions = pytest.importorskip("pyreqwest.exceptions")
 
@@ -22,23 +22,37 @@ def error(kind: str, *causes: str) -> Any:
     return getattr(exceptions, kind)(kind, {"causes": [{"message": c} for c in causes]})
 
 
+BODY = ("request or response body error", "error reading a body from connection")
+
+
 @pytest.mark.parametrize(
-    ("raised", "cut"),
+    ("raised", "cut", "before_head"),
     [
-        (error("ConnectError", *SENT, "connection error", CUT), True),
-        (error("ReadError", *SENT, "connection error", CUT), True),
-        (error("ConnectError", SENT[0], "client error (Connect)", CUT), False),
-        (error("ConnectError", *SENT, "connection error", "Connection reset by peer"), False),
-        (error("ReadTimeoutError", *SENT, "connection error", CUT), False),
-        (error("RequestError", *SENT, "http2 error", "stream error received: refused"), False),
+        (error("ConnectError", *SENT, "connection error", CUT), True, True),
+        (error("ReadError", *SENT, "connection error", CUT), True, True),
+        (error("ReadError", "response body connection error", *BODY, CUT), True, False),
+        (
+            error("ConnectError", SENT[0], "client error (Connect)", "tcp connect error"),
+            False,
+            False,
+        ),
+        (error("ConnectError", *SENT, "connection error", "Connection reset by peer"), False, True),
+        (error("ReadTimeoutError", *SENT, "connection error", CUT), False, True),
+        (
+            error("RequestError", *SENT, "http2 error", "stream error received: refused"),
+            False,
+            True,
+        ),
     ],
 )
-def test_only_an_http2_connection_ending_under_a_sent_request_is_a_break(
-    raised: Exception, cut: bool
+def test_only_an_http2_connection_ending_under_the_request_is_a_cut(
+    raised: Exception, cut: bool, before_head: bool
 ) -> None:
-    """h2's end-of-connection error after the request was handed over is a break; a connect
-    failure, a timeout, another error or a stream reset is not."""
-    assert broke_under(raised) is cut
+    """h2's end-of-connection error is a cut, before the head (the request handed over) or
+    after it (the body); a connect failure, a timeout, another error or a stream reset is
+    not."""
+    assert stream_cut(raised) is cut
+    assert cut_before_head(raised) is before_head
 
 
 def test_a_stream_reset_with_an_error_is_a_remote_protocol_error() -> None:
@@ -49,16 +63,22 @@ def test_a_stream_reset_with_an_error_is_a_remote_protocol_error() -> None:
 
 def test_a_break_after_answers_is_a_used_connection_and_a_fresh_one_is_not() -> None:
     """The origin answered since the last break before the request: served. A request started
-    after that break, with no answer since: not served. Origins are apart."""
-    rotations = Rotations()
+    after that break, with no answer since: part of the same event for ``GRACE`` seconds (sent
+    on the dead connection before hyper noticed), an ordinary failure after. Origins are
+    apart."""
+    now = [0.0]
+    rotations = Rotations(clock=lambda: now[0])
     assert rotations.broke(A, rotations.seq) is False  # never answered
     rotations.answered(A)
     first = second = rotations.seq  # two requests in flight on the answering connection
+    now[0] = 10.0
     assert rotations.broke(A, first) is True
     assert rotations.broke(A, second) is True  # the same break, judged the same way
-    fresh = rotations.seq  # a request on the new connection
-    assert rotations.broke(A, fresh) is False
-    assert rotations.broke(B, fresh) is False  # another origin's answers are its own
+    now[0] = 10.0 + _reqwest_errors.GRACE
+    assert rotations.broke(A, rotations.seq) is True  # a request sent before hyper noticed
+    now[0] += 0.01
+    assert rotations.broke(A, rotations.seq) is False  # a fresh connection that never answered
+    assert rotations.broke(B, rotations.seq) is False  # another origin's answers are its own
     rotations.answered(A)
     assert rotations.broke(A, rotations.seq) is True
 

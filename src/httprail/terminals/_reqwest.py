@@ -27,7 +27,7 @@ from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, import_backend, timeout_of
 from ._limits import counted, declared_fit, settle
 from ._mocked import mocking
-from ._reqwest_errors import Rotations, broke_under, translate
+from ._reqwest_errors import Rotations, cut_before_head, stream_cut, translate
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -137,7 +137,7 @@ class _ReqwestBody(httpx.AsyncByteStream):
                     raise self._terminal.translate(exc) from exc
                 raise httpx.ReadTimeout("no data within the read timeout") from None
             except errors as exc:
-                raise self._terminal.translate(exc) from exc
+                raise self._failure(exc) from exc
             if chunk is None:
                 return
             yield bytes(chunk)
@@ -150,7 +150,15 @@ class _ReqwestBody(httpx.AsyncByteStream):
                 return bytes(await _resisting(self._response.body_reader.bytes()))
             return b"".join([chunk async for chunk in self])
         except self._terminal._errors as exc:
-            raise self._terminal.translate(exc) from exc
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> Exception:
+        """The httpx exception for ``exc``; an HTTP/2 connection that ended while the body came
+        had answered (this response's head at least): marked as rotated (see ``map_error``)."""
+        translated = self._terminal.translate(exc)
+        if stream_cut(exc):
+            translated.httprail_rotated = True  # type: ignore[attr-defined]
+        return translated
 
     async def aclose(self) -> None:
         request, self._request = self._request, None
@@ -333,7 +341,9 @@ class PyreqwestTerminal(LeanTerminal):
             raise httpx.ReadTimeout("no response head within the read timeout") from None
         except self._errors as exc:
             translated = self.translate(exc)
-            if broke_under(exc) and self._rotations.broke(url, mark):
+            if stream_cut(exc) and (
+                not cut_before_head(exc) or self._rotations.broke(url, mark)
+            ):  # the connection had answered: this request's head at least, or others
                 translated.httprail_rotated = True  # type: ignore[attr-defined]
             raise translated from exc
         try:

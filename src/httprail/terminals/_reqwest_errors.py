@@ -8,11 +8,13 @@ was handed to a connection, and the innermost cause says what broke.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import httpx
 
-__all__ = ["Rotations", "broke_under", "translate"]
+__all__ = ["Rotations", "cut_before_head", "stream_cut", "translate"]
 
 _CONNECTING = ("client error (Connect)", "tcp connect error", "dns error")
 _OS_BROKEN = ("Connection reset", "os error 104", "Connection aborted", "os error 103")
@@ -106,22 +108,39 @@ def translate(exc: Any) -> Exception:
     return translated
 
 
-def broke_under(exc: Any) -> bool:
+def stream_cut(exc: Any) -> bool:
     """Whether the pyreqwest exception ``exc`` says the HTTP/2 connection carrying the request
-    ended while the request's stream was open (the server closed or lost it: a rotation, a
-    restart), as opposed to a connect failure, a timeout or a stream the server reset.
+    ended while the request's stream was open (h2's own words: the server closed or lost the
+    connection, a rotation, a restart), as opposed to a connect failure, a timeout or a stream
+    the server reset.
 
     A GOAWAY naming a stream as unprocessed and a ``REFUSED_STREAM`` reset never get here:
     hyper sends such a request again by itself, on another connection or stream.
     """
     if "RequestTimeoutError" in {cls.__name__ for cls in type(exc).__mro__}:
         return False
-    causes = causes_of(exc)
-    return _SENT in causes and any(_STREAM_CUT in cause for cause in causes)
+    return any(_STREAM_CUT in cause for cause in causes_of(exc))
+
+
+def cut_before_head(exc: Any) -> bool:
+    """:func:`stream_cut` before the response head came (the request had been handed to a
+    connection); a cut once the head was in (pyreqwest reads ahead into the body before it
+    hands the head over) is not."""
+    return _SENT in causes_of(exc)
 
 
 _MAX_ORIGINS = 4096  # origins remembered; one forgotten makes its next break an ordinary error
 _MAX_BREAKS = 16  # breaks remembered per origin
+GRACE = 1.0
+"""Seconds after a used connection broke during which more breaks of the same origin with no
+answer between them are taken as the same event: requests sent (often the retries of the
+first failures) before hyper noticed the connection was gone."""
+
+
+class _Break(NamedTuple):
+    seq: int  # when it was seen, in the numbering of answers and breaks
+    since: float  # when the event it belongs to began (monotonic seconds)
+    served: bool  # whether the connection had answered
 
 
 class Rotations:
@@ -131,18 +150,21 @@ class Rotations:
     keeps one HTTP/2 connection per origin, so "that connection had served requests" is taken
     as: the origin answered over HTTP/2 after the last break of its connection seen before the
     request started. The streams that one break fails are all judged against the break before
-    it; a fresh connection that breaks before answering says nothing good about the server,
-    so its failures stay ordinary (counted) ones, as on ``HttpxTerminal``.
+    it; requests sent on the dead connection before hyper noticed (up to :data:`GRACE` seconds
+    after a used connection broke, no answer since) belong to that break too. A fresh
+    connection that breaks before answering says nothing good about the server, so past that
+    its failures are ordinary (counted) ones, as on ``HttpxTerminal``.
 
     ``seq`` numbers answers and breaks; a request notes it when it starts (its ``mark``).
     """
 
-    __slots__ = ("_answers", "_breaks", "_last", "seq")
+    __slots__ = ("_answers", "_breaks", "_clock", "_last", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.seq = 0
+        self._clock = clock
         self._answers: dict[bytes, int] = {}
-        self._breaks: dict[bytes, list[int]] = {}
+        self._breaks: dict[bytes, list[_Break]] = {}
         self._last: tuple[httpx.URL | None, bytes] = (None, b"")
 
     def _origin(self, url: httpx.URL) -> bytes:
@@ -165,11 +187,17 @@ class Rotations:
         """The connection under a request to ``url`` started at ``mark`` broke: whether it had
         served requests (see the class docstring). The break is recorded."""
         origin = self._origin(url)
+        now = self._clock()
         breaks = self._breaks.setdefault(origin, [])
-        before = max((seq for seq in breaks if seq <= mark), default=0)
-        served = self._answers.get(origin, 0) > before
+        answered = self._answers.get(origin, 0)
+        before = max((b.seq for b in breaks if b.seq <= mark), default=0)
+        served, since = answered > before, now
+        if breaks and not served:
+            last = breaks[-1]
+            if last.served and answered < last.seq and now - last.since <= GRACE:
+                served, since = True, last.since  # the same event as the last break
         self.seq += 1
-        breaks.append(self.seq)
+        breaks.append(_Break(self.seq, since, served))
         del breaks[:-_MAX_BREAKS]
         if len(self._breaks) > _MAX_ORIGINS:
             del self._breaks[next(iter(self._breaks))]
