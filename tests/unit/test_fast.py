@@ -136,3 +136,31 @@ def test_a_future_httpx_with_other_attributes_falls_back_to_its_constructors(
     assert _fast._agrees() is False
     monkeypatch.setattr(_fast, "_fast_header_items", _fast_header_items)
     assert _fast._agrees() is True  # every piece back: they agree again
+
+
+def test_a_success_built_by_its_slot_is_the_one_its_constructor_builds() -> None:
+    """``success(value)`` is ``Success(value)``: equal, same type, same value, matched alike."""
+    from returns.result import Success
+
+    from httprail import _result
+
+    assert _result.success is _result._success_by_slot
+    value = httpx.Response(200)
+    made = _result.success(value)
+    assert type(made) is Success
+    assert made == Success(value)
+    assert made.unwrap() is value
+    match made:
+        case Success(inner):
+            assert inner is value
+        case _:  # pragma: no cover - the assertion above
+            raise AssertionError(made)
+
+
+def test_a_returns_that_keeps_its_value_elsewhere_gets_its_constructor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from httprail import _result
+
+    monkeypatch.setattr(_result, "_SET_INNER", lambda made, value: None)
+    assert _result._agrees() is False

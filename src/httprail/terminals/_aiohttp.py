@@ -17,6 +17,7 @@ import ssl
 import sys
 import warnings
 import weakref
+from asyncio import _get_running_loop as _running_loop
 from collections.abc import AsyncIterator
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -24,9 +25,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httpx
 
 from .._cache import remember
-from .._deadlines import DeadlineQueue
+from .._deadlines import DeadlineQueue, current_task_of
 from .._errors import ConfigError
-from .._fast import header_items
+from .._fast import header_items, read_plain
 from .._fast import response as new_response
 from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
@@ -55,6 +56,8 @@ _LARGE_BODY = 1024 * 1024
 # header dicts per request when given a skip list (~17 µs per request in the throughput loop).
 _AUTO_HEADERS = (b"accept", b"accept-encoding", b"user-agent")
 _CONTENT_TYPE_SKIPPED = ("Content-Type",)
+# ``response.version`` of the usual versions as httpx stores them (others: ``http_version``).
+_BY_VERSION = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
 # Methods for which aiohttp adds a Content-Type even without a body.
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "CONNECT", "TRACE"})
 
@@ -310,13 +313,16 @@ class AiohttpTerminal(LeanTerminal):
             library = mocking()
             if library is not None:
                 return await self._open_mocked(library, request)
-        data: Any
-        try:
-            data = request.content or None
-            if data is not None and len(data) > _LARGE_BODY:
-                data = io.BytesIO(data)  # aiohttp writes big bytes bodies in one go otherwise
-        except httpx.RequestNotRead:
-            data = _body(request.stream)  # type: ignore[arg-type]
+        data: Any = getattr(request, "_content", None)  # ``request.content``, without its frame
+        if data is None:  # not read (a streamed body), or an httpx that keeps it elsewhere
+            try:
+                data = request.content
+            except httpx.RequestNotRead:
+                data = _body(request.stream)  # type: ignore[arg-type]
+        if not data:
+            data = None
+        elif type(data) is bytes and len(data) > _LARGE_BODY:
+            data = io.BytesIO(data)  # aiohttp writes big bytes bodies in one go otherwise
         if "timeout" in request.extensions:
             timeout = self._client_timeout(
                 timeout_of(request, "connect", self._connect),
@@ -326,11 +332,22 @@ class AiohttpTerminal(LeanTerminal):
             timeout = self._watched_timeout
         else:
             timeout = self._default_timeout
-        headers = self._headers_for(request)
+        # The last request's header set and URL, compared here (``_headers_for`` and
+        # ``_yarl_url`` are called for others: a Python call each saved on the rule).
+        items = header_items(request.headers)
+        last_items, headers = self._last_headers
+        if headers is None or items != last_items:
+            headers = self._headers_for(request)
+        url = request.url
+        last_url = self._last_url
+        yarl_url = last_url[1] if last_url[0] is url else self._yarl_url(url)
         method = request.method
-        sending = self.session.request(
+        session = self._session
+        if session is None:
+            session = self.session
+        sending = session.request(
             method,
-            self._yarl_url(request.url),
+            yarl_url,
             headers=headers.headers,
             skip_auto_headers=(
                 headers.skip
@@ -343,15 +360,15 @@ class AiohttpTerminal(LeanTerminal):
             proxy=None if self._proxies is None else self._proxies.for_url(request.url),
         )
         watched = timeout is self._watched_timeout
-        task = asyncio.current_task() if watched else None
-        if task is None:
+        loop = _running_loop() if watched else None
+        task = None if loop is None else current_task_of(loop)
+        if loop is None or task is None:
             response = await sending
         else:
             # The read timeout of a bodiless request runs from here to the head: the request
             # is written at once on a pooled connection, and a new connection pauses it while
             # connecting (``_connecting``/``_connected``), so it counts what ``sock_read``
             # counts. Every such request has the same budget: one DeadlineQueue watches all.
-            loop = task.get_loop()
             queue = self._head_queue
             if queue is None or queue.loop is not loop:
                 queue = self._head_queue = DeadlineQueue(loop)
@@ -366,8 +383,9 @@ class AiohttpTerminal(LeanTerminal):
             except BaseException:
                 queue.finish(task)
                 raise
-            if queue.finish(task):  # pragma: no cover - the head came as the timer fired: it wins
-                task.uncancel()
+            # ``queue.finish(task)``, called only when the task was not watched any more
+            if queue.watched.pop(task, None) is None and queue.finish(task):  # pragma: no cover
+                task.uncancel()  # the head came as the timer fired: it wins
         try:
             version = response.version
             reason = response.reason or ""
@@ -375,10 +393,12 @@ class AiohttpTerminal(LeanTerminal):
                 reason_bytes = reason.encode("utf-8", "surrogateescape")
             except UnicodeEncodeError:  # pragma: no cover - a lone surrogate: not from aiohttp
                 reason_bytes = reason.encode("utf-8", "replace")
+            if not version:
+                known = b"HTTP/1.1"
+            else:
+                known = _BY_VERSION.get(version) or http_version(version.major, version.minor)
             extensions = {
-                "http_version": (
-                    http_version(version.major, version.minor) if version else b"HTTP/1.1"
-                ),
+                "http_version": known,
                 "reason_phrase": reason_bytes,
             }
             body = _AiohttpBody(response, self, self._read_timeout if watched else None)
@@ -411,8 +431,14 @@ class AiohttpTerminal(LeanTerminal):
             else:
                 body = await _gathered(stream, limit, response)
         finally:
-            stream.release()
-        settle(response, body, limit, encoded)
+            if raw.content.at_eof():  # stream.release(), without its frame
+                raw.release()  # the connection goes back to the pool
+            else:
+                raw.close()
+        if encoded or (limit is not None and len(body) > limit):
+            settle(response, body, limit, encoded)
+        else:
+            read_plain(response, body)  # what settle does with it
 
     def translate_or_wrap(self, exc: Exception) -> Exception:
         return self._translate(exc) or httpx.TransportError(f"{type(exc).__name__}: {exc}")

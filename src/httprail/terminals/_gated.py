@@ -18,13 +18,13 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 
 import httpx
-from returns.result import Failure, Success
+from returns.result import Failure
 
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import InvalidRequestError, RequestError, RequestTimeoutError, StatusError
 from .._fast import use_decoder
 from .._redact import install_backend_log_filters
-from .._result import Outcome
+from .._result import Outcome, success
 from .._settings import HttpSettings
 from .._slots import Slots
 from .._validate import SendCheck
@@ -275,10 +275,10 @@ class GatedTerminal:
                         use_decoder(response, CappedDecoder(response, limit))
                 response.stream = _GatedStream(response.stream, gate, response, started, limit)
                 handed_over = True
-                return Success(response)
+                return success(response)
             await self._read(response, limit)
             response.elapsed = timedelta(seconds=time.perf_counter() - started)
-            return Success(response)
+            return success(response)
         except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
             return Failure(self.map_error(exc, request))
         finally:
