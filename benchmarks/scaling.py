@@ -12,7 +12,8 @@ pyreqwest), all in the same run:
    each (a listener and an accepted connection each take a file descriptor). First one pass
    over every host (each opens a connection), a warm-up, then ``--duration`` seconds measured:
    rps, errors, RSS before / peak / after, connections the server accepted, fds open at the
-   end. Every cell runs in a fresh process, so its RSS is its own.
+   end. Every cell runs in a fresh process, so its RSS is its own. One more row, the stack
+   alone: the default stack over ``MockTerminal`` (no connection), its own per-host state.
 2. **sse**: ``--streams`` (1,000) concurrent ``text/event-stream`` responses, each read through
    ``client.stream("GET", ...)`` and ``httprail.generators.iter_sse`` (raw clients: their own
    streaming read fed to the same ``SSEParser``); the server sends an OpenAI-style chunk to
@@ -32,7 +33,7 @@ repeated ``--repeats`` times (3), clients in reversed order every other repetiti
 medians with the min-max spread, ratios against the raw client measured in the same run.
 
 Run:  python benchmarks/scaling.py [--quick] [--only hosts,sse,bodies,parser] [--repeats 3]
-                                   [--duration 2] [--hosts 1,100,10000] [--streams 1000]
+                                   [--duration 1.5] [--hosts 1,100,10000] [--streams 1000]
                                    [--write]
 
 ``--write`` stores ``benchmarks/results/scaling.md``. ``--quick``: small numbers (smoke test).
