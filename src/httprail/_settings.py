@@ -203,7 +203,7 @@ class _Knobs(_Parsed):
     circuit_breaker_slow_call: PositiveSeconds | None = None
     circuit_breaker_half_open_probes: Probes = 1
     max_connections: Connections = 100
-    max_keepalive: IdleConnections = 20
+    max_keepalive: IdleConnections = 100  # as many as may be in flight: no churn at full load
     keepalive_expiry: Seconds = 30.0
     # None: each terminal's own choice (aiohttp HTTP/1.1; httpx and curl offer HTTP/2 by ALPN);
     # True: HTTP/2 wanted (the default client picks HttpxTerminal; aiohttp refuses: ConfigError).

@@ -22,7 +22,7 @@ def test_defaults_match_the_design() -> None:
     assert (s.timeout_total, s.max_retries, s.backoff_base, s.backoff_max) == (60, 3, 1, 20)
     assert s.retry_statuses == {408, 429, 500, 502, 503, 504, 529}
     assert (s.circuit_breaker_threshold, s.circuit_breaker_cooldown) == (5, 30)
-    assert (s.max_connections, s.max_keepalive, s.keepalive_expiry, s.http2) == (100, 20, 30, None)
+    assert (s.max_connections, s.max_keepalive, s.keepalive_expiry, s.http2) == (100, 100, 30, None)
     assert s.timeout_attempt is None
     assert (s.verify, s.ca_bundle, s.client_cert, s.client_key) == (True, None, None, None)
     assert (s.proxy_url, s.trust_env) == (None, True)
