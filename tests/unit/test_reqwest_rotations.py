@@ -32,6 +32,11 @@ BODY = ("request or response body error", "error reading a body from connection"
         (error("ReadError", *SENT, "connection error", CUT), True, True),
         (error("ReadError", "response body connection error", *BODY, CUT), True, False),
         (
+            error("ReadError", "response body connection error", *BODY, "connection reset"),
+            True,
+            False,
+        ),
+        (
             error("ConnectError", SENT[0], "client error (Connect)", "tcp connect error"),
             False,
             False,

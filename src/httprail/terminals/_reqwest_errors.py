@@ -30,9 +30,11 @@ _FRAMING = (
     "stream error received",
 )
 # The request was handed to a connection (hyper-util's ``SendRequest``), and that connection
-# ended with the request's HTTP/2 stream still open (h2's end-of-connection error).
+# ended with the request's HTTP/2 stream still open: h2's words for an end of the connection,
+# and for a reset of it (an I/O error of its kind alone; the OS's own says "Connection reset by
+# peer (os error 104)", as over HTTP/1.1).
 _SENT = "client error (SendRequest)"
-_STREAM_CUT = "stream closed because of a broken pipe"
+_STREAM_CUT = ("stream closed because of a broken pipe", "connection reset")
 # Causes that only say where it happened: left out of the message (one of them holds the URL).
 _NOISE = ("error sending request", "client error (", "builder error for url")
 
@@ -119,7 +121,7 @@ def stream_cut(exc: Any) -> bool:
     """
     if "RequestTimeoutError" in {cls.__name__ for cls in type(exc).__mro__}:
         return False
-    return any(_STREAM_CUT in cause for cause in causes_of(exc))
+    return any(cause in _STREAM_CUT for cause in causes_of(exc))
 
 
 def cut_before_head(exc: Any) -> bool:
