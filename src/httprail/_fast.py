@@ -30,6 +30,7 @@ __all__ = [
     "read_plain",
     "request_again",
     "response",
+    "response_of",
     "use_decoder",
 ]
 
@@ -142,6 +143,39 @@ def _fast_response(
     return response
 
 
+def _slow_response_of(
+    status: int,
+    items: list[tuple[bytes, bytes, bytes]],
+    stream: httpx.AsyncByteStream,
+    request: httpx.Request,
+    extensions: dict[str, Any],
+) -> httpx.Response:
+    raw = [(name, value) for name, _, value in items]
+    return _slow_response(status, raw, stream, request, extensions)
+
+
+def _fast_response_of(
+    status: int,
+    items: list[tuple[bytes, bytes, bytes]],
+    stream: httpx.AsyncByteStream,
+    request: httpx.Request,
+    extensions: dict[str, Any],
+) -> httpx.Response:
+    response = object.__new__(httpx.Response)
+    response.status_code = status
+    response.headers = _headers(items.copy())
+    response._request = request
+    response.next_request = None
+    response.extensions = extensions
+    response.history = []
+    response.is_closed = False
+    response.is_stream_consumed = False
+    response.default_encoding = "utf-8"
+    response.stream = stream
+    response._num_bytes_downloaded = 0
+    return response
+
+
 def _slow_header_items(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:
     return [(name, name.lower(), value) for name, value in headers.raw]
 
@@ -203,6 +237,11 @@ def _agrees() -> bool:
         fast = _fast_response(200, raw, stream, slow_req, {"k": 1})
         if _state(slow) != _state(fast):
             return False
+        items = _fast_header_items(fast.headers)
+        if _state(_slow_response_of(200, items, stream, slow_req, {})) != _state(
+            _fast_response_of(200, items, stream, slow_req, {})
+        ):
+            return False
         _slow_read_plain(slow, b"{}")
         _fast_read_plain(fast, b"{}")
         return _state(slow) == _state(fast)
@@ -224,6 +263,10 @@ built, ``Host`` included) are ``items``, again: ``items`` is copied, ``extension
 response = _fast_response if FAST else _slow_response
 """``httpx.Response(status, headers=raw, stream=..., request=..., extensions=...)``, with
 ``raw`` as byte pairs; ``extensions`` is kept, not copied."""
+
+response_of = _fast_response_of if FAST else _slow_response_of
+""":data:`response` from the headers as (raw name, lowered name, value) byte triples (the
+list is copied), e.g. a head converted once and kept for the responses that repeat it."""
 
 header_items = _fast_header_items if FAST else _slow_header_items
 """The headers as (raw name, lowered name, value) byte triples, in order: the list the headers

@@ -164,3 +164,21 @@ def test_a_returns_that_keeps_its_value_elsewhere_gets_its_constructor(
 
     monkeypatch.setattr(_result, "_SET_INNER", lambda made, value: None)
     assert _result._agrees() is False
+
+
+@given(raw=raw_headers, status=st.sampled_from([200, 204, 404]))
+def test_a_response_from_header_items_is_the_one_httpx_builds(
+    raw: list[tuple[bytes, bytes]], status: int
+) -> None:
+    """``response_of`` (from kept header triples) builds what ``response`` builds from pairs."""
+    request = httpx.Request("GET", "http://example.test/")
+    stream = httpx.ByteStream(b"{}")
+    items = [(name, name.lower(), value) for name, value in raw]
+    fast = _fast._fast_response_of(status, items, stream, request, {"k": 1})
+    slow = _fast._slow_response_of(status, items, stream, request, {"k": 1})
+    assert _fast._state(fast) == _fast._state(slow)
+    assert _fast._state(fast) == _fast._state(
+        _fast._slow_response(status, raw, stream, request, {"k": 1})
+    )
+    fast.headers["X-New"] = "1"  # each response has headers of its own
+    assert len(items) == len(raw)

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from httprail import ConfigError, HttpSettings
 from httprail.terminals import PyreqwestTerminal, map_exception
@@ -223,3 +225,52 @@ async def test_a_cancel_pyreqwest_swallows_still_reaches_the_caller() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await reqwest_module._resisting(asyncio.sleep(0, "ready")) == "ready"
+
+
+_HEAD_NAMES = ["content-length", "content-encoding", "content-type", "x-a", "date"]
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from(_HEAD_NAMES),
+            st.sampled_from(["0", "12", "104", "99999999", "1, 2", "x", "", "gzip"]),
+        ),
+        max_size=5,
+    ),
+    limit=st.sampled_from([0, 50, 104, 10**6]),
+)
+def test_a_converted_head_reads_its_framing_as_the_response_headers_do(
+    pairs: list[tuple[str, str]], limit: int
+) -> None:
+    """The head's encoded flag and declared length give what the response's headers give."""
+    from httprail.terminals._limits import BodyTooLarge, declared_fit
+    from httprail.terminals._reqwest import _Head
+
+    head = _Head.of(_head(FakeHeaders(list(pairs))))
+    response = httpx.Response(200, headers=[(n.encode(), v.encode()) for n, v in pairs])
+    response.request = httpx.Request("GET", "http://example.test/")
+    assert head.items == list(response.headers._list)
+    assert head.encoded == ("content-encoding" in response.headers)
+    try:
+        expected: bool | type[BodyTooLarge] = declared_fit(response, limit)
+    except BodyTooLarge:
+        expected = BodyTooLarge
+    try:
+        got: bool | type[BodyTooLarge] = head.fits(limit, response)
+    except BodyTooLarge:
+        got = BodyTooLarge
+    assert got == expected
+
+
+def test_a_head_that_repeats_the_last_one_is_not_converted_again() -> None:
+    """The last head is kept by its pyreqwest pairs: the same pairs give the same object,
+    other pairs a new one, and a value that cannot be read is still a ProtocolError."""
+    terminal = PyreqwestTerminal()
+    first = terminal._head_of(FakeHeaders([("x-a", "1"), ("content-length", "2")]))
+    assert terminal._head_of(FakeHeaders([("x-a", "1"), ("content-length", "2")])) is first
+    other = terminal._head_of(FakeHeaders([("x-a", "2"), ("content-length", "2")]))
+    assert other is not first
+    assert other.items == [(b"x-a", b"x-a", b"2"), (b"content-length", b"content-length", b"2")]
+    with pytest.raises(httpx.RemoteProtocolError, match="'x-message'"):
+        terminal._head_of(FakeHeaders([("x-a", "2"), ("x-message", None)]))

@@ -11,21 +11,22 @@ import asyncio
 import atexit
 import sys
 import time
+from asyncio import get_running_loop as _running_loop
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import httpx
 
 from .._context import EXTENSION_KEY, RequestContext
+from .._deadlines import current_task_of
 from .._errors import ConfigError, ConnectionRotatedError, RequestError
-from .._fast import header_items
-from .._fast import response as new_response
+from .._fast import header_items, read_plain, response_of
 from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
 from ._gated import DEFAULT_MAX_ERROR_BODY
 from ._lean import LeanTerminal, import_backend, timeout_of
-from ._limits import counted, declared_fit, settle
+from ._limits import BodyTooLarge, counted, settle
 from ._mocked import mocking
 from ._reqwest_errors import Rotations, cut_before_head, stream_cut, translate
 
@@ -92,7 +93,7 @@ def _swallowed(task: asyncio.Task[object] | None, before: int) -> bool:
 
 async def _resisting(awaitable: Awaitable[T]) -> T:
     """``await awaitable``, raising ``CancelledError`` if pyreqwest swallowed one."""
-    task = asyncio.current_task()
+    task = current_task_of(_running_loop())
     before = task.cancelling() if task is not None else 0
     result = await awaitable
     if _swallowed(task, before):
@@ -107,7 +108,7 @@ class _ReqwestBody(httpx.AsyncByteStream):
     itself (a request with its own ``extensions["timeout"]``); ``None``: reqwest keeps it.
     """
 
-    __slots__ = ("_read_timeout", "_request", "_response", "_terminal")
+    __slots__ = ("_read_timeout", "_request", "_response", "_terminal", "head")
 
     def __init__(
         self,
@@ -115,11 +116,13 @@ class _ReqwestBody(httpx.AsyncByteStream):
         response: Response,
         terminal: PyreqwestTerminal,
         read_timeout: float | None,
+        head: _Head | None = None,
     ) -> None:
         self._request: StreamRequest | None = request
         self._response = response
         self._terminal = terminal
         self._read_timeout = read_timeout
+        self.head = head
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         reader = self._response.body_reader
@@ -236,6 +239,9 @@ class PyreqwestTerminal(LeanTerminal):
             [],
             [],
         )
+        # The last response head as pyreqwest gave it, and converted: most responses of an
+        # upstream repeat the previous one's headers (converting them cost ~10k instructions).
+        self._last_head: tuple[list[tuple[str, str]] | None, _Head | None] = (None, None)
 
     def __repr__(self) -> str:
         return f"PyreqwestTerminal(http2={self.settings.http2 is not False}, h2c={self._h2c})"
@@ -306,14 +312,22 @@ class PyreqwestTerminal(LeanTerminal):
         if last_url is not url:  # the client hands out one URL object per distinct URL
             text = str(url)
             self._last_url = (url, text)
-        builder = self.client.request(request.method, text).headers(self._headers_for(request))
-        try:
-            content = request.content
-        except httpx.RequestNotRead:
-            builder = builder.body_stream(request.stream)
-        else:
-            if content:
-                builder = builder.body_bytes(content)
+        items = header_items(request.headers)
+        last_items, converted = self._last_headers
+        if items != last_items or not items:
+            converted = self._headers_for(request)
+        client = self._client
+        if client is None:
+            client = self.client
+        builder = client.request(request.method, text).headers(converted)
+        content = getattr(request, "_content", None)  # ``request.content``, without its frame
+        if content is None:  # not read (a streamed body), or an httpx that keeps it elsewhere
+            try:
+                content = request.content
+            except httpx.RequestNotRead:
+                builder = builder.body_stream(request.stream)
+        if content:
+            builder = builder.body_bytes(content)
         read = head = None
         if "timeout" in request.extensions:  # its own timeouts: kept here (reqwest's are fixed)
             read = timeout_of(request, "read", self._read_timeout)
@@ -327,7 +341,7 @@ class PyreqwestTerminal(LeanTerminal):
             builder = builder.streamed_read_buffer_limit(0)
         sending = builder.build_streamed()
         mark = self._rotations.seq
-        task = asyncio.current_task()
+        task = current_task_of(_running_loop())
         before = task.cancelling() if task is not None else 0
         try:
             if head is None:
@@ -352,9 +366,10 @@ class PyreqwestTerminal(LeanTerminal):
             version = _VERSIONS.get(response.version) or response.version.encode("ascii")
             if version is _HTTP2:
                 self._rotations.answered(url)
-            headers = _head(response.headers)
-            body = _ReqwestBody(sending, response, self, read)
-            return new_response(response.status, headers, body, request, {"http_version": version})
+            parsed = self._head_of(response.headers)
+            body = _ReqwestBody(sending, response, self, read, parsed)
+            extensions = {"http_version": version}
+            return response_of(response.status, parsed.items, body, request, extensions)
         except BaseException:
             await sending.__aexit__(None, None, None)
             raise
@@ -371,23 +386,40 @@ class PyreqwestTerminal(LeanTerminal):
             self._last_headers = (list(items), converted)
         return converted
 
+    def _head_of(self, headers: Any) -> _Head:
+        """The response head ``headers`` converted (:func:`_head`), or the last one when it
+        repeats it."""
+        try:
+            pairs: list[tuple[str, str]] | None = list(headers.items())
+        except ValueError:  # a value that is not ASCII: _head says which
+            pairs = None
+        last_pairs, head = self._last_head
+        if head is None or pairs is None or pairs != last_pairs:
+            head = _Head.of(_head(headers))
+            self._last_head = (pairs, head)
+        return head
+
     async def _read(self, response: httpx.Response, limit: int | None) -> None:
         stream = response.stream
-        if not isinstance(stream, _ReqwestBody):  # a mocked response
+        if not isinstance(stream, _ReqwestBody) or stream.head is None:  # a mocked response
             await super()._read(response, limit)
             return
-        encoded = "content-encoding" in response.headers
+        head = stream.head  # the head's framing, as the response's headers say it
+        encoded = head.encoded
         if encoded and limit is not None:
             await super()._read(response, limit)  # counted as it is inflated
             return
         try:
-            if limit is None or declared_fit(response, limit):
+            if limit is None or head.fits(limit, response):
                 body = await stream.read_all()
             else:
                 body = b"".join([chunk async for chunk in counted(stream, limit, response.request)])
         finally:
             await stream.aclose()
-        settle(response, body, limit, encoded)
+        if encoded or (limit is not None and len(body) > limit):
+            settle(response, body, limit, encoded)
+        else:
+            read_plain(response, body)  # what settle does with it
 
     def map_error(self, exc: Exception, request: httpx.Request) -> RequestError:
         """The error-tree value for ``exc``; a request whose HTTP/2 connection the server
@@ -432,6 +464,35 @@ class PyreqwestTerminal(LeanTerminal):
         if self._client is not None:  # dropped: reqwest closes its connections on its thread
             _closed_now()
         self._forget_backend()
+
+
+class _Head(NamedTuple):
+    """A response head converted once: its items as httpx keeps them, and its framing."""
+
+    items: list[tuple[bytes, bytes, bytes]]  # (name, lowered name, value)
+    encoded: bool  # a Content-Encoding header
+    length: int | None  # the Content-Length when it is one number (as httpx's get reads it)
+
+    @classmethod
+    def of(cls, pairs: list[tuple[bytes, bytes]]) -> _Head:
+        items = [(name, name.lower(), value) for name, value in pairs]
+        lengths = [value for _, lowered, value in items if lowered == b"content-length"]
+        length = int(lengths[0]) if len(lengths) == 1 and lengths[0].isdigit() else None
+        encoded = any(lowered == b"content-encoding" for _, lowered, _ in items)
+        return cls(items, encoded, length)
+
+    def fits(self, limit: int, response: httpx.Response) -> bool:
+        """:func:`~._limits.declared_fit` from the head's figures.
+
+        Raises:
+            BodyTooLarge: the declared length is over ``limit``.
+        """
+        length = self.length
+        if length is None:
+            return False
+        if length > limit:
+            raise BodyTooLarge(request=response.request, limit=limit)
+        return True
 
 
 def _head(headers: Any) -> list[tuple[bytes, bytes]]:
