@@ -282,8 +282,12 @@ class GatedTerminal:
         except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
             return Failure(self.map_error(exc, request))
         finally:
-            if not handed_over:
+            if handed_over:
+                pass
+            elif gate.waiters:
                 gate.give()
+            else:
+                gate.active -= 1  # Slots.give with nobody waiting, without its frame
 
     async def aclose(self) -> None:
         """Close the backend's connections (a closed terminal answers ``InvalidRequestError``)."""

@@ -81,22 +81,17 @@ def _closed_now() -> None:
 T = TypeVar("T")
 
 
-def _swallowed(task: asyncio.Task[object] | None, before: int) -> bool:
-    """Whether ``task`` was cancelled during an await of pyreqwest's that returned anyway.
+async def _resisting(awaitable: Awaitable[T]) -> T:
+    """``await awaitable``, raising ``CancelledError`` if pyreqwest swallowed one.
 
     pyreqwest's futures can complete with their result when the task awaiting them is
     cancelled at the same moment (about 1 cancel in 40 at a random await): the caller must
     still see ``CancelledError``, so each await of ours checks the task's cancel count.
     """
-    return task is not None and task.cancelling() > before
-
-
-async def _resisting(awaitable: Awaitable[T]) -> T:
-    """``await awaitable``, raising ``CancelledError`` if pyreqwest swallowed one."""
     task = current_task_of(_running_loop())
     before = task.cancelling() if task is not None else 0
     result = await awaitable
-    if _swallowed(task, before):
+    if task is not None and task.cancelling() > before:  # swallowed (see _resisting)
         raise asyncio.CancelledError
     return result
 
@@ -361,7 +356,7 @@ class PyreqwestTerminal(LeanTerminal):
                 translated.httprail_rotated = True  # type: ignore[attr-defined]
             raise translated from exc
         try:
-            if _swallowed(task, before):
+            if task is not None and task.cancelling() > before:  # swallowed (see _resisting)
                 raise asyncio.CancelledError
             version = _VERSIONS.get(response.version) or response.version.encode("ascii")
             if version is _HTTP2:
