@@ -34,11 +34,10 @@ medians and min-max), at ``--concurrencies`` (16,64) with clients (:data:`COMPAR
   reqwest-h2             raw pyreqwest ``ClientBuilder().http2(True)``, HTTP/2 by ALPN
   httprail-reqwest-h2    default stack over ``PyreqwestTerminal``, ``HttpSettings(http2=True)``
   httprail-reqwest-h1    default stack over ``PyreqwestTerminal``, ``HttpSettings(http2=False)``
-  httprail-reqwest-h1-k64  the same with ``max_keepalive=64`` (20 by default)
   httprail-aiohttp       default stack over ``AiohttpTerminal`` (HTTP/1.1 over TLS)
 
 Targets (issue 18): ``httprail-reqwest-h2`` >= 3x ``httpx-h2`` and >= 0.9x
-``httprail-reqwest-h1`` (and ``-k64``), at each concurrency. Exit status 1 if one is missed.
+``httprail-reqwest-h1``, at each concurrency. Exit status 1 if one is missed.
 
 Run:  python benchmarks/http2.py [--rotate 1000] [--concurrency 64] [--duration 10]
                                  [--only httprail-h2,httpx-h2] [--write]
@@ -344,7 +343,6 @@ COMPARED = (
     "reqwest-h2",
     "httprail-reqwest-h2",
     "httprail-reqwest-h1",
-    "httprail-reqwest-h1-k64",
     "httprail-aiohttp",
 )
 COMPARED_NOTES = {
@@ -355,8 +353,6 @@ COMPARED_NOTES = {
     "verify=ca)`",
     "httprail-reqwest-h1": "default stack, `PyreqwestTerminal(HttpSettings(http2=False), "
     "verify=ca)`: HTTP/1.1 over TLS",
-    "httprail-reqwest-h1-k64": "the same with `max_keepalive=64` (the default 20 makes reqwest "
-    "close the connections beyond 20 as they go idle, so c=64 keeps opening TLS connections)",
     "httprail-aiohttp": "default stack, `AiohttpTerminal(HttpSettings(), verify=ca)`: HTTP/1.1 "
     "over TLS",
 }
@@ -366,12 +362,6 @@ TARGETS = (  # (what, client, base, at least)
         "httprail on reqwest h2 / httprail on reqwest HTTP/1.1 over TLS",
         "httprail-reqwest-h2",
         "httprail-reqwest-h1",
-        0.9,
-    ),
-    (
-        "httprail on reqwest h2 / httprail on reqwest HTTP/1.1 over TLS, max_keepalive=64",
-        "httprail-reqwest-h2",
-        "httprail-reqwest-h1-k64",
         0.9,
     ),
 )
@@ -466,17 +456,16 @@ def compared_opener(kind: str, ca: str) -> throughput.Opener:
 
                 yield send_reqwest
             return
-        terminals: dict[str, tuple[Any, bool | None, str, int]] = {
-            "httprail-httpx-h2": (HttpxTerminal, True, "HTTP/2", 20),
-            "httprail-reqwest-h2": (PyreqwestTerminal, True, "HTTP/2", 20),
-            "httprail-reqwest-h1": (PyreqwestTerminal, False, "HTTP/1.1", 20),
-            "httprail-reqwest-h1-k64": (PyreqwestTerminal, False, "HTTP/1.1", 64),
-            "httprail-aiohttp": (AiohttpTerminal, None, "HTTP/1.1", 20),
+        terminals: dict[str, tuple[Any, bool | None, str]] = {
+            "httprail-httpx-h2": (HttpxTerminal, True, "HTTP/2"),
+            "httprail-reqwest-h2": (PyreqwestTerminal, True, "HTTP/2"),
+            "httprail-reqwest-h1": (PyreqwestTerminal, False, "HTTP/1.1"),
+            "httprail-aiohttp": (AiohttpTerminal, None, "HTTP/1.1"),
         }
         if kind not in terminals:
             raise ValueError(f"unknown client {kind!r}; known: {', '.join(COMPARED)}")
-        make, http2, version, keep = terminals[kind]
-        settings = HttpSettings(http2=http2, max_keepalive=keep)
+        make, http2, version = terminals[kind]
+        settings = HttpSettings(http2=http2)
         origin, path = url.removesuffix(throughput.PATH), throughput.PATH
         terminal = make(settings, verify=ca)
         async with AsyncClient(origin, settings=settings, terminal=terminal) as rail:
