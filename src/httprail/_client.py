@@ -111,9 +111,10 @@ class AsyncClient(ClosesOnExit):
         headers: headers sent with every request.
         params: query parameters sent with every request.
         plugins: the middleware stack, or ``None`` for the default one.
-        terminal: what sends requests (default: ``AiohttpTerminal(settings)``, HTTP/1.1, the
-            fastest measured; ``HttpxTerminal(settings)`` when ``settings.http2`` is true, as
-            it speaks HTTP/2).
+        terminal: what sends requests (default: the terminal ``settings.terminal`` names,
+            ``HTTP_TERMINAL``; else ``AiohttpTerminal(settings)``, HTTP/1.1, with no
+            dependency beyond the core; ``HttpxTerminal(settings)`` when ``settings.http2`` is
+            true, as it speaks HTTP/2).
         settings: timeouts, retry, breaker and pool settings (default: from ``HTTP_*`` env).
         observers: extra receivers of retry / breaker events.
         raw_status: return every status as ``Success`` instead of ``Failure(StatusError)``.
@@ -502,7 +503,18 @@ async def _awaited(outcome: Awaitable[Outcome]) -> Outcome:
 
 
 def _default_terminal(settings: HttpSettings) -> TerminalPlugin:
-    """``AiohttpTerminal`` (HTTP/1.1, the fastest), or ``HttpxTerminal`` when HTTP/2 is asked."""
+    """The terminal ``settings.terminal`` names (``HTTP_TERMINAL``), else ``AiohttpTerminal``
+    (HTTP/1.1), or ``HttpxTerminal`` when HTTP/2 is asked."""
+    if settings.terminal is not None:
+        from ._discovery import default_registry
+        from ._stack import _build, _lookup
+
+        where = "HTTP_TERMINAL"
+        spec = _lookup(default_registry(), "transports", settings.terminal, where)
+        built = _build(spec, {}, settings, None, f"{where}={settings.terminal}")
+        if not isinstance(built, TerminalPlugin):
+            raise ConfigError(f"{where}={settings.terminal} built {built!r}, not a terminal")
+        return built
     if settings.http2:
         from .terminals._httpx import HttpxTerminal  # imported only for HTTP/2
 

@@ -64,6 +64,7 @@ Connections = Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)]
 IdleConnections = Annotated[int, Field(ge=0, le=MAX_CONNECTIONS)]
 StatusSet = Annotated[frozenset[int], NoDecode]
 ProxyURL = Annotated[str, Field(max_length=2048)]
+TerminalName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 def _existing_file(value: Path) -> Path:
@@ -208,6 +209,9 @@ class _Knobs(_Parsed):
     # None: each terminal's own choice (aiohttp HTTP/1.1; httpx and curl offer HTTP/2 by ALPN);
     # True: HTTP/2 wanted (the default client picks HttpxTerminal; aiohttp refuses: ConfigError).
     http2: bool | None = None
+    # The terminal of clients given none, by its entry-point name ("aiohttp", "httpx", "curl",
+    # "reqwest" with httprail[reqwest], or a plugin's); None: aiohttp (httpx when http2).
+    terminal: TerminalName | None = None
     max_body_bytes: BodyBytes | None = DEFAULT_MAX_BODY_BYTES
     verify: bool = True
     ca_bundle: PemFile | None = None
@@ -258,6 +262,7 @@ class ProviderOverrides(_Parsed):
     max_keepalive: IdleConnections | None = None
     keepalive_expiry: Seconds | None = None
     http2: bool | None = None
+    terminal: TerminalName | None = None
     max_body_bytes: BodyBytes | None = None
     verify: bool | None = None
     ca_bundle: PemFile | None = None

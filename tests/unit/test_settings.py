@@ -325,3 +325,22 @@ def test_a_provider_tls_override_that_breaks_a_rule_names_the_provider(tmp_path:
         s.for_provider("lab")
     with pytest.raises(ConfigError, match=r"for provider 'k'.*HTTP_CLIENT_KEY is set without"):
         s.for_provider("k")
+
+
+def test_http_terminal_names_the_terminal_of_clients_built_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_TERMINAL picks the default client's terminal by entry-point name; unset it is
+    aiohttp; an unknown name is a ConfigError naming the variable and the known names."""
+    from httprail import AsyncClient
+    from httprail.terminals import AiohttpTerminal, CurlTerminal
+
+    assert isinstance(AsyncClient("http://x.test").pipeline.terminal, AiohttpTerminal)
+    monkeypatch.setenv("HTTP_TERMINAL", "curl")
+    assert isinstance(AsyncClient("http://x.test").pipeline.terminal, CurlTerminal)
+    monkeypatch.setenv("HTTP_TERMINAL", "carrier-pigeon")
+    with pytest.raises(ConfigError, match=r"HTTP_TERMINAL.*'carrier-pigeon'.*known: aiohttp"):
+        AsyncClient("http://x.test")
+    monkeypatch.setenv("HTTP_TERMINAL", "a b")
+    with pytest.raises(ConfigError, match="HTTP_TERMINAL"):
+        AsyncClient("http://x.test")
