@@ -182,3 +182,19 @@ def test_a_response_from_header_items_is_the_one_httpx_builds(
     )
     fast.headers["X-New"] = "1"  # each response has headers of its own
     assert len(items) == len(raw)
+
+
+@pytest.mark.parametrize("name", ["_fast_again", "_fast_response_of"])
+def test_a_future_httpx_where_a_kept_items_constructor_differs_gets_httpx_constructors(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Should ``request_again`` or ``response_of`` set other attributes, httpx's are used."""
+    original = getattr(_fast, name)
+
+    def differing(*args: object) -> object:
+        made = original(*args)
+        made.extensions = {"other": 1}
+        return made
+
+    monkeypatch.setattr(_fast, name, differing)
+    assert _fast._agrees() is False
