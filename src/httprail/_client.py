@@ -175,7 +175,8 @@ class AsyncClient(ClosesOnExit):
         self._url_cache: dict[str, tuple[httpx.URL, str | None]] = {}
         # A bodiless request to a URL string with no per-call option is built again from the
         # first one's URL and header items (``request``'s quick path): URL -> (URL, items).
-        self._again: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes, bytes]]]] = {}
+        # (``None``: seen once; as in ``_cache``, only a URL that comes back is kept.)
+        self._again: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes, bytes]]] | None] = {}
         stack = default_plugins(self.settings) if plugins is None else list(plugins)
         if self._base_url is not None:
             for plugin in stack:  # auth stages send their credentials to this origin only
@@ -322,9 +323,10 @@ class AsyncClient(ClosesOnExit):
         if params:  # this call's own query: not what the URL alone gives
             return
         again = self._again
+        seen = url in again
         if len(again) >= CACHE_SIZE:
             again.clear()
-        again[url] = (full_url, list(header_items(request.headers)))
+        again[url] = (full_url, list(header_items(request.headers))) if seen else None
 
     async def send(self, request: httpx.Request) -> Outcome:
         """Send an already built request through the pipeline."""
