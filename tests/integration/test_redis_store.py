@@ -158,6 +158,10 @@ async def test_budget_script_counts_across_stores(redis_url: str) -> None:
         assert await one.budget_spend("u", 10, withdraw=False, **options) == (False, 10)
         spent = [await two.budget_spend("u", 0, withdraw=True, **options) for _ in range(4)]
         assert spent == [(True, 10), (True, 10), (False, 10), (False, 10)]
+        # Retries spent without the store are counted as they are: 10 more requests fund 2,
+        # both already spent elsewhere.
+        assert await one.budget_spend("u", 10, withdraw=False, spent=2, **options) == (False, 20)
+        assert await two.budget_spend("u", 0, withdraw=True, **options) == (False, 20)
 
 
 async def test_clock_follows_the_server(redis_url: str) -> None:

@@ -467,6 +467,7 @@ class _Shared:
     def __init__(self, answers: list[tuple[bool, int] | None]) -> None:
         self.answers = answers
         self.deposits = 0
+        self.spent = 0
 
     async def budget_spend(
         self,
@@ -478,8 +479,10 @@ class _Shared:
         reserve: float,
         window: float,
         buckets: int,
+        spent: int = 0,
     ) -> tuple[bool, int] | None:
         self.deposits += deposits
+        self.spent += spent
         return self.answers.pop(0) if withdraw else (False, self.deposits)
 
 
@@ -496,6 +499,9 @@ async def test_an_unreachable_shared_budget_decides_with_this_process_share_of_t
     assert await shared.withdraw(UPSTREAM) is True  # the store: 10 of its 100 requests are ours
     local = [await shared.withdraw(UPSTREAM) for _ in range(10)]
     assert local == [True] * 3 + [False] * 7  # own 1 spent + 3 = 0.2 * 10 + 20 * 0.1
+    store.answers.append((False, 100))
+    await shared.withdraw(UPSTREAM)  # the store answers again: told of the 3 spent alone
+    assert store.spent == 3
 
 
 async def test_an_unreachable_shared_budget_never_answered_keeps_the_whole_floor(

@@ -191,6 +191,7 @@ class RetryBudget:
         self.store = store
         self._pending: dict[str, int] = {}  # deposits (minus refunds) not sent to the store yet
         self._shares: dict[str, float] = {}  # this process's part of a key's shared requests
+        self._spent_here: dict[str, int] = {}  # retries allowed locally, not yet counted shared
         self._flusher: asyncio.Task[None] | None = None
         if store is not None:  # the in-memory budget's methods stay as they are
             self.deposit = self._deposit_shared  # type: ignore[method-assign]
@@ -274,9 +275,14 @@ class RetryBudget:
             reserve=self._reserve,
             window=self.window,
             buckets=self.buckets,
+            spent=self._spent_here.pop(key, 0),
         )
         if answer is None:
-            return self._withdraw_locally(key, self._reserve * self._shares.get(key, 1.0))
+            allowed = self._withdraw_locally(key, self._reserve * self._shares.get(key, 1.0))
+            if allowed:  # the store counts it too, with the next batch
+                self._spent_here[key] = self._spent_here.get(key, 0) + 1
+                self._queue(key, 0)
+            return allowed
         spent, shared = answer
         self._learn_share(key, shared)
         if spent:  # mirrored locally: the own counts stay close, should the store fail
@@ -304,15 +310,18 @@ class RetryBudget:
                 self._flusher = None
 
     async def _flush(self) -> None:
-        """Send the pending deposits every ``_FLUSH_EVERY`` seconds while there are some (a
-        batch the store does not take in time is dropped: the shared budget is then lower)."""
+        """Send the pending deposits (and the retries spent while the store did not answer)
+        every ``_FLUSH_EVERY`` seconds while there are some (a batch the store does not take
+        in time still lands when it answers late; one that fails is dropped)."""
         store = self.store
         assert store is not None
-        while self._pending:
+        while self._pending or self._spent_here:
             await asyncio.sleep(_FLUSH_EVERY)
             pending, self._pending = self._pending, {}
-            for key, count in pending.items():
-                if count:
+            spent_here, self._spent_here = self._spent_here, {}
+            for key in pending.keys() | spent_here.keys():
+                count, spent = pending.get(key, 0), spent_here.get(key, 0)
+                if count or spent:
                     answer = await store.budget_spend(
                         key,
                         count,
@@ -321,6 +330,7 @@ class RetryBudget:
                         reserve=self._reserve,
                         window=self.window,
                         buckets=self.buckets,
+                        spent=spent,
                     )
                     if answer is not None:
                         self._learn_share(key, answer[1])

@@ -54,8 +54,10 @@ class SharedBudgetStore(Protocol):
         reserve: float,
         window: float,
         buckets: int,
+        spent: int = 0,
     ) -> tuple[bool, int] | None:
-        """Add ``deposits`` logical requests to ``key`` (may be negative: refunds); with
+        """Add ``deposits`` logical requests to ``key`` (may be negative: refunds) and
+        ``spent`` retries a process allowed on its own while the store did not answer; with
         ``withdraw``, then spend one retry if ``retries + 1 <= ratio * requests + reserve``.
 
         Answers whether the retry was spent (``False`` without ``withdraw``) and the logical

@@ -79,7 +79,8 @@ return 1
 )
 
 # Retry budget. KEYS[1] a hash of per-slice counts: 'r<tick>' requests, 't<tick>' retries.
-# ARGV: deposits, withdraw ('1'/'0'), ratio, reserve, slice width (s), slices. Returns {1 when a
+# ARGV: deposits, withdraw ('1'/'0'), ratio, reserve, slice width (s), slices, retries spent
+# without the store (counted as they are). Returns {1 when a
 # retry was spent else 0, the requests in the window}. Slices older than the window are deleted
 # as they are met.
 BUDGET = (
@@ -107,6 +108,11 @@ local slot = string.format('%d', tick)
 if deposits ~= 0 then
   redis.call('HINCRBY', KEYS[1], 'r' .. slot, deposits)
   requests = requests + deposits
+end
+local forced = tonumber(ARGV[7] or '0')
+if forced ~= 0 then
+  redis.call('HINCRBY', KEYS[1], 't' .. slot, forced)
+  retries = retries + forced
 end
 local spent = 0
 if ARGV[2] == '1' and retries + 1 <= tonumber(ARGV[3]) * requests + tonumber(ARGV[4]) + 1e-9 then

@@ -518,6 +518,7 @@ class RedisStore(Generic[V]):
         reserve: float,
         window: float,
         buckets: int,
+        spent: int = 0,
     ) -> tuple[bool, int] | None:
         """Deposit, and withdraw if asked, in one step (see ``SharedBudgetStore``)."""
         keys = [self._prefix + "budget:" + key]
@@ -528,6 +529,7 @@ class RedisStore(Generic[V]):
             repr(float(reserve)),
             repr(window / buckets),
             str(int(buckets)),
+            str(int(spent)),
         ]
         script = self._script("budget", _scripts.BUDGET)
         answer = await self._call(script, keys=keys, args=args)
