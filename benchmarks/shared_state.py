@@ -193,7 +193,8 @@ async def overhead(spec: dict[str, Any], redis_store: Any) -> dict[str, Any]:
     }
     try:
         for round_ in range(spec["rounds"] + 1):
-            for name, client in clients.items():
+            order = list(clients.items())
+            for name, client in order if round_ % 2 else order[::-1]:  # no place favoured
                 samples = [] if round_ else None  # round 0 warms up
                 await burst(client, spec["per_round"], 16, samples)
                 if samples is not None:
