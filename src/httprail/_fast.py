@@ -128,19 +128,8 @@ def _fast_response(
     request: httpx.Request,
     extensions: dict[str, Any],
 ) -> httpx.Response:
-    response = object.__new__(httpx.Response)
-    response.status_code = status
-    response.headers = _headers([(name, name.lower(), value) for name, value in raw])
-    response._request = request
-    response.next_request = None
-    response.extensions = extensions
-    response.history = []
-    response.is_closed = False
-    response.is_stream_consumed = False
-    response.default_encoding = "utf-8"
-    response.stream = stream
-    response._num_bytes_downloaded = 0
-    return response
+    items = [(name, name.lower(), value) for name, value in raw]
+    return _fast_response_of(status, items, stream, request, extensions, copy=False)
 
 
 def _slow_response_of(
@@ -160,10 +149,14 @@ def _fast_response_of(
     stream: httpx.AsyncByteStream,
     request: httpx.Request,
     extensions: dict[str, Any],
+    *,
+    copy: bool = True,
 ) -> httpx.Response:
+    """The response httpx would build, set up field by field (``copy``: ``items`` is the
+    caller's to keep, so the headers get a copy)."""
     response = object.__new__(httpx.Response)
     response.status_code = status
-    response.headers = _headers(items.copy())
+    response.headers = _headers(items.copy() if copy else items)
     response._request = request
     response.next_request = None
     response.extensions = extensions
