@@ -136,6 +136,18 @@ def serve(port: int, cert: str, key: str, rotate: int) -> None:  # pragma: no co
     asyncio.run(hypercorn_serve(make_app(), config))  # type: ignore[arg-type]
 
 
+def write_certificates(folder: Path, ca: str) -> None:
+    """A fresh local CA (written to ``ca``) and a certificate for 127.0.0.1 signed by it
+    (``cert.pem`` / ``key.pem`` in ``folder``)."""
+    import trustme
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    authority.cert_pem.write_to_path(ca)
+    certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
+
+
 class RotatingServer(ServerProcess):
     """hypercorn over TLS on 127.0.0.1 rotating connections every ``rotate`` requests.
 
@@ -161,14 +173,7 @@ class RotatingServer(ServerProcess):
         return ssl.create_default_context(cafile=self.ca)
 
     def __enter__(self) -> Self:
-        import trustme
-
-        authority = trustme.CA()
-        certificate = authority.issue_cert("127.0.0.1")
-        folder = Path(self._dir.name)
-        authority.cert_pem.write_to_path(self.ca)
-        certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-        certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
+        write_certificates(Path(self._dir.name), self.ca)
         return super().__enter__()
 
     def _command(self) -> list[str]:
@@ -387,14 +392,7 @@ class TlsServer(throughput.Server):
         return f"https://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
-        import trustme
-
-        authority = trustme.CA()
-        certificate = authority.issue_cert("127.0.0.1")
-        folder = Path(self._dir.name)
-        authority.cert_pem.write_to_path(self.ca)
-        certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-        certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
+        write_certificates(Path(self._dir.name), self.ca)
         return super().__enter__()
 
     def _command(self) -> list[str]:
