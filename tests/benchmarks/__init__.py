@@ -21,3 +21,15 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while being built
     spec.loader.exec_module(module)
     return module
+
+
+def load_http2_benchmark() -> ModuleType:
+    """``benchmarks/http2.py`` (its servers: hypercorn over TLS with a trustme certificate),
+    or the test is skipped where those are not installed."""
+    import pytest
+
+    pytest.importorskip("hypercorn")
+    pytest.importorskip("trustme")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports throughput.py
+        return load_benchmark("http2")

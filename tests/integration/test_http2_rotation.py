@@ -18,7 +18,7 @@ from returns.result import Success
 from httprail import AsyncClient, HttpSettings
 from httprail.terminals import CurlTerminal, HttpxTerminal
 
-from ..benchmarks import ROOT, load_benchmark
+from ..benchmarks import load_http2_benchmark
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,11 +28,7 @@ CONCURRENCY = 64
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    pytest.importorskip("hypercorn")
-    pytest.importorskip("trustme")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports throughput.py
-        return load_benchmark("http2")
+    return load_http2_benchmark()
 
 
 @pytest.fixture(scope="module")

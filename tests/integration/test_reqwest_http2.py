@@ -18,7 +18,7 @@ import pytest
 from httprail import AsyncClient, ConnectError, HttpSettings
 from httprail.terminals import PyreqwestTerminal
 
-from ..benchmarks import ROOT, load_benchmark
+from ..benchmarks import load_http2_benchmark
 
 pytest.importorskip("pyreqwest")
 pytestmark = pytest.mark.timeout(120)
@@ -26,11 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    pytest.importorskip("hypercorn")
-    pytest.importorskip("trustme")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports throughput.py
-        return load_benchmark("http2")
+    return load_http2_benchmark()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from httprail import (
 )
 from httprail.terminals import PyreqwestTerminal, _reqwest_errors
 
-from ..benchmarks import ROOT, load_benchmark
+from ..benchmarks import load_http2_benchmark
 from ._h2_server import H2Server
 
 pytest.importorskip("pyreqwest")
@@ -136,11 +136,7 @@ CONCURRENCY = 64
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    pytest.importorskip("hypercorn")
-    pytest.importorskip("trustme")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports throughput.py
-        return load_benchmark("http2")
+    return load_http2_benchmark()
 
 
 @pytest.fixture(scope="module")
