@@ -222,7 +222,7 @@ async def _drive(key: str, url: str, count: int) -> None:
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
-def _instructions(key: str, url: str, count: int, keep: Path | None) -> int:
+def _instructions(key: str, url: str, count: int, keep: Path | None = None) -> int:
     out = "/dev/null" if keep is None else str(keep / f"callgrind.{key.replace(':', '-')}.{count}")
     command = [
         "valgrind",
