@@ -59,10 +59,10 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-async def h2c_server() -> AsyncIterator[str]:
-    """hypercorn on plain TCP (it takes HTTP/2 with prior knowledge there); answers its
-    ``http_version``."""
+@contextlib.asynccontextmanager
+async def _hypercorn(cert: str | None = None, key: str | None = None) -> AsyncIterator[str]:
+    """hypercorn in this loop, answering its ``http_version``: over TLS (HTTP/2 and HTTP/1.1
+    by ALPN) with ``cert``/``key``, else on plain TCP (HTTP/2 with prior knowledge there)."""
     hypercorn_asyncio = pytest.importorskip("hypercorn.asyncio")
     from hypercorn.config import Config
 
@@ -71,6 +71,8 @@ async def h2c_server() -> AsyncIterator[str]:
         port = probe.getsockname()[1]
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
+    if cert is not None:
+        config.certfile, config.keyfile = cert, key
     config.accesslog = config.errorlog = None
     stop = asyncio.Event()
     task = asyncio.create_task(hypercorn_asyncio.serve(_app, config, shutdown_trigger=stop.wait))
@@ -78,9 +80,17 @@ async def h2c_server() -> AsyncIterator[str]:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
             break
         await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    stop.set()
-    await task
+    try:
+        yield f"{'http' if cert is None else 'https'}://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture
+async def h2c_server() -> AsyncIterator[str]:
+    async with _hypercorn() as url:
+        yield url
 
 
 async def test_h2c_speaks_http2_on_plain_http_only_when_asked(h2c_server: str) -> None:
@@ -132,32 +142,6 @@ def _self_signed(folder: Path, *, ca: bool) -> tuple[str, str]:
     return str(cert), str(private)
 
 
-@contextlib.asynccontextmanager
-async def _tls_hypercorn(cert: str, key: str) -> AsyncIterator[str]:
-    """hypercorn in this loop over TLS (HTTP/2 and HTTP/1.1 by ALPN); answers its version."""
-    hypercorn_asyncio = pytest.importorskip("hypercorn.asyncio")
-    from hypercorn.config import Config
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.certfile, config.keyfile = cert, key
-    config.accesslog = config.errorlog = None
-    stop = asyncio.Event()
-    task = asyncio.create_task(hypercorn_asyncio.serve(_app, config, shutdown_trigger=stop.wait))
-    for _ in range(200):
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
-            break
-        await asyncio.sleep(0.02)
-    try:
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        await task
-
-
 async def _version(url: str, settings: HttpSettings) -> Any:
     terminal = PyreqwestTerminal(settings)
     async with AsyncClient(url, plugins=[], settings=settings, terminal=terminal) as client:
@@ -170,7 +154,7 @@ async def test_http_ca_bundle_trusts_a_self_signed_certificate_over_http2(
     """``HTTP_CA_BUNDLE`` naming a self-signed certificate (CA:FALSE) is all it takes: HTTP/2
     by ALPN, or HTTP/1.1 with ``HTTP_HTTP2=false``; without it the certificate is refused."""
     cert, key = _self_signed(tmp_path, ca=False)
-    async with _tls_hypercorn(cert, key) as url:
+    async with _hypercorn(cert, key) as url:
         untrusted = await _version(url, HttpSettings(trust_env=False))
         monkeypatch.setenv("HTTP_CA_BUNDLE", cert)
         over_h2 = (await _version(url, HttpSettings())).unwrap()
@@ -188,7 +172,7 @@ async def test_a_self_signed_ca_certificate_is_refused_by_rustls_with_the_way_ou
     ConnectError on reqwest even when trusted, naming the fix; ``HTTP_VERIFY=false`` still
     connects over HTTP/2 (documented difference: OpenSSL-based terminals accept it)."""
     cert, key = _self_signed(tmp_path, ca=True)
-    async with _tls_hypercorn(cert, key) as url:
+    async with _hypercorn(cert, key) as url:
         refused = await _version(url, HttpSettings(ca_bundle=cert))
         monkeypatch.setenv("HTTP_VERIFY", "false")
         unverified = (await _version(url, HttpSettings())).unwrap()
