@@ -12,7 +12,7 @@ endpoints) are made twice, then found.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 __all__ = ["CACHE_SIZE", "remember"]
 
@@ -22,18 +22,18 @@ V = TypeVar("V")
 # Entries a cache holds (keys seen once and kept values alike); when full it is emptied, so
 # unbounded distinct keys cannot grow it. Sized to the per-upstream tables' bound (10,000).
 CACHE_SIZE = 16_384
-_SEEN: Any = object()  # a key seen once: its value is not kept yet
 
 
-def remember(cache: dict[K, Any], key: K, make: Callable[[K], V]) -> V:
+def remember(cache: dict[K, V | None], key: K, make: Callable[[K], V]) -> V:
     """``cache[key]``, made by ``make(key)`` (values are never ``None``); kept from the second
-    time ``key`` is asked for."""
+    time ``key`` is asked for. A key seen once maps to ``None``, so a reader that only wants
+    kept values can use ``cache.get(key)`` as it is."""
     value = cache.get(key)
-    if value is None or value is _SEEN:
-        made = make(key)
-        if len(cache) >= CACHE_SIZE:
-            cache.clear()
-        cache[key] = _SEEN if value is None else made
-        return made
-    kept: V = value
-    return kept
+    if value is not None:
+        return value
+    made = make(key)
+    seen = key in cache
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[key] = made if seen else None
+    return made

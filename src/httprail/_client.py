@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
 import httpx
 from returns.result import Failure, Result, Success
 
-from ._cache import CACHE_SIZE, remember
+from ._cache import remember
 from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
 from ._decode import decode_json
@@ -172,10 +172,10 @@ class AsyncClient(ClosesOnExit):
                 register_secret(value, owner=self)
                 register_secret(value.partition(" ")[2], owner=self)
         self._params = dict(params or {})
-        self._url_cache: dict[str, tuple[httpx.URL, str | None]] = {}
+        self._url_cache: dict[str, tuple[httpx.URL, str | None] | None] = {}
         # A bodiless request to a URL string with no per-call option is built again from the
         # first one's URL and header items (``request``'s quick path): URL -> (URL, items).
-        # (``None``: seen once; as in ``_cache``, only a URL that comes back is kept.)
+        # (kept by ``remember``: only a URL that comes back; ``None`` for one seen once.)
         self._again: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes, bytes]]] | None] = {}
         stack = default_plugins(self.settings) if plugins is None else list(plugins)
         if self._base_url is not None:
@@ -322,11 +322,7 @@ class AsyncClient(ClosesOnExit):
         """Keep what ``request``'s quick path needs to build ``request`` again for ``url``."""
         if params:  # this call's own query: not what the URL alone gives
             return
-        again = self._again
-        seen = url in again
-        if len(again) >= CACHE_SIZE:
-            again.clear()
-        again[url] = (full_url, list(header_items(request.headers))) if seen else None
+        remember(self._again, url, lambda _: (full_url, list(header_items(request.headers))))
 
     async def send(self, request: httpx.Request) -> Outcome:
         """Send an already built request through the pipeline."""

@@ -15,7 +15,7 @@ def test_a_value_is_kept_from_the_second_time_its_key_comes() -> None:
         made.append(key)
         return [key]
 
-    cache: dict[str, list[str]] = {}
+    cache: dict[str, list[str] | None] = {}
     first = remember(cache, "a", make)
     second = remember(cache, "a", make)
     third = remember(cache, "a", make)
@@ -24,11 +24,11 @@ def test_a_value_is_kept_from_the_second_time_its_key_comes() -> None:
     assert made == ["a", "a"]
 
 
-def test_distinct_keys_keep_no_value_and_the_memo_stays_bounded(monkeypatch: object) -> None:
+def test_distinct_keys_keep_no_value_and_the_memo_stays_bounded() -> None:
     """A stream of distinct keys keeps none of the values made for them, and the memo is
     emptied when it reaches CACHE_SIZE."""
     values = []
-    cache: dict[int, object] = {}
+    cache: dict[int, object | None] = {}
     for key in range(3 * _cache.CACHE_SIZE + 5):
         values.append(remember(cache, key, lambda k: object()))
         assert len(cache) <= _cache.CACHE_SIZE

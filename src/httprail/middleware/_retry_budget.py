@@ -281,7 +281,7 @@ class RetryBudget:
             allowed = self._withdraw_locally(key, self._reserve * self._shares.get(key, 1.0))
             if allowed:  # the store counts it too, with the next batch
                 self._spent_here[key] = self._spent_here.get(key, 0) + 1
-                self._queue(key, 0)
+                self._flush_soon()
             return allowed
         spent, shared = answer
         self._learn_share(key, shared)
@@ -302,6 +302,10 @@ class RetryBudget:
     def _queue(self, key: str, count: int) -> None:
         """Count ``count`` deposits for the store; they go with the next batch."""
         self._pending[key] = self._pending.get(key, 0) + count
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Start the batch sender unless it runs (no loop: the next withdrawal takes them)."""
         flusher = self._flusher
         if flusher is None or flusher.done():
             try:

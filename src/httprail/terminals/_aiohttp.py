@@ -177,7 +177,7 @@ class AiohttpTerminal(LeanTerminal):
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, Any] = {}
         self._last_url: tuple[httpx.URL | None, Any] = (None, None)
-        self._header_sets: dict[tuple[tuple[bytes, bytes, bytes], ...], _HeaderSet] = {}
+        self._header_sets: dict[tuple[tuple[bytes, bytes, bytes], ...], _HeaderSet | None] = {}
         self._last_headers: tuple[list[tuple[bytes, bytes, bytes]], _HeaderSet | None] = ([], None)
         self._multidict = import_backend("multidict", "aiohttp")
         settings = self.settings
