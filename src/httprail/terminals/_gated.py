@@ -282,12 +282,8 @@ class GatedTerminal:
         except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
             return Failure(self.map_error(exc, request))
         finally:
-            if handed_over:
-                pass
-            elif gate.waiters:
+            if not handed_over:
                 gate.give()
-            else:
-                gate.active -= 1  # Slots.give with nobody waiting, without its frame
 
     async def aclose(self) -> None:
         """Close the backend's connections (a closed terminal answers ``InvalidRequestError``)."""
