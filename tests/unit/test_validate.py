@@ -112,6 +112,36 @@ def test_send_check_remembers_what_passed_and_still_refuses_what_changed() -> No
     assert check.problem(good) is None
 
 
+def test_send_check_between_hosts_checks_each_url_and_header_once_and_refuses_a_changed_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests taking turns between hosts (each its own URL object and Host header) check
+    each URL and header item the first two times it is seen, then find it; a bad header among
+    known ones is still refused, every time."""
+    from httprail import _validate
+
+    checked: list[object] = []
+    header_check, url_check = _validate.header_problem, _validate.url_problem
+    monkeypatch.setattr(
+        _validate, "header_problem", lambda n, v: checked.append(n) or header_check(n, v)
+    )
+    monkeypatch.setattr(_validate, "url_problem", lambda u: checked.append(u) or url_check(u))
+    check = SendCheck()
+    urls = [httpx.URL(f"http://h{i}.test/") for i in range(3)]
+    requests = [httpx.Request("GET", url, headers={"X-A": "1"}) for url in urls]
+    for _ in range(4):
+        for request in requests:
+            assert check.problem(request) is None
+    # 3 hosts x (URL + Host header), twice each, and X-A twice (its tuple is equal everywhere)
+    assert len(checked) == 3 * 2 * 2 + 2
+    checked.clear()
+    bad = httpx.Request("GET", urls[0], headers={"X-A": "1", "X-B": "2\n"})
+    for _ in range(3):
+        assert check.problem(bad) == "the value of header 'X-B' contains LF at position 1"
+        assert check.problem(requests[1]) is None
+    assert checked.count(b"X-B") == 3
+
+
 def test_send_check_refuses_a_url_holding_a_control_character() -> None:
     """Defence in depth: a URL that somehow holds a control character is refused too."""
     request = httpx.Request("GET", "http://example.test/")

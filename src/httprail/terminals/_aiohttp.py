@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
-from .._cache import remember
+from .._cache import remember, url_text
 from .._deadlines import DeadlineQueue, current_task_of
 from .._errors import ConfigError
 from .._fast import header_items, read_plain
@@ -216,12 +216,13 @@ class AiohttpTerminal(LeanTerminal):
         aiohttp computes and keeps a dozen derived values on the URL object of each request
         (host, port, origin...); a URL object shared by the requests that go to the same URL
         saves all of that, ~25 µs per request. The client hands out one ``httpx.URL`` object
-        per distinct URL, so the last one seen is also kept by identity (no ``str(url)``).
+        per distinct URL, so the last one seen is also kept by identity, and the text of each
+        comes from ``url_text``.
         """
         last = self._last_url
         if last[0] is url:
             return last[1]
-        converted = remember(self._urls, str(url), self._parse_url)
+        converted = remember(self._urls, url_text(url), self._parse_url)
         self._last_url = (url, converted)
         return converted
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import httpx
 
+from .._cache import remember, url_text
 from .._context import EXTENSION_KEY, RequestContext
 from .._deadlines import current_task_of
 from .._errors import ConfigError, ConnectionRotatedError, RequestError
@@ -234,6 +235,9 @@ class PyreqwestTerminal(LeanTerminal):
             [],
             [],
         )
+        self._header_lists: dict[
+            tuple[tuple[bytes, bytes, bytes], ...], list[tuple[str, str]] | None
+        ] = {}
         # The last response head as pyreqwest gave it, and converted: most responses of an
         # upstream repeat the previous one's headers (converting them cost ~10k instructions).
         self._last_head: tuple[list[tuple[str, str]] | None, _Head | None] = (None, None)
@@ -305,7 +309,7 @@ class PyreqwestTerminal(LeanTerminal):
         url = request.url
         last_url, text = self._last_url
         if last_url is not url:  # the client hands out one URL object per distinct URL
-            text = str(url)
+            text = url_text(url)
             self._last_url = (url, text)
         items = header_items(request.headers)
         last_items, converted = self._last_headers
@@ -370,14 +374,14 @@ class PyreqwestTerminal(LeanTerminal):
             raise
 
     def _headers_for(self, request: httpx.Request) -> list[tuple[str, str]]:
-        """The request's headers as pyreqwest takes them (``str`` pairs), converted again only
-        when they differ from the last request's (most requests of a client carry the same)."""
+        """The request's headers as pyreqwest takes them (``str`` pairs): the last request's
+        when they are the same (most requests of a client carry the same), else converted once
+        per distinct set (a bounded cache: requests taking turns between hosts differ in
+        ``Host``)."""
         items = header_items(request.headers)
         last, converted = self._last_headers
         if items != last or not items:
-            converted = [
-                (name.decode("latin-1"), value.decode("latin-1")) for name, _, value in items
-            ]
+            converted = remember(self._header_lists, tuple(items), _str_pairs)
             self._last_headers = (list(items), converted)
         return converted
 
@@ -513,6 +517,11 @@ def _head(headers: Any) -> list[tuple[bytes, bytes]]:
     if sum(len(name) + len(value) + 4 for name, value in pairs) > MAX_HEAD:
         raise httpx.RemoteProtocolError(f"the response head is larger than {MAX_HEAD:,} bytes")
     return pairs
+
+
+def _str_pairs(items: tuple[tuple[bytes, bytes, bytes], ...]) -> list[tuple[str, str]]:
+    """Header items as the ``(name, value)`` text pairs pyreqwest takes."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, _, value in items]
 
 
 def _read(path: object, name: str) -> bytes | None:
