@@ -123,7 +123,7 @@ class _GatedStream(httpx.AsyncByteStream):
     ) -> None:
         self._inner = inner
         self._gate: Slots | None = gate
-        self._response = response
+        self._response: httpx.Response | None = response  # let go on close: it holds this
         self._started = started
         self._limit = limit
 
@@ -131,15 +131,22 @@ class _GatedStream(httpx.AsyncByteStream):
         limit = self._limit
         if limit is None:
             return self._inner.__aiter__()  # no generator of our own in between
-        return counted(self._inner, limit, self._response.request)
+        response = self._response
+        if response is None:
+            raise httpx.StreamClosed
+        return counted(self._inner, limit, response.request)
 
     async def aclose(self) -> None:
         try:
             await self._inner.aclose()
         finally:
             gate, self._gate = self._gate, None
-            if gate is not None:
-                self._response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
+            # the response holds this stream: dropping the way back breaks the cycle, so a
+            # closed response (and the backend's buffers its body keeps) goes with its last
+            # reference, not at the cyclic GC's next pass (docs/terminals.md)
+            response, self._response = self._response, None
+            if gate is not None and response is not None:
+                response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
                 gate.give()
 
 

@@ -115,13 +115,13 @@ class _ReqwestBody(httpx.AsyncByteStream):
         head: _Head | None = None,
     ) -> None:
         self._request: StreamRequest | None = request
-        self._response = response
+        self._response: Response | None = response
         self._terminal = terminal
         self._read_timeout = read_timeout
         self.head = head
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        reader = self._response.body_reader
+        reader = self._reader()
         each = self._read_timeout
         errors = self._terminal._errors
         while True:
@@ -146,10 +146,21 @@ class _ReqwestBody(httpx.AsyncByteStream):
         try:
             each = self._read_timeout
             if each is None:
-                return bytes(await _resisting(self._response.body_reader.bytes()))
+                return bytes(await _resisting(self._reader().bytes()))
             return b"".join([chunk async for chunk in self])
         except self._terminal._errors as exc:
             raise self._failure(exc) from exc
+
+    def _reader(self) -> Any:
+        """The response's body reader.
+
+        Raises:
+            httpx.StreamClosed: the body was closed (its response is let go then).
+        """
+        response = self._response
+        if response is None:
+            raise httpx.StreamClosed
+        return response.body_reader
 
     def _failure(self, exc: Exception) -> Exception:
         """The httpx exception for ``exc``; an HTTP/2 connection that ended while the body came
@@ -161,6 +172,10 @@ class _ReqwestBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         request, self._request = self._request, None
+        # the pyreqwest response is let go now: the httpx response that holds this body is
+        # often in a reference cycle (the gated stream points back at it), and until the cyclic
+        # GC came by, each closed response kept reqwest's read buffers (~0.4 MiB each)
+        self._response = None
         if request is not None:
             await request.__aexit__(None, None, None)  # drops the body: reqwest frees the slot
 
