@@ -26,6 +26,11 @@ Rows of this script besides ``throughput.py``'s (loopback):
   reqwest-terminal  the same with ``PyreqwestTerminal``
   bare-aiohttp      ``AsyncClient(url, plugins=[], terminal=AiohttpTerminal())``: no stage
   bare-reqwest      the same with ``PyreqwestTerminal``
+  aiohttp-floor     the least any terminal speaking httpx does over raw aiohttp: the request
+                    built as the client builds it, handed over, the body read, an
+                    ``httpx.Response`` built with the terminals' fast constructors (no gate,
+                    no checks, no error mapping)
+  reqwest-floor     the same over raw pyreqwest
 
 ``--stages`` measures, without any network, the client over a terminal that answers at once
 (after one pass through the event loop, as a real answer comes back after at least one) with
@@ -52,7 +57,7 @@ from returns.result import Success
 import throughput
 from httprail import AsyncClient, HttpSettings, MiddlewarePlugin, Next, Outcome
 from httprail._context import EXTENSION_KEY, RequestContext
-from httprail._fast import bodiless_request
+from httprail._fast import bodiless_request, header_items, read_plain, response_of
 from httprail.middleware import (
     CircuitBreaker,
     Logging,
@@ -118,7 +123,89 @@ def bare_client(kind: str) -> Opener:
     return opener
 
 
+Items = tuple[bytes, bytes, bytes]  # a header as httpx keeps it: name, lowered name, value
+
+
+def floor(kind: str) -> Opener:
+    """The least an adapter speaking httpx to the pipeline does over the raw client: the
+    ``httpx.Request`` built as the client builds it, its method, URL and headers handed to the
+    raw client (their conversion kept from the first request, as the terminals keep it), the
+    body read whole, an ``httpx.Response`` built and read with the fast constructors the
+    terminals use (``_fast``), and the ``Success`` around it. Nothing else: no admission gate,
+    no checks, no error mapping, no cancellation guard. No terminal can cost less than this."""
+
+    @contextlib.asynccontextmanager
+    async def opener(url: str) -> AsyncIterator[Send]:
+        target = httpx.URL(url)
+        headers = AsyncClient()._headers
+        context = RequestContext()
+        extensions: dict[str, object] = {}
+        first = bodiless_request("GET", target, headers)
+        pairs = [
+            (n.decode("latin-1"), v.decode("latin-1")) for n, _, v in header_items(first.headers)
+        ]
+        last: list[object] = [None, None]  # the last response head as given, and converted
+
+        def head_of(given: object, pairs: Callable[[], list[tuple[bytes, bytes]]]) -> list[Items]:
+            if given != last[0]:
+                last[0] = given
+                last[1] = [(name, name.lower(), value) for name, value in pairs()]
+            items: list[Items] = last[1]  # type: ignore[assignment]
+            return items
+
+        if kind == "reqwest":
+            from pyreqwest.client import ClientBuilder
+
+            client = ClientBuilder().build()
+            text = str(target)
+
+            async def send() -> bool:
+                request = bodiless_request("GET", target, headers)
+                request.extensions[EXTENSION_KEY] = context
+                sending = client.request(request.method, text).headers(pairs).build_streamed()
+                raw = await sending.__aenter__()
+                try:
+                    body = bytes(await raw.body_reader.bytes())
+                finally:
+                    await sending.__aexit__(None, None, None)
+                given = list(raw.headers.items())
+                items = head_of(given, lambda: [(n.encode(), v.encode()) for n, v in given])
+                response = response_of(raw.status, items, _EMPTY, request, extensions)
+                read_plain(response, body)
+                return isinstance(Success(response), Success)
+
+            async with client:
+                yield send
+        else:
+            import aiohttp
+            import multidict
+            import yarl
+
+            plain = yarl.URL(url, encoded=True)
+            sent = multidict.CIMultiDictProxy(multidict.CIMultiDict(pairs))
+            async with aiohttp.ClientSession() as session:
+
+                async def send() -> bool:
+                    request = bodiless_request("GET", target, headers)
+                    request.extensions[EXTENSION_KEY] = context
+                    async with session.request(request.method, plain, headers=sent) as raw:
+                        body = await raw.read()
+                    given = raw.raw_headers
+                    items = head_of(given, lambda: list(given))
+                    response = response_of(raw.status, items, _EMPTY, request, extensions)
+                    read_plain(response, body)
+                    return isinstance(Success(response), Success)
+
+                yield send
+
+    return opener
+
+
+_EMPTY = httpx.ByteStream(b"")
+
 EXTRA: dict[str, tuple[str, Opener]] = {
+    "aiohttp-floor": ("floor of an httpx adapter, aiohttp", floor("aiohttp")),
+    "reqwest-floor": ("floor of an httpx adapter, pyreqwest", floor("reqwest")),
     "aiohttp-terminal": ("AiohttpTerminal.send", terminal_only("aiohttp")),
     "reqwest-terminal": ("PyreqwestTerminal.send", terminal_only("reqwest")),
     "bare-aiohttp": ("client, no stage, aiohttp", bare_client("aiohttp")),

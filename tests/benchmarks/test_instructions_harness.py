@@ -52,3 +52,18 @@ async def test_the_driver_sends_exactly_the_requests_asked_for(
 ) -> None:
     await bench._drive("httprail", chaos_server.url_for("/item"), 40)
     assert chaos_server.count("/item") == 40
+
+
+@pytest.mark.parametrize(
+    "key", ["aiohttp-floor", "reqwest-floor", "aiohttp-terminal", "reqwest-terminal"]
+)
+async def test_the_extra_rows_send_each_request_once_with_the_clients_headers(
+    bench: ModuleType, chaos_server: ChaosServer, key: str
+) -> None:
+    """The floor rows and the terminal-alone rows put one request per call on the wire, with
+    the headers the client sends (the floor rows' headers are converted once, not dropped)."""
+    await bench._drive(key, chaos_server.url_for("/item"), 20)
+    assert chaos_server.count("/item") == 20
+    seen = chaos_server.requests[-1]
+    assert (seen.header("user-agent") or "").startswith("httprail/")
+    assert seen.header("accept") == "*/*"
