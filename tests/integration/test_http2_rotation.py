@@ -3,11 +3,13 @@
 A real hypercorn over TLS on 127.0.0.1 (``benchmarks/http2.py``'s :class:`RotatingServer`)
 sends a GOAWAY and closes each connection after 200 requests, dropping the streams still in
 flight, as it does after 1,000 by default. The full 10 s figures at its default come from
-``python benchmarks/http2.py`` (``benchmarks/results/http2.md``).
+``python benchmarks/http2.py`` (``benchmarks/results/http2.md``). The default stack is played
+on both HTTP/2 terminals: ``HttpxTerminal`` and ``PyreqwestTerminal`` (HTTP/2 by ALPN).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -37,14 +39,28 @@ def server(bench: ModuleType) -> Iterator[Any]:
         yield running
 
 
+# the benchmark's rows: the default stack on each HTTP/2 terminal
+STACKS = [
+    pytest.param("httprail-h2", id="httpx"),
+    pytest.param(
+        "httprail-reqwest-h2",
+        id="reqwest",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("pyreqwest") is None, reason="pyreqwest is not installed"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("stack", STACKS)
 async def test_the_default_stack_over_http2_has_no_failure_while_connections_rotate(
-    bench: ModuleType, server: Any
+    bench: ModuleType, server: Any, stack: str
 ) -> None:
-    """``AsyncClient(settings=HttpSettings(http2=True))`` at c=64, 4 rotations' worth of GETs
-    (about 3 s here): every one succeeds over HTTP/2 while the server rotates connections
-    every 200 requests."""
+    """The default stack over HTTP/2 at c=64, 4 rotations' worth of GETs (about 3 s here):
+    every one succeeds while the server rotates connections every 200 requests (rotated ones
+    are retried, the breaker stays closed)."""
     sample = await bench.measure(
-        "httprail-h2", server, concurrency=CONCURRENCY, duration=60.0, requests=ROTATE * 4
+        stack, server, concurrency=CONCURRENCY, duration=60.0, requests=ROTATE * 4
     )
     assert dict(sample.failures) == {}
     assert sample.successes == ROTATE * 4
@@ -52,14 +68,15 @@ async def test_the_default_stack_over_http2_has_no_failure_while_connections_rot
     assert sample.connections >= 3  # the server did rotate
 
 
+@pytest.mark.parametrize("stack", STACKS)
 async def test_a_post_is_never_processed_twice_while_connections_rotate(
-    bench: ModuleType, server: Any
+    bench: ModuleType, server: Any, stack: str
 ) -> None:
     """POSTs during rotations: requests the server refused unprocessed are resent, the server
     never sees one request twice, and the only failures are requests it may have processed
     (``ConnectionRotatedError``, not retried for POST)."""
     sample = await bench.measure(
-        "httprail-h2",
+        stack,
         server,
         concurrency=CONCURRENCY,
         duration=60.0,

@@ -1,7 +1,8 @@
 """HTTP/2 connections a server rotates or drops under ``PyreqwestTerminal``: the same errors as
 ``HttpxTerminal`` gives (``ConnectionRotatedError`` not counted against the upstream, ordinary
-counted errors for a connection that never answered), against a scripted h2c server and a real
-hypercorn rotating its TLS connections (``benchmarks/http2.py``'s ``RotatingServer``).
+counted errors for a connection that never answered), against a scripted h2c server. The
+default stack on it over a real hypercorn rotating its TLS connections is played in
+``test_http2_rotation.py``, beside ``HttpxTerminal``.
 
 Requests the server refused unprocessed (a GOAWAY naming an earlier stream, ``REFUSED_STREAM``)
 never reach the terminal as errors: hyper sends them again by itself.
@@ -10,8 +11,6 @@ never reach the terminal as errors: hyper sends them again by itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from httprail import (
 )
 from httprail.terminals import PyreqwestTerminal, _reqwest_errors
 
-from ..benchmarks import load_http2_benchmark
 from ._h2_server import H2Server
 
 pytest.importorskip("pyreqwest")
@@ -126,57 +124,3 @@ async def test_a_new_client_forgets_what_the_old_one_saw() -> None:
             terminal._discard_backend()  # what a new loop or a fork does
             error = (await send(client)).failure()
     assert type(error) is ReadError
-
-
-# ----------------------------------------------------------- a real server rotating over TLS
-
-ROTATE = 200
-CONCURRENCY = 64
-
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    return load_http2_benchmark()
-
-
-@pytest.fixture(scope="module")
-def rotating(bench: ModuleType) -> Iterator[Any]:
-    with bench.RotatingServer(ROTATE) as running:
-        yield running
-
-
-async def test_the_default_stack_on_reqwest_h2_has_no_failure_while_connections_rotate(
-    bench: ModuleType, rotating: Any
-) -> None:
-    """The default stack on ``PyreqwestTerminal`` over HTTP/2 at c=64, 4 rotations' worth of
-    GETs: every one succeeds (rotated ones are retried, the breaker stays closed)."""
-    sample = await bench.measure(
-        "httprail-reqwest-h2",
-        rotating,
-        concurrency=CONCURRENCY,
-        duration=60.0,
-        requests=ROTATE * 4,
-    )
-    assert dict(sample.failures) == {}
-    assert sample.successes == ROTATE * 4
-    assert set(sample.versions) == {"HTTP/2"}
-    assert sample.connections >= 3  # the server did rotate
-
-
-async def test_a_post_on_reqwest_h2_is_never_processed_twice_while_connections_rotate(
-    bench: ModuleType, rotating: Any
-) -> None:
-    """POSTs during rotations: the server never sees one twice, and the only failures are
-    requests it may have processed (``ConnectionRotatedError``, not retried for POST)."""
-    sample = await bench.measure(
-        "httprail-reqwest-h2",
-        rotating,
-        concurrency=CONCURRENCY,
-        duration=60.0,
-        method="POST",
-        requests=ROTATE * 3,
-    )
-    assert sample.duplicates == 0
-    assert set(sample.failures) <= {"ConnectionRotatedError"}
-    assert sample.successes >= ROTATE
-    assert sample.connections >= 2
