@@ -112,34 +112,44 @@ def test_send_check_remembers_what_passed_and_still_refuses_what_changed() -> No
     assert check.problem(good) is None
 
 
-def test_send_check_between_hosts_checks_each_url_and_header_once_and_refuses_a_changed_one(
+def test_send_check_between_hosts_checks_each_header_once_and_refuses_a_changed_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Requests taking turns between hosts (each its own URL object and Host header) check
-    each URL and header item the first two times it is seen, then find it; a bad header among
-    known ones is still refused, every time."""
-    from httprail import _validate
+    each header item the first two times it is seen, then find it; each URL is checked on its
+    text, made once per URL object; a bad header among known ones is still refused, every
+    time."""
+    from httprail import _cache, _validate
 
     checked: list[object] = []
-    header_check, url_check = _validate.header_problem, _validate.url_problem
+    made: list[object] = []
+    header_check, text_of = _validate.header_problem, _cache.url_text
     monkeypatch.setattr(
         _validate, "header_problem", lambda n, v: checked.append(n) or header_check(n, v)
     )
-    monkeypatch.setattr(_validate, "url_problem", lambda u: checked.append(u) or url_check(u))
+    monkeypatch.setattr(_validate, "url_text", lambda u: made.append(u) or text_of(u))
+    monkeypatch.setattr(_cache, "_texts", {})
+    monkeypatch.setattr(httpx.URL, "__str__", lambda u: made.append(str) or _URL_STR(u))
     check = SendCheck()
     urls = [httpx.URL(f"http://h{i}.test/") for i in range(3)]
     requests = [httpx.Request("GET", url, headers={"X-A": "1"}) for url in urls]
     for _ in range(4):
         for request in requests:
             assert check.problem(request) is None
-    # 3 hosts x (URL + Host header), twice each, and X-A twice (its tuple is equal everywhere)
-    assert len(checked) == 3 * 2 * 2 + 2
+    # 3 Host headers twice each, and X-A twice (its tuple is equal everywhere)
+    assert len(checked) == 3 * 2 + 2
+    # every URL change is checked (12), on a text made the first two times per URL (6)
+    assert len([u for u in made if u is not str]) == 12
+    assert made.count(str) == 3 * 2
     checked.clear()
     bad = httpx.Request("GET", urls[0], headers={"X-A": "1", "X-B": "2\n"})
     for _ in range(3):
         assert check.problem(bad) == "the value of header 'X-B' contains LF at position 1"
         assert check.problem(requests[1]) is None
     assert checked.count(b"X-B") == 3
+
+
+_URL_STR = httpx.URL.__str__
 
 
 def test_send_check_refuses_a_url_holding_a_control_character() -> None:

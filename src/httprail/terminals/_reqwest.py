@@ -246,6 +246,9 @@ class PyreqwestTerminal(LeanTerminal):
         self._client: Client | None = None
         self._rotations = Rotations()  # which HTTP/2 connections had answered when they broke
         self._last_url: tuple[httpx.URL | None, str] = (None, "")
+        # The request headers as pyreqwest takes them (``str`` pairs): the last request's, as
+        # most requests of a client carry the same, and the sets seen before (requests taking
+        # turns between hosts differ in ``Host``), kept by ``remember``.
         self._last_headers: tuple[list[tuple[bytes, bytes, bytes]], list[tuple[str, str]]] = (
             [],
             [],
@@ -328,8 +331,9 @@ class PyreqwestTerminal(LeanTerminal):
             self._last_url = (url, text)
         items = header_items(request.headers)
         last_items, converted = self._last_headers
-        if items != last_items or not items:
-            converted = self._headers_for(request)
+        if items != last_items or not items:  # not the last request's: converted, or found
+            converted = remember(self._header_lists, tuple(items), _str_pairs)
+            self._last_headers = (list(items), converted)
         client = self._client
         if client is None:
             client = self.client
@@ -387,18 +391,6 @@ class PyreqwestTerminal(LeanTerminal):
         except BaseException:
             await sending.__aexit__(None, None, None)
             raise
-
-    def _headers_for(self, request: httpx.Request) -> list[tuple[str, str]]:
-        """The request's headers as pyreqwest takes them (``str`` pairs): the last request's
-        when they are the same (most requests of a client carry the same), else converted once
-        per distinct set (a bounded cache: requests taking turns between hosts differ in
-        ``Host``)."""
-        items = header_items(request.headers)
-        last, converted = self._last_headers
-        if items != last or not items:
-            converted = remember(self._header_lists, tuple(items), _str_pairs)
-            self._last_headers = (list(items), converted)
-        return converted
 
     def _head_of(self, headers: Any) -> _Head:
         """The response head ``headers`` converted (:func:`_head`), or the last one when it
