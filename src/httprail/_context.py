@@ -50,19 +50,6 @@ class RequestContext(NamedTuple):
         """A copy with ``changes`` applied."""
         return self._replace(**changes)
 
-    def with_deadline(self, deadline: float) -> RequestContext:
-        """A copy with ``deadline`` set (the fast path used by ``Timeout``)."""
-        return RequestContext(
-            self.attempt,
-            deadline,
-            self.upstream,
-            self.provider,
-            self.stream,
-            self.raw_status,
-            self.tags,
-            self.observers,
-        )
-
 
 DEFAULT_CONTEXT = RequestContext()
 

@@ -100,7 +100,7 @@ class Timeout:
         if outer is not None and outer - now <= budget:
             budget = outer - now
             phase = "total"
-        elif self._total:  # RequestContext.with_deadline, without its two calls
+        elif self._total:  # the context with its deadline, built as a plain tuple
             deadline = now + budget
             fields = (attempt, deadline, upstream, provider, stream, raw_status, tags, observers)
             extensions[EXTENSION_KEY] = _new_tuple(RequestContext, fields)
