@@ -30,6 +30,7 @@ from ._lean import LeanTerminal, import_backend, timeout_of
 from ._limits import BodyTooLarge, counted, settle
 from ._mocked import mocking
 from ._reqwest_errors import Rotations, cut_before_head, stream_cut, translate
+from ._reqwest_thread import keep_runtime_thread_state
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -272,6 +273,8 @@ class PyreqwestTerminal(LeanTerminal):
         return client
 
     def _build(self) -> Client:
+        # once per process: pyreqwest's runtime thread keeps one thread state (_reqwest_thread)
+        keep_runtime_thread_state(self._pyreqwest, self._proxy_module)
         settings = self.settings
         builder = (
             self._pyreqwest.ClientBuilder()
