@@ -31,6 +31,8 @@ Rows of this script besides ``throughput.py``'s (loopback):
                     ``httpx.Response`` built with the terminals' fast constructors (no gate,
                     no checks, no error mapping)
   reqwest-floor     the same over raw pyreqwest
+  reqwest-kept      raw pyreqwest with its runtime thread given one lasting Python thread state
+                    first, as ``PyreqwestTerminal`` gives it (``reqwest``: a new one per request)
 
 ``--stages`` measures, without any network, the client over a terminal that answers at once
 (after one pass through the event loop, as a real answer comes back after at least one) with
@@ -203,9 +205,27 @@ def floor(kind: str) -> Opener:
 
 _EMPTY = httpx.ByteStream(b"")
 
+
+def kept(opener: Opener) -> Opener:
+    """``opener`` with pyreqwest's runtime thread given its lasting thread state first (as
+    ``PyreqwestTerminal`` gives it; ``throughput.keep_runtime_thread_state``)."""
+
+    @contextlib.asynccontextmanager
+    async def wrapped(url: str) -> AsyncIterator[Send]:
+        throughput.keep_runtime_thread_state()
+        async with opener(url) as send:
+            yield send
+
+    return wrapped
+
+
 EXTRA: dict[str, tuple[str, Opener]] = {
     "aiohttp-floor": ("floor of an httpx adapter, aiohttp", floor("aiohttp")),
     "reqwest-floor": ("floor of an httpx adapter, pyreqwest", floor("reqwest")),
+    "reqwest-kept": (
+        "raw pyreqwest, runtime thread state kept",
+        kept(throughput.raw_pyreqwest),
+    ),
     "aiohttp-terminal": ("AiohttpTerminal.send", terminal_only("aiohttp")),
     "reqwest-terminal": ("PyreqwestTerminal.send", terminal_only("reqwest")),
     "bare-aiohttp": ("client, no stage, aiohttp", bare_client("aiohttp")),

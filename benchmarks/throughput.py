@@ -641,6 +641,21 @@ def measure_wrk(url: str, concurrency: int, duration: float, cpu: int | None) ->
 Results = dict[tuple[str, int], list[Sample]]
 
 
+def keep_runtime_thread_state() -> None:
+    """Give pyreqwest's runtime thread its lasting Python thread state now.
+
+    ``PyreqwestTerminal`` does it when it is first used, and the thread is one per process: a
+    raw pyreqwest row measured after a terminal row would run with it, one measured before
+    without. Kept from the start, every pyreqwest row of a run is measured the same way.
+    """
+    import pyreqwest.client
+    import pyreqwest.proxy
+
+    from httprail.terminals._reqwest_thread import keep_runtime_thread_state as keep
+
+    keep(pyreqwest.client, pyreqwest.proxy)
+
+
 def run_matrix(
     subjects: Sequence[Subject],
     concurrencies: Sequence[int],
@@ -658,6 +673,13 @@ def run_matrix(
     client left behind runs during the next one.
     """
     results: Results = {}
+    if any(subject.needs == "pyreqwest" for subject in subjects):
+        keep_runtime_thread_state()
+        log(
+            "  pyreqwest's runtime thread keeps one Python thread state for the whole run, as "
+            "PyreqwestTerminal arranges (raw pyreqwest rows included; without it: "
+            "instructions.py's reqwest row)"
+        )
     for rep in range(repeats):
         order = list(subjects) if rep % 2 == 0 else list(reversed(subjects))
         for concurrency in concurrencies:
