@@ -178,15 +178,19 @@ def _fast_header_items(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes
     return items
 
 
-def _slow_read_plain(response: httpx.Response, body: bytes) -> None:
-    response.stream = httpx.ByteStream(body)
+def _slow_read_plain(
+    response: httpx.Response, body: bytes, kind: type[httpx.ByteStream] = httpx.ByteStream
+) -> None:
+    response.stream = kind(body)
     response.read()
 
 
-def _fast_read_plain(response: httpx.Response, body: bytes) -> None:
+def _fast_read_plain(
+    response: httpx.Response, body: bytes, kind: type[httpx.ByteStream] = httpx.ByteStream
+) -> None:
     # What ``read()`` leaves behind, without its chain of decoding generators (20 of the
-    # ~25 µs it costs for a small body).
-    response.stream = httpx.ByteStream(body)
+    # ~25 µs it costs for a small body). ``kind``: the stream class the body is kept in.
+    response.stream = kind(body)
     response._content = body
     response._num_bytes_downloaded = len(body)
     response.is_stream_consumed = True

@@ -42,7 +42,7 @@ from ._limits import (
 from ._loops import close_everywhere, send_elsewhere
 from ._mapping import map_exception
 
-__all__ = ["DEFAULT_MAX_ERROR_BODY", "GatedTerminal", "read_capped"]
+__all__ = ["DEFAULT_MAX_ERROR_BODY", "GatedTerminal", "ReadWhole", "read_capped"]
 
 DEFAULT_MAX_ERROR_BODY = 64 * 1024
 # Headers that describe the body as it came, not the decoded body kept by ``read_capped``.
@@ -148,6 +148,12 @@ class _GatedStream(httpx.AsyncByteStream):
             if gate is not None and response is not None:
                 response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
                 gate.give()
+
+
+class ReadWhole(httpx.ByteStream):
+    """The body of a response its terminal read whole in ``_open``, within the body limit, with
+    nothing to decode: :meth:`GatedTerminal.send` has nothing left to read. (The reqwest
+    terminal's common answer: the body came with the head.)"""
 
 
 class GatedTerminal:
@@ -283,7 +289,8 @@ class GatedTerminal:
                 response.stream = _GatedStream(response.stream, gate, response, started, limit)
                 handed_over = True
                 return success(response)
-            await self._read(response, limit)
+            if type(response.stream) is not ReadWhole:
+                await self._read(response, limit)
             response.elapsed = timedelta(seconds=time.perf_counter() - started)
             return success(response)
         except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
