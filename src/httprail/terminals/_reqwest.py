@@ -401,7 +401,7 @@ class PyreqwestTerminal(LeanTerminal):
             ):
                 # The common answer, read whole now: its body came with the head (pyreqwest's
                 # read-ahead), so ``bytes()`` answers at once, and no body object, ``_read``
-                # and close follow (~175 bytecodes and five frames per request).
+                # and close follow (90 fewer bytecodes per request for the default stack).
                 try:
                     content = bytes(await response.body_reader.bytes())
                 except self._errors as exc:
