@@ -103,7 +103,7 @@ def keep_runtime_thread_state(client_module: Any, proxy_module: Any) -> bool:
             client.get(_NOWHERE).build().send()
     except Exception:  # noqa: BLE001 - refused, as it should be; anything else too
         pass
-    if not _kept:  # pragma: no cover - pyreqwest always calls the proxy function
+    if not _kept:  # a saving missed, nothing more: the terminal works the same
         _log.debug("httprail.reqwest_thread_state_not_kept")
     return bool(_kept)
 
