@@ -489,7 +489,13 @@ def compare(
     """Every client of ``kinds`` against one :class:`TlsServer`; (results, whether pinned)."""
     with TlsServer() as server:
         subjects = [
-            throughput.Subject(kind, kind, COMPARED_NOTES[kind], compared_opener(kind, server.ca))
+            throughput.Subject(
+                kind,
+                kind,
+                COMPARED_NOTES[kind],
+                compared_opener(kind, server.ca),
+                "pyreqwest" if "reqwest" in kind else "",  # run_matrix keeps its thread state
+            )
             for kind in kinds
         ]
         results = throughput.run_matrix(
@@ -549,7 +555,7 @@ def compare_report(
         f"Method: closed loop, c workers on a fresh client per measurement, {args.duration:g} s "
         f"after a {args.warm_up:g} s warm-up; {args.repeats} repetitions, client order reversed "
         "every other one; medians, min-max across repetitions. A response counts only if it "
-        "came in the protocol the row names.",
+        "came in the protocol the row names." + throughput.KEPT_NOTE,
         "",
         *throughput.check_rows(compare_checks(results, concurrencies)),
         "",

@@ -641,6 +641,12 @@ def measure_wrk(url: str, concurrency: int, duration: float, cpu: int | None) ->
 Results = dict[tuple[str, int], list[Sample]]
 
 
+KEPT_NOTE = (
+    " In every pyreqwest row, raw ones too, pyreqwest's runtime thread keeps one Python thread "
+    "state, as `PyreqwestTerminal` arranges (`docs/decisions.md`)."
+)
+
+
 def keep_runtime_thread_state() -> None:
     """Give pyreqwest's runtime thread its lasting Python thread state now.
 
@@ -1043,7 +1049,8 @@ def render_matrix(
         f"Method: closed loop, c workers on a fresh client per measurement, {args.duration:g} s "
         f"after a {args.warm_up:g} s warm-up (wrk: {wrk_seconds(args.duration)} s, no warm-up); "
         f"{args.repeats} repetitions, client order reversed every other one; medians, with the "
-        "min-max spread across repetitions.",
+        "min-max spread across repetitions."
+        + (KEPT_NOTE if any(BY_KEY[key].needs == "pyreqwest" for key, _ in results) else ""),
         "",
         "### Targets (issue 5)",
         "",
