@@ -227,6 +227,69 @@ async def test_a_cancel_pyreqwest_swallows_still_reaches_the_caller() -> None:
     assert await reqwest_module._resisting(asyncio.sleep(0, "ready")) == "ready"
 
 
+class _StubbornSend:
+    """pyreqwest's client, request builder and streamed request in one, scripted: the head
+    comes at once or stubbornly, the body's ``bytes()`` stubbornly (each stubborn await
+    returns although its task was cancelled)."""
+
+    def __init__(self, stubborn_head: bool) -> None:
+        self.stubborn_head = stubborn_head
+        self.exits = 0
+        self.status = 200
+        self.version = "HTTP/1.1"
+        self.body_reader = self
+
+    def request(self, method: str, url: str) -> _StubbornSend:
+        return self
+
+    def headers(self, pairs: object = None) -> Any:
+        # the builder's ``headers(pairs)``, and the response's ``headers`` (a HeaderMap)
+        return self if pairs is not None else FakeHeaders([("content-length", "2")])
+
+    def build_streamed(self) -> _StubbornSend:
+        return self
+
+    async def __aenter__(self) -> Any:
+        if self.stubborn_head:
+            await _stubborn()
+        return _Answer(self)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.exits += 1
+
+    async def bytes(self) -> bytes:
+        await _stubborn()
+        return b"{}"
+
+
+class _Answer:
+    """The streamed request's response: status, version, headers and body reader."""
+
+    def __init__(self, send: _StubbornSend) -> None:
+        self.status, self.version, self.body_reader = send.status, send.version, send
+        self.headers = send.headers()
+
+
+@pytest.mark.parametrize("stubborn_head", [False, True])
+async def test_a_cancel_swallowed_at_the_head_or_the_body_read_with_it_reaches_the_caller(
+    stubborn_head: bool,
+) -> None:
+    """The terminal reads a plain answer's body with its head; a cancel pyreqwest swallows at
+    either await still ends the caller's task with ``CancelledError``, and the request is
+    closed once."""
+    terminal = PyreqwestTerminal()
+    fake = _StubbornSend(stubborn_head)
+    terminal._client = fake  # type: ignore[assignment]
+    task = asyncio.create_task(terminal.send(httpx.Request("GET", "http://example.test/")))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fake.exits == 1
+    assert terminal._gate.active == 0
+
+
 _HEAD_NAMES = ["content-length", "content-encoding", "content-type", "x-a", "date"]
 
 
