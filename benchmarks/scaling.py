@@ -937,7 +937,7 @@ def render_hosts(results: dict[str, Any], kinds: Sequence[str], hosts: Sequence[
                 f"| {LABELS[kind]} | {count:,} | {rps:,.0f} | {_spread([r['rps'] for r in runs])} "
                 f"| {_x(_ratio(rps, raw_rps)) if raw else ''} | {_x(_ratio(rps, one))} "
                 f"| {_med([r['first_rps'] for r in runs]):,.0f} "
-                f"| {_med([r.get('second_rps', math.nan) for r in runs]):,.0f} "
+                f"| {_med([r['second_rps'] for r in runs]):,.0f} "
                 f"| {_med([r['rss_before'] for r in runs]):.1f} "
                 f"| {_med([r['rss_peak'] for r in runs]):.1f} "
                 f"| {_med([r['rss_after'] for r in runs]):.1f} "

@@ -681,11 +681,7 @@ def run_matrix(
     results: Results = {}
     if any(subject.needs == "pyreqwest" for subject in subjects):
         keep_runtime_thread_state()
-        log(
-            "  pyreqwest's runtime thread keeps one Python thread state for the whole run, as "
-            "PyreqwestTerminal arranges (raw pyreqwest rows included; without it: "
-            "instructions.py's reqwest row)"
-        )
+        log(" " + KEPT_NOTE)
     for rep in range(repeats):
         order = list(subjects) if rep % 2 == 0 else list(reversed(subjects))
         for concurrency in concurrencies:

@@ -235,21 +235,22 @@ class _StubbornSend:
     def __init__(self, stubborn_head: bool) -> None:
         self.stubborn_head = stubborn_head
         self.exits = 0
+        # the response's side: status, version, headers and body reader
         self.status = 200
         self.version = "HTTP/1.1"
+        self.head = FakeHeaders([("content-length", "2")])
         self.body_reader = self
 
     def request(self, method: str, url: str) -> _StubbornSend:
         return self
 
-    def headers(self, pairs: object = None) -> Any:
-        # the builder's ``headers(pairs)``, and the response's ``headers`` (a HeaderMap)
-        return self if pairs is not None else FakeHeaders([("content-length", "2")])
+    def headers(self, pairs: object) -> _StubbornSend:
+        return self
 
     def build_streamed(self) -> _StubbornSend:
         return self
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> _Answer:
         if self.stubborn_head:
             await _stubborn()
         return _Answer(self)
@@ -263,11 +264,11 @@ class _StubbornSend:
 
 
 class _Answer:
-    """The streamed request's response: status, version, headers and body reader."""
+    """The streamed request's response."""
 
     def __init__(self, send: _StubbornSend) -> None:
         self.status, self.version, self.body_reader = send.status, send.version, send
-        self.headers = send.headers()
+        self.headers = send.head
 
 
 @pytest.mark.parametrize("stubborn_head", [False, True])

@@ -138,7 +138,7 @@ class _ReqwestBody(httpx.AsyncByteStream):
                     raise self._terminal.translate(exc) from exc
                 raise httpx.ReadTimeout("no data within the read timeout") from None
             except errors as exc:
-                raise self._failure(exc) from exc
+                raise self._terminal._body_error(exc) from exc
             if chunk is None:
                 return
             yield bytes(chunk)
@@ -151,7 +151,7 @@ class _ReqwestBody(httpx.AsyncByteStream):
                 return bytes(await _resisting(self._reader().bytes()))
             return b"".join([chunk async for chunk in self])
         except self._terminal._errors as exc:
-            raise self._failure(exc) from exc
+            raise self._terminal._body_error(exc) from exc
 
     def _reader(self) -> Any:
         """The response's body reader.
@@ -163,9 +163,6 @@ class _ReqwestBody(httpx.AsyncByteStream):
         if response is None:
             raise httpx.StreamClosed
         return response.body_reader
-
-    def _failure(self, exc: Exception) -> Exception:
-        return self._terminal._body_error(exc)
 
     async def aclose(self) -> None:
         request, self._request = self._request, None
