@@ -255,7 +255,9 @@ def redact_url(url: httpx.URL | str) -> str:
 
 # -- text ------------------------------------------------------------------------------------
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+# A scheme of at most 32 characters: unbounded, every letter of a long run of them (a hostile
+# header echoed in an error) would start a scan to the run's end, quadratic in its length.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s'\"<>`]+")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
 _PARAM = re.compile(r"([?&;])([^=&;#?]+)=([^&;#\])>]*)")  # a URL in brackets keeps its ']'
 _LITERAL = r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\""""

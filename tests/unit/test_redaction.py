@@ -144,6 +144,19 @@ def test_redact_text_rewrites_urls_header_values_and_tokens(text: str, expected:
     assert redact_text(expected) == expected  # idempotent
 
 
+def test_a_long_run_of_letters_in_front_of_a_url_is_redacted_in_one_pass() -> None:
+    """A hostile header echoed in an error (``b'X-Huge: aaaa...'``, then the request's URL):
+    with an unbounded scheme every letter started a scan to the run's end, and 64 KB took
+    ~14 s of CPU per error; 2 MB would take hours, so this test hits pytest's timeout."""
+    run = "a" * 2_000_000
+    text = f"Bad status line: b'X-Huge: {run}' [GET http://ann:s3cret@h/x?token=k3y]"
+    clean = redact_text(text)
+    assert clean == f"Bad status line: b'X-Huge: {run}' [GET http://h/x?token=REDACTED]"
+    glued = redact_text(run + "http://ann:s3cret@h/")  # a scheme glued to the run
+    assert glued.endswith("http://h/")
+    assert "s3cret" not in glued
+
+
 def test_a_registered_secret_is_masked_wherever_it_appears_even_percent_encoded() -> None:
     value = secret() + "/+ ="
     owner = BearerAuth("unrelated-token")
