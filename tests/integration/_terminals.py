@@ -11,9 +11,25 @@ from httprail import AsyncClient, HttpSettings, Success
 from httprail._pipeline import TerminalPlugin
 from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, PyreqwestTerminal
 
+
+class AiohttpSessionRoad(AiohttpTerminal):
+    """``AiohttpTerminal`` kept on aiohttp's session road (``ClientSession.request``), the
+    road its requests take where the short one (``DirectRoad``) would not do the same: every
+    case must hold on both."""
+
+    name = "aiohttp-session"
+
+    @property
+    def session(self) -> Any:
+        session = super().session
+        self._direct = None
+        return session
+
+
 TERMINALS: dict[str, type[AiohttpTerminal | HttpxTerminal | CurlTerminal | PyreqwestTerminal]] = {
     "httpx": HttpxTerminal,
     "aiohttp": AiohttpTerminal,
+    "aiohttp-session": AiohttpSessionRoad,
     "curl": CurlTerminal,
     "reqwest": PyreqwestTerminal,
 }
