@@ -26,10 +26,14 @@ Rows of this script besides ``throughput.py``'s (loopback):
   reqwest-terminal  the same with ``PyreqwestTerminal``
   bare-aiohttp      ``AsyncClient(url, plugins=[], terminal=AiohttpTerminal())``: no stage
   bare-reqwest      the same with ``PyreqwestTerminal``
-  aiohttp-floor     the least any terminal speaking httpx does over raw aiohttp: the request
-                    built as the client builds it, handed over, the body read, an
-                    ``httpx.Response`` built with the terminals' fast constructors (no gate,
-                    no checks, no error mapping)
+  aiohttp-floor     the least any terminal speaking httpx through aiohttp's session
+                    (``session.request``) does over raw aiohttp: the request built as the
+                    client builds it, handed over, the body read, an ``httpx.Response`` built
+                    with the terminals' fast constructors (no gate, no checks, no error
+                    mapping). ``AiohttpTerminal`` goes below it: it takes aiohttp's request
+                    steps itself where that does the same (``DirectRoad``)
+  aiohttp-session   the default stack on ``AiohttpTerminal`` kept on the session road (its
+                    short road off): what the short road saves
   reqwest-floor     the same over raw pyreqwest
   reqwest-kept      raw pyreqwest with its runtime thread given one lasting Python thread state
                     first, as ``PyreqwestTerminal`` gives it (``reqwest``: a new one per request)
@@ -52,6 +56,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from returns.result import Success
@@ -68,6 +73,7 @@ from httprail.middleware import (
     Timeout,
     default_plugins,
 )
+from httprail.terminals import AiohttpTerminal
 
 FEW, MANY = 500, 2500
 STAGE_FEW, STAGE_MANY = 1000, 5000
@@ -105,6 +111,30 @@ def terminal_only(kind: str) -> Opener:
             await terminal.aclose()
 
     return opener
+
+
+class _SessionRoad(AiohttpTerminal):
+    """``AiohttpTerminal`` on aiohttp's session road only (``DirectRoad`` off)."""
+
+    @property
+    def session(self) -> Any:
+        session = super().session
+        self._direct = None
+        return session
+
+
+@contextlib.asynccontextmanager
+async def session_road(url: str) -> AsyncIterator[Send]:
+    """The default stack on ``AiohttpTerminal`` kept on the session road."""
+    origin, path = url.removesuffix(throughput.PATH), throughput.PATH
+    settings = HttpSettings()
+    terminal = _SessionRoad(settings)
+    async with AsyncClient(origin, terminal=terminal, settings=settings) as client:
+
+        async def send() -> bool:
+            return isinstance(await client.get(path), Success)
+
+        yield send
 
 
 def bare_client(kind: str) -> Opener:
@@ -226,6 +256,7 @@ EXTRA: dict[str, tuple[str, Opener]] = {
         "raw pyreqwest, runtime thread state kept",
         kept(throughput.raw_pyreqwest),
     ),
+    "aiohttp-session": ("default stack, aiohttp session road", session_road),
     "aiohttp-terminal": ("AiohttpTerminal.send", terminal_only("aiohttp")),
     "reqwest-terminal": ("PyreqwestTerminal.send", terminal_only("reqwest")),
     "bare-aiohttp": ("client, no stage, aiohttp", bare_client("aiohttp")),

@@ -274,3 +274,36 @@ async def test_a_session_closed_under_the_terminal_fails_as_on_the_session_road(
     assert "Session is closed" in str(closed.failure())
     assert session_calls == ["GET"]
     assert server.count("/echo") == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [BrokenPipeError(32, "Broken pipe"), TimeoutError(), ConnectionResetError(104, "reset")],
+    ids=["os-error", "timeout", "reset"],
+)
+async def test_a_fault_while_connecting_is_the_same_failure_on_both_roads(
+    fault: BaseException,
+) -> None:
+    """``_request`` wraps a bare ``OSError`` in ``ClientOSError`` and a ``TimeoutError`` in
+    ``ConnectionTimeoutError``: the short road does the same, so the caller gets the same."""
+    failures = []
+    seen: list[str] = []
+
+    async def failing(req: Any, traces: Any, timeout: Any) -> Any:
+        seen.append(str(req.url))
+        raise fault
+
+    for short in (True, False):
+        terminal = AiohttpTerminal(SETTINGS)
+        session = terminal.session
+        session.connector.connect = failing  # type: ignore[method-assign]
+        terminal._direct = DirectRoad.of(aiohttp, session) if short else None
+        assert (terminal._direct is not None) is short
+        try:
+            outcome = await terminal.send(httpx.Request("GET", "http://127.0.0.1:9/x"))
+        finally:
+            await terminal.aclose()
+        assert isinstance(outcome, Failure)
+        failures.append((type(outcome.failure()), str(outcome.failure())))
+    assert seen == ["http://127.0.0.1:9/x"] * 2
+    assert failures[0] == failures[1]

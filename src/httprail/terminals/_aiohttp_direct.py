@@ -223,23 +223,18 @@ class DirectRoad:
             except BaseException:
                 connection.close()
                 raise
-        except self._client_error:
-            await self._close_body(request)
+        except BaseException as exc:
+            body = request._body
+            if body is not None:
+                await body.close()
+            if (
+                isinstance(exc, OSError)
+                and not isinstance(exc, self._client_error)
+                and not (exc.errno is None and isinstance(exc, TimeoutError))
+            ):
+                raise self._client_os_error(*exc.args) from exc  # as ``_request`` wraps it
             raise
-        except OSError as exc:
-            await self._close_body(request)
-            if exc.errno is None and isinstance(exc, TimeoutError):
-                raise
-            raise self._client_os_error(*exc.args) from exc
-        except BaseException:
-            await self._close_body(request)
-            raise
-        if request._body is not None:
-            await request._body.close()
-        return response
-
-    @staticmethod
-    async def _close_body(request: Any) -> None:
         body = request._body
         if body is not None:
             await body.close()
+        return response
