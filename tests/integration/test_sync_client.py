@@ -130,11 +130,17 @@ ONE_SLOT = HttpSettings(max_connections=1, max_keepalive=1, timeout_pool=2.0)
 
 
 def _interrupted(call: Callable[[], object]) -> None:
+    # Python's own Ctrl-C handler, for the call: a process started in the background by a
+    # shell without job control inherits SIGINT ignored (POSIX), and then has none.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        call()
-    timer.join()
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            call()
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_an_interrupted_caller_does_not_wedge_the_loop(server: ChaosServer) -> None:
