@@ -600,7 +600,10 @@ async def sse_cell(
             opened = time.perf_counter() - started
             open_rss = rss_mib()
             seen_before = sum(counts)
+            window_started = time.perf_counter()
             await asyncio.sleep(window)
+            # over the window as it ran: a stalled loop wakes up later than asked
+            window = time.perf_counter() - window_started
             delivered = (sum(counts) - seen_before) / window
             peak = max(peak_mib(), open_rss)
             fds = open_fds()
@@ -622,6 +625,7 @@ async def sse_cell(
         "rss_peak": peak,
         "kib_per_stream": (open_rss - before) * 1024 / streams,
         "delivered_per_s": delivered,
+        "window_seconds": window,
         "expected_per_s": streams / SSE_INTERVAL,
         "fds": fds,
         "cancels_swallowed": swallowed[0],
