@@ -285,7 +285,9 @@ async def test_redis_killed_mid_run_fails_no_request(redis_server: RedisServer) 
                 results += await asyncio.gather(*(one(i) for i in range(start, start + 10)))
             assert all(results)
             assert len(results) == 300
-            assert store.stats.outages == 1
+            # The kill is one outage; on a loaded machine the restarted server's first answer
+            # can also miss the 50 ms timeout and count as a second one (seen once in CI).
+            assert 1 <= store.stats.outages <= 2
             await asyncio.sleep(0.1)
             await client.get("/after")
             assert store.stats.available
