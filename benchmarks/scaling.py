@@ -558,6 +558,7 @@ async def sse_cell(
 ) -> dict[str, Any]:
     """Memory per open event stream once each has received ``events`` events; the events
     delivered per second over the next ``window`` seconds."""
+    born = time.perf_counter()  # no event this client reads was sent before this
     async with open_client(kind, connections=streams) as client:
         async with client.events(url) as warm:  # imports, first connection, parser
             await anext(warm)
@@ -626,6 +627,7 @@ async def sse_cell(
         "kib_per_stream": (open_rss - before) * 1024 / streams,
         "delivered_per_s": delivered,
         "window_seconds": window,
+        "client_seconds": time.perf_counter() - born,
         "expected_per_s": streams / SSE_INTERVAL,
         "fds": fds,
         "cancels_swallowed": swallowed[0],
