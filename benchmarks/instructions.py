@@ -56,7 +56,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 from returns.result import Success
@@ -113,27 +112,12 @@ def terminal_only(kind: str) -> Opener:
     return opener
 
 
-class _SessionRoad(AiohttpTerminal):
-    """``AiohttpTerminal`` on aiohttp's session road only (``DirectRoad`` off)."""
-
-    @property
-    def session(self) -> Any:
-        session = super().session
-        self._direct = None
-        return session
-
-
 @contextlib.asynccontextmanager
 async def session_road(url: str) -> AsyncIterator[Send]:
-    """The default stack on ``AiohttpTerminal`` kept on the session road."""
-    origin, path = url.removesuffix(throughput.PATH), throughput.PATH
-    settings = HttpSettings()
-    terminal = _SessionRoad(settings)
-    async with AsyncClient(origin, terminal=terminal, settings=settings) as client:
-
-        async def send() -> bool:
-            return isinstance(await client.get(path), Success)
-
+    """``throughput.httprail_on("aiohttp")``: the default stack on ``AiohttpTerminal``, kept on
+    the session road (each row runs in a process of its own)."""
+    AiohttpTerminal._short_road = False
+    async with throughput.httprail_on("aiohttp")(url) as send:
         yield send
 
 

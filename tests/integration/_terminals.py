@@ -18,12 +18,7 @@ class AiohttpSessionRoad(AiohttpTerminal):
     case must hold on both."""
 
     name = "aiohttp-session"
-
-    @property
-    def session(self) -> Any:
-        session = super().session
-        self._direct = None
-        return session
+    _short_road = False
 
 
 TERMINALS: dict[str, type[AiohttpTerminal | HttpxTerminal | CurlTerminal | PyreqwestTerminal]] = {

@@ -5,7 +5,7 @@ wherever the session would do something the short road does not (real ``ChaosSer
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -42,13 +42,6 @@ def session_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def _session_road(terminal: AiohttpTerminal) -> AiohttpTerminal:
-    """``terminal`` with its session built and the short road switched off."""
-    assert terminal.session is not None
-    terminal._direct = None
-    return terminal
-
-
 async def test_a_plain_request_takes_the_short_road(
     server: ChaosServer, session_calls: list[str]
 ) -> None:
@@ -70,50 +63,32 @@ async def _chunks() -> AsyncIterator[bytes]:
         yield piece
 
 
-def _case(name: str, url: str) -> httpx.Request:
-    """A request as the pipeline hands it to the terminal (some without httpx's defaults)."""
-    if name == "get":
-        return httpx.Request("GET", url, headers={"Accept": "*/*", "User-Agent": "t"})
-    if name == "get-bare":  # no Accept, Accept-Encoding, User-Agent: aiohttp must not add them
-        return httpx.Request("GET", url)
-    if name == "head":
-        return httpx.Request("HEAD", url, headers={"X-Many": "a, b"})
-    if name == "delete":
-        return httpx.Request("DELETE", url + "?q=1&r=%20")
-    if name == "post":
-        return httpx.Request("POST", url, content=b'{"a": 1}', headers={"Content-Type": "x/y"})
-    if name == "post-empty":
-        return httpx.Request("POST", url)
-    if name == "put-large":
-        return httpx.Request("PUT", url, content=b"z" * (1024 * 1024 + 7))
-    if name == "patch-streamed":
-        return httpx.Request("PATCH", url, content=_chunks())
-    if name == "repeated-header":
-        return httpx.Request("GET", url, headers=[("X-Rep", "1"), ("X-Rep", "2")])
-    raise AssertionError(name)
-
-
-CASES = [
-    "get",
-    "get-bare",
-    "head",
-    "delete",
-    "post",
-    "post-empty",
-    "put-large",
-    "patch-streamed",
-    "repeated-header",
-]
+# Requests as the pipeline hands them to the terminal (some without httpx's defaults), by name.
+CASES: dict[str, Callable[[str], httpx.Request]] = {
+    "get": lambda url: httpx.Request("GET", url, headers={"Accept": "*/*", "User-Agent": "t"}),
+    # no Accept, Accept-Encoding, User-Agent: aiohttp must not add them
+    "get-bare": lambda url: httpx.Request("GET", url),
+    "head": lambda url: httpx.Request("HEAD", url, headers={"X-Many": "a, b"}),
+    "delete": lambda url: httpx.Request("DELETE", url + "?q=1&r=%20"),
+    "post": lambda url: httpx.Request(
+        "POST", url, content=b'{"a": 1}', headers={"Content-Type": "x/y"}
+    ),
+    "post-empty": lambda url: httpx.Request("POST", url),
+    "put-large": lambda url: httpx.Request("PUT", url, content=b"z" * (1024 * 1024 + 7)),
+    "patch-streamed": lambda url: httpx.Request("PATCH", url, content=_chunks()),
+    "repeated-header": lambda url: httpx.Request(
+        "GET", url, headers=[("X-Rep", "1"), ("X-Rep", "2")]
+    ),
+}
 
 
 async def _sent(server: ChaosServer, name: str, short: bool) -> tuple[Any, ...]:
     server.reset()
     server.script("/echo", Reply.json({"ok": True}, headers={"X-Answer": "yes"}))
     terminal = AiohttpTerminal(SETTINGS)
-    if not short:
-        _session_road(terminal)
+    terminal._short_road = short
     try:
-        outcome = await terminal.send(_case(name, server.url_for("/echo")))
+        outcome = await terminal.send(CASES[name](server.url_for("/echo")))
         assert (terminal._direct is not None) is short
     finally:
         await terminal.aclose()
@@ -131,7 +106,7 @@ async def test_both_roads_put_the_same_request_on_the_wire_and_give_the_same_ans
     short = await _sent(server, name, short=True)
     assert session_calls == []
     long = await _sent(server, name, short=False)
-    assert session_calls == [_case(name, "http://x/").method]
+    assert session_calls == [CASES[name]("http://x/").method]
     answer = short[-1]
     assert answer[0] == 200
     assert short[:5] == long[:5]  # method, path, query, headers, body as the server saw them

@@ -223,18 +223,14 @@ class DirectRoad:
             except BaseException:
                 connection.close()
                 raise
-        except BaseException as exc:
-            body = request._body
+        except OSError as exc:
+            if isinstance(exc, self._client_error) or (
+                exc.errno is None and isinstance(exc, TimeoutError)
+            ):
+                raise
+            raise self._client_os_error(*exc.args) from exc  # as ``_request`` wraps it
+        finally:
+            body = request._body  # the request's payload, closed on every way out
             if body is not None:
                 await body.close()
-            if (
-                isinstance(exc, OSError)
-                and not isinstance(exc, self._client_error)
-                and not (exc.errno is None and isinstance(exc, TimeoutError))
-            ):
-                raise self._client_os_error(*exc.args) from exc  # as ``_request`` wraps it
-            raise
-        body = request._body
-        if body is not None:
-            await body.close()
         return response
