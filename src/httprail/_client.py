@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
 import httpx
 from returns.result import Failure, Result, Success
 
+from ._args import items_of, need
 from ._cache import remember
 from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
@@ -144,6 +145,13 @@ class AsyncClient(ClosesOnExit):
         raw_status: bool = False,
         provider: str | None = None,
     ) -> None:
+        need(settings is None or isinstance(settings, HttpSettings), "AsyncClient", "settings",
+             "an HttpSettings or None", settings)  # fmt: skip
+        need(params is None or isinstance(params, Mapping), "AsyncClient", "params",
+             "a mapping of query parameters or None", params)  # fmt: skip
+        if plugins is not None:
+            plugins = items_of("AsyncClient", "plugins", plugins, "a list of stages or None")
+        observers = items_of("AsyncClient", "observers", observers, "a list of callables")
         self.settings = settings if settings is not None else HttpSettings()
         if base_url:
             try:
@@ -162,7 +170,7 @@ class AsyncClient(ClosesOnExit):
         try:
             self._headers = httpx.Headers(_DEFAULT_HEADERS)
             self._headers.update(httpx.Headers(headers))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:  # a name or value not text
             raise ConfigError(f"AsyncClient(headers=...) is invalid: {exc}") from None
         problem = headers_problem(self._headers.raw)
         if problem is not None:
@@ -172,6 +180,10 @@ class AsyncClient(ClosesOnExit):
                 register_secret(value, owner=self)
                 register_secret(value.partition(" ")[2], owner=self)
         self._params = dict(params or {})
+        try:
+            httpx.QueryParams(self._params)  # refused now, not at the first request
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"AsyncClient(params=...) is invalid: {exc}") from None
         self._url_cache: dict[str, tuple[httpx.URL, str | None] | None] = {}
         # A bodiless request to a URL string with no per-call option is built again from the
         # first one's URL and header items (``request``'s quick path): URL -> (URL, items).

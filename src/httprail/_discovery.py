@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
 
+from ._args import need
 from ._errors import ConfigError
 from ._log import get_logger
 
@@ -161,6 +162,10 @@ def _dist_key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
+def _flat(pairs: Mapping[Any, Any]) -> list[object]:
+    return [item for pair in pairs.items() for item in pair]
+
+
 class PluginRegistry:
     """Plugins by group and name; build one with :meth:`discover` or fill it with :meth:`register`.
 
@@ -168,6 +173,12 @@ class PluginRegistry:
     """
 
     def __init__(self, *, prefer: Mapping[str, str] | None = None) -> None:
+        need(
+            prefer is None
+            or (isinstance(prefer, Mapping) and all(isinstance(x, str) for x in _flat(prefer))),
+            "PluginRegistry", "prefer", "a mapping of plugin names to distributions, or None",
+            prefer,
+        )  # fmt: skip
         self._specs: dict[PluginGroup, dict[str, PluginSpec]] = {g: {} for g in GROUPS}
         self._clashes: dict[tuple[PluginGroup, str], PluginClash] = {}
         self._failed: list[FailedPlugin] = []

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 import httpx
 from returns.result import Failure, Result, Success
 
+from ._args import items_of
 from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
 from ._errors import ConfigError, RequestError
@@ -136,7 +137,8 @@ class Pipeline(ClosesOnExit):
         *,
         observers: Sequence[Observer] = (),
     ) -> None:
-        stages = tuple(plugins)
+        stages = items_of("Pipeline", "plugins", plugins, "a list of middleware plugins")
+        observers = items_of("Pipeline", "observers", observers, "a list of callables")
         for index, plugin in enumerate(stages):
             if isinstance(plugin, TerminalPlugin) and not isinstance(plugin, MiddlewarePlugin):
                 raise ConfigError(
@@ -153,9 +155,9 @@ class Pipeline(ClosesOnExit):
                 f"terminal {terminal!r} is not a terminal plugin: it needs a str `name`, "
                 "`async send(request)` and `async aclose()`"
             )
-        for observer in observers:
+        for index, observer in enumerate(observers):
             if not callable(observer):
-                raise ConfigError(f"observer {observer!r} is not callable")
+                raise ConfigError(f"observers[{index}] ({observer!r}) is not callable")
         subscribed = tuple(p.on_event for p in stages if isinstance(p, EventObserver))
         handler: Next = terminal.send
         for plugin in stages:  # a stage may wrap each call of the terminal (OpenTelemetry)

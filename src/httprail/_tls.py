@@ -93,8 +93,8 @@ class Tls:
             return ssl.create_default_context(cafile=cafile)
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise ConfigError(
-                f"the {terminal} terminal cannot load the CA bundle (HTTP_CA_BUNDLE): "
-                f"{_reason(exc)}"
+                f"the {terminal} terminal cannot load the CA bundle "
+                f"(verify=... or HTTP_CA_BUNDLE): {_reason(exc)}"
             ) from None
 
 

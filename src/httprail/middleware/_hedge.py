@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from returns.result import Success
 
+from .._args import is_int, is_number, strings_of
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, StatusError
 from .._events import CircuitState, hedged
@@ -181,15 +182,17 @@ class Hedge:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         checks: tuple[tuple[str, object, bool, str], ...] = (
-            ("delay", delay, delay is None or (_number(delay) and delay >= 0), "None or >= 0"),
-            ("quantile", quantile, _number(quantile) and 0 < quantile < 1, "within (0, 1)"),
-            ("max_hedges", max_hedges, _int(max_hedges) and max_hedges >= 1, "an int >= 1"),
-            ("budget_ratio", budget_ratio, _number(budget_ratio) and 0 < budget_ratio <= 1,
+            ("delay", delay, delay is None or (is_number(delay) and delay >= 0), "None or >= 0"),
+            ("quantile", quantile, is_number(quantile) and 0 < quantile < 1, "within (0, 1)"),
+            ("max_hedges", max_hedges, is_int(max_hedges) and max_hedges >= 1, "an int >= 1"),
+            ("budget_ratio", budget_ratio, is_number(budget_ratio) and 0 < budget_ratio <= 1,
              "within (0, 1]"),
-            ("budget_burst", budget_burst, _number(budget_burst) and budget_burst >= 1, ">= 1"),
-            ("min_samples", min_samples, _int(min_samples) and min_samples >= 1, "an int >= 1"),
-            ("window", window, _int(window) and window >= min_samples, "an int >= min_samples"),
-            ("max_upstreams", max_upstreams, _int(max_upstreams) and max_upstreams >= 1,
+            ("budget_burst", budget_burst, is_number(budget_burst) and budget_burst >= 1, ">= 1"),
+            ("min_samples", min_samples, is_int(min_samples) and min_samples >= 1, "an int >= 1"),
+            ("window", window,
+             is_int(window) and (not is_int(min_samples) or window >= min_samples),
+             "an int >= min_samples"),
+            ("max_upstreams", max_upstreams, is_int(max_upstreams) and max_upstreams >= 1,
              "an int >= 1"),
             ("breaker", breaker, breaker is None or (
                 callable(getattr(breaker, "key_of", None))
@@ -210,6 +213,7 @@ class Hedge:
         self.min_samples = min_samples
         self.window = window
         self.breaker = breaker
+        methods = strings_of("Hedge", "methods", methods, "method names, such as ['GET']")
         self.methods = frozenset(m.upper() for m in methods)
         self._refresh = max(1, window // 20)
         self._key = key or upstream_of
@@ -464,14 +468,6 @@ class _Race:
                     await outcome.unwrap().aclose()
                 except Exception as exc:  # noqa: BLE001 - closing a loser must not fail the call
                     _log.warning("httprail.hedge_close_failed", error=repr(exc))
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _answered(outcome: Outcome) -> bool:

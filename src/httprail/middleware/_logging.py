@@ -10,6 +10,7 @@ from typing import Any, Literal
 import httpx
 from returns.result import Failure
 
+from .._args import need_callable
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, RequestError, StatusError
 from .._events import BreakerEvent, Event, RetryEvent
@@ -84,10 +85,11 @@ class Logging:
             ("retry_level", retry_level),
             ("breaker_level", breaker_level),
         ):
-            if level not in _LEVELS:
+            if not isinstance(level, str) or level not in _LEVELS:
                 raise ConfigError(
                     f"Logging({label}=...) must be one of {sorted(_LEVELS)}, got {level!r}"
                 )
+        need_callable("Logging", "clock", clock)
         self._logger = _logger_of(logger)
         self._enabled = getattr(self._logger, "is_enabled_for", None)
         floor = _LEVELS[min_level]

@@ -15,6 +15,7 @@ from typing import TypeVar
 import httpx
 from returns.result import Failure
 
+from .._args import is_number, items_of, need, need_callable
 from .._context import upstream_of
 from .._errors import ConfigError, StatusError
 from .._events import BreakerEvent, Event, RetryEvent
@@ -138,7 +139,11 @@ class Metrics:
         max_upstreams: int = DEFAULT_MAX_KEYS,
         window: float = 60.0,
     ) -> None:
-        bounds = tuple(float(b) for b in buckets)
+        rule = "finite numbers > 0"
+        items = items_of("Metrics", "buckets", buckets, rule)
+        need(all(is_number(b) for b in items), "Metrics", "buckets", rule, buckets)
+        need_callable("Metrics", "clock", clock)
+        bounds = tuple(float(b) for b in items)
         if not bounds or any(b <= 0 or not math.isfinite(b) for b in bounds):
             raise ConfigError("Metrics(buckets=...) must be finite numbers > 0")
         if any(a >= b for a, b in itertools.pairwise(bounds)):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._args import need, need_callable
 from .._context import upstream_of
 from .._errors import ConfigError
 from .._events import BreakerEvent, Event, HedgeEvent, RejectionEvent, RetryEvent
@@ -131,6 +132,14 @@ class OpenTelemetry:
             raise ConfigError(
                 f"the OpenTelemetry stage (`otel`) needs opentelemetry-api: {_EXTRA}"
             ) from exc
+        for label, provider, method in (
+            ("tracer_provider", tracer_provider, "get_tracer"),
+            ("meter_provider", meter_provider, "get_meter"),
+        ):  # duck-typed, as OpenTelemetry's API takes them
+            usable = provider is None or callable(getattr(provider, method, None))
+            rule = f"None or an OpenTelemetry provider (with {method}())"
+            need(usable, "OpenTelemetry", label, rule, provider)
+        need_callable("OpenTelemetry", "clock", clock)
         self._tracer = trace.get_tracer(
             "httprail", __version__, tracer_provider=tracer_provider, schema_url=_SCHEMA_URL
         )

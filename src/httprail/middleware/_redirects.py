@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from returns.result import Failure, Success
 
+from .._args import strings_of
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import ConfigError, InsecureRedirectError, RedirectError, TooManyRedirectsError
 from .._log import get_logger
@@ -116,14 +117,11 @@ class Redirects:
             raise ConfigError(
                 f"Redirects(max_redirects=...) must be within 0..100, got {max_redirects!r}"
             )
-        if isinstance(strip_headers, str) or not all(
-            isinstance(h, str) and h for h in strip_headers
-        ):
-            raise ConfigError("Redirects(strip_headers=...) must be a collection of header names")
+        stripped = strings_of("Redirects", "strip_headers", strip_headers, "header names")
         self.max_redirects = max_redirects
         self.allow_downgrade = bool(allow_downgrade)
         self.strip_headers = tuple(
-            dict.fromkeys([*ALWAYS_STRIPPED, *(h.lower() for h in strip_headers)])
+            dict.fromkeys([*ALWAYS_STRIPPED, *(h.lower() for h in stripped)])
         )
 
     @classmethod

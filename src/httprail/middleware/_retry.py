@@ -20,6 +20,7 @@ import httpx
 import tenacity
 from returns.result import Failure, Success
 
+from .._args import need_callable, statuses_of, strings_of
 from .._context import EXTENSION_KEY, get_context, upstream_of
 from .._errors import (
     ConfigError,
@@ -170,14 +171,16 @@ class Retry:
             raise ConfigError(
                 f"Retry(backoff_base={backoff_base}) must be <= backoff_max={backoff_max}"
             )
-        bad = [s for s in retry_statuses if not isinstance(s, int) or not 100 <= s <= 599]
-        if bad:
-            raise ConfigError(f"Retry(retry_statuses=...) must be HTTP status codes, got {bad}")
+        statuses = statuses_of("Retry", "retry_statuses", retry_statuses)
+        methods = strings_of("Retry", "methods", methods, "method names, such as ['GET']")
+        need_callable("Retry", "wait", wait, optional=True)  # a tenacity wait strategy
+        for label, fn in (("sleep", sleep), ("clock", clock), ("wall_clock", wall_clock)):
+            need_callable("Retry", label, fn)
         if budget is not None and not isinstance(budget, RetryBudget):
             raise ConfigError(f"Retry(budget=...) must be a RetryBudget or None, got {budget!r}")
         self.max_retries = max_retries
         self.retry_after_max = float(retry_after_max)
-        self.retry_statuses = frozenset(retry_statuses)
+        self.retry_statuses = statuses
         self.methods = frozenset(m.upper() for m in methods)
         self.wait = wait or tenacity.wait_random_exponential(
             multiplier=backoff_base, max=backoff_max

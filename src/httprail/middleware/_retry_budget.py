@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._args import is_number
 from .._errors import ConfigError
 from .._settings import HttpSettings
 from ..state._shared import SharedBudgetStore
@@ -153,14 +154,14 @@ class RetryBudget:
         clock: Callable[[], float] = time.monotonic,
         store: SharedBudgetStore | None = None,
     ) -> None:
-        if not _is_number(ratio) or not 0 <= ratio <= 1:
+        if not is_number(ratio) or not 0 <= ratio <= 1:
             raise ConfigError(f"RetryBudget(ratio=...) must be a number within 0..1, got {ratio!r}")
-        if not _is_number(min_per_second) or min_per_second < 0:
+        if not is_number(min_per_second) or min_per_second < 0:
             raise ConfigError(
                 f"RetryBudget(min_per_second=...) must be a finite number >= 0, "
                 f"got {min_per_second!r}"
             )
-        if not _is_number(window) or window <= 0:
+        if not is_number(window) or window <= 0:
             raise ConfigError(
                 f"RetryBudget(window=...) must be a finite number > 0, got {window!r}"
             )
@@ -399,7 +400,3 @@ class RetryBudget:
             if ledger.tick >= oldest_live:
                 return
             del ledgers[key]
-
-
-def _is_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

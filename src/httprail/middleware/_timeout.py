@@ -19,6 +19,7 @@ from typing import Any, Literal
 import httpx
 from returns.result import Failure
 
+from .._args import need_callable
 from .._context import DEFAULT_CONTEXT, EXTENSION_KEY, RequestContext
 from .._deadlines import DeadlineQueue, current_task_of
 from .._errors import ConfigError, RequestTimeoutError
@@ -63,6 +64,7 @@ class Timeout:
             raise ConfigError(f"Timeout(seconds=...) must be a finite number > 0, got {seconds!r}")
         if phase not in ("total", "attempt"):
             raise ConfigError(f"Timeout(phase=...) must be 'total' or 'attempt', got {phase!r}")
+        need_callable("Timeout", "clock", clock)
         self.seconds = float(seconds)
         self.phase: Literal["total", "attempt"] = phase
         self.name = f"timeout_{phase}"

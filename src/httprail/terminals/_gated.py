@@ -20,6 +20,7 @@ from datetime import timedelta
 import httpx
 from returns.result import Failure
 
+from .._args import need
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import InvalidRequestError, RequestError, RequestTimeoutError, StatusError
 from .._fast import use_decoder
@@ -172,6 +173,8 @@ class GatedTerminal:
     def __init__(
         self, settings: HttpSettings | None = None, *, max_error_body: int = DEFAULT_MAX_ERROR_BODY
     ) -> None:
+        need(settings is None or isinstance(settings, HttpSettings), type(self).__name__,
+             "settings", "an HttpSettings or None", settings)  # fmt: skip
         self.settings = settings if settings is not None else HttpSettings()
         self._max_error_body = max_error_body
         self._pool_timeout = self.settings.timeout_pool

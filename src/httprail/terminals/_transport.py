@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 import httpx
 from returns.result import Success
 
+from .._args import need, statuses_of
 from .._context import EXTENSION_KEY, RequestContext
 from .._errors import (
     BulkheadFullError,
@@ -296,16 +297,6 @@ def _foreign_flavour(request: object) -> Flavour:
     return HTTPX2
 
 
-def _check_statuses(statuses: Collection[int]) -> frozenset[int]:
-    where = "as_httpx_transport(retry_statuses=...)"
-    if isinstance(statuses, str | bytes) or not isinstance(statuses, Collection):
-        raise ConfigError(f"{where} must be a collection of statuses, got {statuses!r}")
-    bad = [s for s in statuses if type(s) is not int or not 100 <= s <= 599]
-    if bad:
-        raise ConfigError(f"{where} must be HTTP status codes, got {bad}")
-    return frozenset(statuses)
-
-
 class TransportBase:
     """What :class:`PipelineTransport` and ``Httpx2PipelineTransport`` share: sending a request
     of either library through the pipeline. Not a transport by itself (no library's base)."""
@@ -319,12 +310,23 @@ class TransportBase:
         idempotency_keys: bool = True,
         retry_statuses: Collection[int] = SDK_RETRY_STATUSES,
     ) -> None:
+        from .._pipeline import Pipeline  # here: _pipeline imports the terminals
+
+        owner = type(self).__name__
+        need(isinstance(pipeline, Pipeline), owner, "pipeline", "a Pipeline", pipeline)
+        need(context is None or isinstance(context, RequestContext), owner, "context",
+             "a RequestContext or None", context)  # fmt: skip
+        need(isinstance(stream, bool) or callable(stream), owner, "stream",
+             "True, False or a function of the request", stream)  # fmt: skip
+        need(isinstance(idempotency_keys, bool), owner, "idempotency_keys", "True or False",
+             idempotency_keys)  # fmt: skip
+        statuses = statuses_of(owner, "retry_statuses", retry_statuses)
         self._pipeline = pipeline
         base = context if context is not None else pipeline.new_context()
         self._contexts = (base.replace(stream=False), base.replace(stream=True))
         self._stream = stream
         self._idempotency_keys = idempotency_keys
-        self._retry_statuses = _check_statuses(retry_statuses) or None
+        self._retry_statuses = statuses or None
         self._closed = False
 
     def __repr__(self) -> str:

@@ -1,0 +1,204 @@
+"""Every public class a user configures, given any value for any one argument, is either built
+or refuses with a ``ConfigError`` that names the argument: never a ``TypeError``,
+``AttributeError`` or ``ValueError`` from deep inside, and never a wrong value accepted now
+that breaks the first request later (a number where a function belongs, one string where a
+collection of strings belongs: ``methods="POST"`` would be the methods P, O, S and T).
+
+Property-based: hypothesis draws the argument and the value; the other arguments keep their
+defaults (or a valid value where there is none).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import math
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from httprail import (
+    AsyncClient,
+    Client,
+    ConfigError,
+    HttpSettings,
+    Pipeline,
+    PluginRegistry,
+    terminals,
+)
+from httprail import middleware as stages
+from httprail.testing import MockTerminal
+
+
+def _terminal() -> MockTerminal:
+    return MockTerminal(lambda request: httpx.Response(200))
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline([], _terminal())
+
+
+# The classes a user builds and configures, each with a valid value for every argument that
+# has no default.
+CONFIGURED: dict[type, dict[str, Callable[[], object]]] = {
+    AsyncClient: {},
+    Client: {},
+    Pipeline: {"plugins": list, "terminal": _terminal},
+    PluginRegistry: {},
+    HttpSettings: {},
+    stages.ApiKeyAuth: {"key": lambda: "k"},
+    stages.BasicAuth: {"username": lambda: "u", "password": lambda: "p"},
+    stages.BearerAuth: {"token": lambda: "t"},
+    stages.Bulkhead: {"max_concurrent": lambda: 2},
+    stages.CircuitBreaker: {},
+    stages.Hedge: {},
+    stages.Logging: {},
+    stages.Metrics: {},
+    stages.OpenTelemetry: {},
+    stages.RateLimiter: {"rate": lambda: 10.0},
+    stages.Redirects: {},
+    stages.RequestId: {},
+    stages.Retry: {},
+    stages.RetryBudget: {},
+    stages.Timeout: {"seconds": lambda: 1.0},
+    terminals.AiohttpTerminal: {},
+    terminals.CurlTerminal: {},
+    terminals.HttpxTerminal: {},
+    terminals.PyreqwestTerminal: {},
+    terminals.MultiTerminal: {"backends": lambda: [terminals.Backend(_terminal())]},
+    terminals.Backend: {"terminal": _terminal},
+    terminals.PipelineTransport: {"pipeline": _pipeline},
+    terminals.Httpx2PipelineTransport: {"pipeline": _pipeline},
+}
+
+# Not here: ``ProviderOverrides``, a pydantic model read through ``HttpSettings(providers=...)``
+# and stack files, which turn its ``ValidationError`` into a ``ConfigError`` naming the
+# ``HTTP_PROVIDERS__<NAME>__...`` variable (tests/unit/test_settings.py); built directly, it
+# raises pydantic's ``ValidationError``, which names the field.
+
+# Arguments any value may fill (none today: each argument is checked).
+OPAQUE: set[tuple[type, str]] = set()
+
+
+def _arguments(cls: type) -> list[str]:
+    signature = inspect.signature(cls)
+    return [
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        and (cls, name) not in OPAQUE
+    ]
+
+
+CASES = [(cls, name) for cls in CONFIGURED for name in _arguments(cls)]
+
+HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.binary(max_size=6),
+    st.lists(st.one_of(st.integers(), st.text(max_size=3), st.none()), max_size=3),
+    st.tuples(st.integers(), st.text(max_size=3)),
+    st.dictionaries(st.text(max_size=3), st.one_of(st.integers(), st.text(max_size=3)), max_size=2),
+    st.sets(st.integers(min_value=0, max_value=700), max_size=3),
+    st.sampled_from([object(), 1j, math.inf, -math.inf, "GET", "POST", "500", b"GET", (), []]),
+)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # a hint that does not resolve here: no hint
+        return {}
+
+
+def _wants_callable(hint: Any) -> bool:
+    """Whether every value the hint allows, but ``None``, is a callable."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return bool(args) and all(_wants_callable(a) for a in args)
+    return typing.get_origin(hint) is collections.abc.Callable
+
+
+def _wants_strings(hint: Any) -> bool:
+    """Whether the hint is a collection of strings (``Collection[str]``, ``Iterable[str]``)."""
+    origin = typing.get_origin(hint)
+    collection = origin in (
+        collections.abc.Collection,
+        collections.abc.Iterable,
+        collections.abc.Sequence,
+        collections.abc.Set,
+        frozenset,
+        set,
+        list,
+        tuple,
+    )
+    return collection and typing.get_args(hint)[:1] == (str,)
+
+
+def _build(cls: type, name: str, value: object) -> object:
+    kwargs = {arg: make() for arg, make in CONFIGURED[cls].items() if arg != name}
+    kwargs[name] = value
+    return cls(**kwargs)
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES, ids=[f"{c.__name__}.{n}" for c, n in CASES])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(value=HOSTILE)
+def test_any_value_is_built_or_refused_by_name(cls: type, name: str, value: object) -> None:
+    refused: str | None = None
+    try:
+        _build(cls, name, value)
+    except ConfigError as exc:
+        refused = str(exc)
+    if refused is not None:
+        assert name in refused, (cls, name, refused)
+        return
+    hint = _hints(cls).get(name)
+    if hint is not None and value is not None and _wants_callable(hint):
+        assert callable(value), f"{cls.__name__}({name}={value!r}) accepted a non-callable"
+    if hint is not None and _wants_strings(hint):
+        assert not isinstance(value, str | bytes), (
+            f"{cls.__name__}({name}={value!r}) took one string as a collection of its letters"
+        )
+
+
+def test_every_case_is_known() -> None:
+    """The cases above cover every argument of every class (none was skipped by accident)."""
+    assert len(CASES) > 150
+    assert {cls for cls, _ in CASES} == set(CONFIGURED)
+
+
+@pytest.mark.parametrize(
+    ("build", "named"),
+    [
+        (lambda: stages.Retry(methods="POST"), "Retry(methods=...)"),
+        (lambda: stages.Hedge(methods="GET"), "Hedge(methods=...)"),
+        (lambda: stages.Redirects(strip_headers="x-api-key"), "Redirects(strip_headers=...)"),
+        (lambda: stages.Retry(retry_statuses=503), "Retry(retry_statuses=...)"),
+        (lambda: stages.Retry(sleep=1.0), "Retry(sleep=...)"),
+        (lambda: stages.Timeout(5, clock=0), "Timeout(clock=...)"),
+        (lambda: stages.Metrics(buckets=None), "Metrics(buckets=...)"),
+        (lambda: stages.Logging(min_level=["info"]), "Logging(min_level=...)"),
+        (lambda: terminals.HttpxTerminal(settings={"timeout_total": 5}), "(settings=...)"),
+        (lambda: AsyncClient(plugins=stages.Retry()), "AsyncClient(plugins=...)"),
+        (lambda: AsyncClient(settings=True), "AsyncClient(settings=...)"),
+    ],
+)
+def test_common_mistakes_are_refused_when_built(build: Callable[[], object], named: str) -> None:
+    """The mistakes a user makes (one string or one status for a collection, a number for a
+    function, a dict for settings) are refused at once, naming the argument."""
+    with pytest.raises(ConfigError) as caught:
+        build()
+    assert named in str(caught.value)
