@@ -194,6 +194,7 @@ def test_every_case_is_known() -> None:
         (lambda: terminals.HttpxTerminal(settings={"timeout_total": 5}), "(settings=...)"),
         (lambda: AsyncClient(plugins=stages.Retry()), "AsyncClient(plugins=...)"),
         (lambda: AsyncClient(settings=True), "AsyncClient(settings=...)"),
+        (lambda: stages.default_plugins(True), "default_plugins(settings=...)"),
     ],
 )
 def test_common_mistakes_are_refused_when_built(build: Callable[[], object], named: str) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._args import need
 from .._pipeline import MiddlewarePlugin
 from .._settings import HttpSettings
 from ._circuit_breaker import CircuitBreaker
@@ -40,6 +41,8 @@ def default_plugins(
             deadline set by ``Timeout`` is compared with a time from the same clock.
         sleep: the retry stage's sleep (``FakeClock.sleep`` in tests).
     """
+    need(settings is None or isinstance(settings, HttpSettings), "default_plugins", "settings",
+         "an HttpSettings or None", settings)  # fmt: skip
     s = settings if settings is not None else HttpSettings()
     plugins: list[MiddlewarePlugin] = [
         Logging(),
