@@ -28,6 +28,7 @@ from typing import Literal
 import httpx
 from returns.result import Failure, Success
 
+from .._args import need_callable, strings_of
 from .._closing import close_all
 from .._errors import (
     ConfigError,
@@ -132,16 +133,8 @@ class MultiTerminal:
             raise ConfigError(
                 f"MultiTerminal(cooldown=...) must be a finite number > 0, got {cooldown!r}"
             )
-        if (
-            isinstance(methods, str)
-            or not isinstance(methods, Collection)
-            or not all(isinstance(m, str) for m in methods)
-        ):
-            raise ConfigError(
-                f"MultiTerminal(methods=...) must be a collection of method names, got {methods!r}"
-            )
-        if not callable(clock):
-            raise ConfigError(f"MultiTerminal(clock=...) must be callable, got {clock!r}")
+        methods = strings_of("MultiTerminal", "methods", methods, "method names, such as ['GET']")
+        need_callable("MultiTerminal", "clock", clock)
         if rng is not None and not isinstance(rng, random.Random):
             raise ConfigError(f"MultiTerminal(rng=...) must be a random.Random, got {rng!r}")
         self.strategy: Strategy = chosen
