@@ -297,7 +297,13 @@ class AsyncClient(ClosesOnExit):
                     files=files,
                     json=json,
                 )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
+        except (
+            httpx.InvalidURL,
+            httpx.UnsupportedProtocol,
+            TypeError,
+            ValueError,
+            AttributeError,  # httpx's answer to a header name, cookie jar or method not text
+        ) as exc:
             shown = redact_url(url)
             return Failure(InvalidRequestError(f"cannot build {method} {shown!r}: {exc}"))
         if problem is not None:
@@ -306,6 +312,16 @@ class AsyncClient(ClosesOnExit):
                     f"cannot send {method} {redact_url(url)!r}: {problem}", request=request
                 )
             )
+        for label, given in (("tags", tags), ("extensions", extensions)):
+            if given is not None and not isinstance(given, Mapping):
+                return Failure(
+                    InvalidRequestError(
+                        f"{label}=... must be a mapping, got {type(given).__name__}",
+                        request=request,
+                    )
+                )
+        if tags and not all(type(k) is str and type(v) is str for k, v in tags.items()):
+            return Failure(InvalidRequestError("tags=... must map str to str", request=request))
         if extensions:
             request.extensions.update(extensions)
         if max_body_bytes is not UNSET:  # checked by the terminal
@@ -351,7 +367,7 @@ class AsyncClient(ClosesOnExit):
         called, and the coroutine returned is the first stage's own: no frame of ours sits
         between the caller and the chain (each costs on every suspension and resumption).
         """
-        if not kwargs and method in _BODILESS and type(url) is str:
+        if not kwargs and type(method) is str and method in _BODILESS and type(url) is str:
             # Sent before with no option: built again from that request's parts (the same
             # request _build builds, without its ~6k instructions; test_client checks both).
             again = self._again.get(url)

@@ -14,6 +14,7 @@ import collections.abc
 import inspect
 import math
 import typing
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,14 +22,17 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from returns.result import Failure, Success
 
 from httprail import (
     AsyncClient,
     Client,
     ConfigError,
     HttpSettings,
+    InvalidRequestError,
     Pipeline,
     PluginRegistry,
+    RequestError,
     terminals,
 )
 from httprail import middleware as stages
@@ -203,3 +207,57 @@ def test_common_mistakes_are_refused_when_built(build: Callable[[], object], nam
     with pytest.raises(ConfigError) as caught:
         build()
     assert named in str(caught.value)
+
+
+REQUEST_OPTIONS = [
+    "params",
+    "headers",
+    "cookies",
+    "content",
+    "data",
+    "files",
+    "json",
+    "timeout",
+    "tags",
+    "raw_status",
+    "stream",
+    "extensions",
+    "max_body_bytes",
+]
+
+
+@pytest.mark.parametrize("option", ["method", "url", *REQUEST_OPTIONS])
+@settings(max_examples=30, deadline=None)
+@given(value=HOSTILE)
+async def test_any_request_argument_gives_a_result(option: str, value: object) -> None:
+    """A call's arguments, whatever their type, give a ``Success`` or a typed ``Failure``
+    (``InvalidRequestError`` for what cannot be built): ``request`` never raises."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"a": 1})
+
+    with warnings.catch_warnings():
+        # httpx's own advice for data=<bytes or text> ("use content=") is httpx's to give
+        warnings.filterwarnings("ignore", "Use 'content=", DeprecationWarning)
+        outcome = await _call(option, value, answer)
+    if isinstance(outcome, Failure):
+        assert isinstance(outcome.failure(), RequestError)
+        assert isinstance(outcome.failure(), InvalidRequestError) or seen
+    else:
+        assert isinstance(outcome, Success)
+        assert len(seen) == 1
+
+
+async def _call(
+    option: str, value: object, answer: Callable[[httpx.Request], httpx.Response]
+) -> object:
+    async with AsyncClient("http://h.test", plugins=[], terminal=MockTerminal(answer)) as client:
+        if option == "method":
+            outcome = await client.request(value, "/x")  # type: ignore[arg-type]
+        elif option == "url":
+            outcome = await client.request("GET", value)  # type: ignore[arg-type]
+        else:
+            outcome = await client.request("POST", "/x", **{option: value})  # type: ignore[arg-type]
+    return outcome
