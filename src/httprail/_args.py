@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from ._errors import ConfigError
+from ._settings import quoted
 
 __all__ = [
     "is_int",
@@ -24,16 +25,6 @@ __all__ = [
     "statuses_of",
     "strings_of",
 ]
-
-_QUOTE_LIMIT = 80
-
-
-def _quoted(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a repr that fails still gets a message
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
 
 def is_number(value: object) -> bool:
@@ -48,7 +39,7 @@ def is_int(value: object) -> bool:
 
 def refuse(owner: str, name: str, rule: str, value: object) -> NoReturn:
     """Raise the ``ConfigError`` for ``owner(name=value)``, which breaks ``rule``."""
-    raise ConfigError(f"{owner}({name}=...) must be {rule}, got {_quoted(value)}")
+    raise ConfigError(f"{owner}({name}=...) must be {rule}, got {quoted(value)}")
 
 
 def need(ok: bool, owner: str, name: str, rule: str, value: object) -> None:

@@ -15,7 +15,7 @@ from ._args import items_of, need
 from ._cache import remember
 from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
-from ._decode import decode_json
+from ._decode import decode_json, model_problem
 from ._errors import ConfigError, InvalidRequestError, RequestError
 from ._events import Observer
 from ._fast import bodiless_request, header_items, request_again
@@ -463,8 +463,13 @@ class AsyncClient(ClosesOnExit):
     ) -> Result[Any, RequestError]:
         """GET ``url`` and decode the body as JSON, or as ``model`` (a pydantic model or type).
 
-        Returns ``Failure(DecodeError)`` when the body is not JSON or does not fit ``model``.
+        Returns ``Failure(DecodeError)`` when the body is not JSON or does not fit ``model``,
+        and ``Failure(InvalidRequestError)``, before sending, when ``model`` is not a type.
         """
+        if model is not None:
+            problem = model_problem(model)
+            if problem is not None:
+                return Failure(InvalidRequestError(f"get_json(model=...): {problem}"))
         outcome = await self.request("GET", url, **kwargs)
         return outcome.bind(lambda response: decode_json(response, model))
 

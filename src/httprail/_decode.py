@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from returns.result import Failure, Result, Success
 
 from ._errors import DecodeError, RequestError, ResponseValidationError
+from ._settings import one_line, quoted
 
 __all__ = ["decode_json", "model_name", "request_of", "validation_problems"]
 
@@ -76,6 +77,9 @@ def decode_json(response: httpx.Response, model: Any = None) -> Result[Any, Requ
         return Failure(error)
     if model is None:
         return Success(data)
+    problem = model_problem(model)
+    if problem is not None:
+        return Failure(DecodeError(problem, request=request))
     try:
         return Success(_adapter(model).validate_python(data))
     except ValidationError as exc:
@@ -83,7 +87,17 @@ def decode_json(response: httpx.Response, model: Any = None) -> Result[Any, Requ
         return Failure(
             ResponseValidationError(model_name(model), validation_problems(exc), request=request)
         )
-    except TypeError as exc:  # the model itself is not a type pydantic understands
-        error = DecodeError(f"cannot validate against {model!r}: {exc}", request=request)
-        error.__cause__ = exc
-        return Failure(error)
+
+
+def model_problem(model: Any) -> str | None:
+    """Why ``model`` cannot validate anything (not a type pydantic understands), or ``None``.
+
+    A string is refused as such: pydantic would read it as a forward reference to resolve.
+    """
+    if isinstance(model, str | bytes):
+        return f"cannot validate against {quoted(model)}: a model is a type, not a string"
+    try:
+        _adapter(model)
+    except Exception as exc:  # noqa: BLE001 - whatever pydantic raises building the schema
+        return f"cannot validate against {quoted(model)}: {one_line(str(exc))[:200]}"
+    return None
