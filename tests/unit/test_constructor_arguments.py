@@ -33,6 +33,9 @@ from httprail import (
     Pipeline,
     PluginRegistry,
     RequestError,
+    generators,
+    services,
+    state,
     terminals,
 )
 from httprail import middleware as stages
@@ -78,9 +81,20 @@ CONFIGURED: dict[type, dict[str, Callable[[], object]]] = {
     terminals.Backend: {"terminal": _terminal},
     terminals.PipelineTransport: {"pipeline": _pipeline},
     terminals.Httpx2PipelineTransport: {"pipeline": _pipeline},
+    services.BalancerOptions: {},
+    services.HealthCheck: {},
+    services.ServiceRegistry: {"services": dict},
+    services.Offset: {},
+    services.PageNumber: {},
+    services.LinkHeader: {},
+    services.Cursor: {},
+    state.MemoryStore: {},
+    generators.SSEParser: {},
 }
 
-# Not here: ``ProviderOverrides``, a pydantic model read through ``HttpSettings(providers=...)``
+# Not here: ``GenerationRequest``, a record that generators check when asked to send it
+# (``problems()``: a typed ``Failure``, tests/unit/test_generator_types.py); and
+# ``ProviderOverrides``, a pydantic model read through ``HttpSettings(providers=...)``
 # and stack files, which turn its ``ValidationError`` into a ``ConfigError`` naming the
 # ``HTTP_PROVIDERS__<NAME>__...`` variable (tests/unit/test_settings.py); built directly, it
 # raises pydantic's ``ValidationError``, which names the field.

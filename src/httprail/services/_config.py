@@ -30,7 +30,25 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class HealthCheck(BaseModel):
+class _Options(BaseModel):
+    """A table of options: built with a wrong value, a ``ConfigError`` naming the field (the
+    pydantic ``ValidationError`` is its cause, which a stack file's loader reads to name the
+    key where the value came from)."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(map(str, err.get('loc', ())))}: {err.get('msg', 'invalid value')}"
+                f" (got {quoted(err.get('input'))})"
+                for err in exc.errors(include_url=False)[:5]
+            ]
+            name = type(self).__name__
+            raise ConfigError(one_line(f"{name}(...): " + "; ".join(problems))) from exc
+
+
+class HealthCheck(_Options):
     """Active health checks of a service's endpoints (run when the service has a health URL).
 
     Attributes:
@@ -48,7 +66,7 @@ class HealthCheck(BaseModel):
     unhealthy_threshold: _Count = 3
 
 
-class BalancerOptions(BaseModel):
+class BalancerOptions(_Options):
     """How attempts are spread over endpoints and when an endpoint is ejected (Envoy's
     outlier detection, consecutive-failure flavour).
 
@@ -206,7 +224,10 @@ def _model(
 ) -> _M:
     try:
         return model.model_validate(dict(values))
-    except ValidationError as exc:
+    except (ValidationError, ConfigError) as raised:  # _Options: the pydantic error is its cause
+        exc = raised if isinstance(raised, ValidationError) else raised.__cause__
+        if not isinstance(exc, ValidationError):  # pragma: no cover - _Options always sets it
+            raise
         problems = []
         for err in exc.errors(include_url=False)[:5]:
             key = ".".join(str(part) for part in err.get("loc", ()))

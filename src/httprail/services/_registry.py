@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from returns.result import Failure, Result, Success
 
+from .._args import need, need_callable
 from .._client import AsyncClient
 from .._closing import ClosesOnExit, close_all
 from .._discovery import PluginRegistry
@@ -81,6 +82,22 @@ class ServiceRegistry(ClosesOnExit):
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         source: str = "<services>",
     ) -> None:
+        owner = "ServiceRegistry"
+        declared = isinstance(services, Mapping) and all(
+            isinstance(k, str) and isinstance(v, ServiceConfig) for k, v in services.items()
+        )
+        need(declared, owner, "services", "a mapping of service names to ServiceConfig", services)
+        for label, value, kind in (
+            ("settings", settings, HttpSettings),
+            ("plugins", plugins, PluginRegistry),
+            ("environ", environ, Mapping),
+        ):
+            need(value is None or isinstance(value, kind), owner, label,
+                 f"a {kind.__name__} or None", value)  # fmt: skip
+        need_callable(owner, "terminal", terminal, optional=True)
+        need_callable(owner, "clock", clock)
+        need_callable(owner, "sleep", sleep)
+        need(isinstance(source, str), owner, "source", "a str", source)
         base = settings if settings is not None else HttpSettings()
         self._services: dict[str, _Service] = {}
         self._tasks: list[asyncio.Task[None]] = []

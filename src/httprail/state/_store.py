@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
+from .._args import need_callable
 from .._errors import ConfigError
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryStore", "StateStore", "shed_idle"]
@@ -69,6 +70,7 @@ class MemoryStore(Generic[V]):
             raise ConfigError(
                 f"MemoryStore(max_keys=...) must be an int >= 1 or None, got {max_keys!r}"
             )
+        need_callable("MemoryStore", "evictable", evictable, optional=True)
         self.max_keys = max_keys
         self.evictable = evictable
         self._limit = max_keys if max_keys is not None else -1
