@@ -214,6 +214,13 @@ def test_every_case_is_known() -> None:
         (lambda: AsyncClient(plugins=stages.Retry()), "AsyncClient(plugins=...)"),
         (lambda: AsyncClient(settings=True), "AsyncClient(settings=...)"),
         (lambda: stages.default_plugins(True), "default_plugins(settings=...)"),
+        (lambda: services.endpoint(None), "endpoint(spec=...)"),  # type: ignore[arg-type]
+        (lambda: services.endpoint("GET /x", response=5), "response=..."),
+        (lambda: services.paginated("/x", style={}), "paginated(style=...)"),  # type: ignore[arg-type]
+        (
+            lambda: services.paginate(AsyncClient(), "/x", style=services.Offset(), item="x"),
+            "paginate(item=...)",
+        ),
     ],
 )
 def test_common_mistakes_are_refused_when_built(build: Callable[[], object], named: str) -> None:

@@ -21,7 +21,8 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 from returns.result import Failure, Result, Success
 
-from .._decode import decode_json, model_name, validation_problems
+from .._args import need
+from .._decode import decode_json, model_name, model_problem, validation_problems
 from .._errors import ConfigError, PaginationError, RequestError, ResponseValidationError
 from ._links import next_link
 from ._typed import _bind, _options, _Route, _Slot, _wrapped
@@ -104,6 +105,11 @@ class LinkHeader:
 
 
 PageStyle = PageNumber | Offset | Cursor | LinkHeader
+
+
+def _check_style(owner: str, style: object) -> None:
+    need(isinstance(style, PageNumber | Offset | Cursor | LinkHeader), owner, "style",
+         "PageNumber(), Offset(), Cursor(...) or LinkHeader()", style)  # fmt: skip
 
 
 @lru_cache(maxsize=256)
@@ -197,6 +203,11 @@ def paginate(
     _positive("paginate", max_pages=max_pages)
     if max_items is not None:
         _positive("paginate", max_items=max_items)
+    _check_style("paginate", style)
+    if item is not None:
+        problem = model_problem(item)
+        if problem is not None:
+            raise ConfigError(f"paginate(item=...): {problem}")
     return _pages(client, url, style, item, method, max_pages, max_items, options)
 
 
@@ -353,6 +364,7 @@ def paginated(
     _positive("paginated", max_pages=max_pages)
     if max_items is not None:
         _positive("paginated", max_items=max_items)
+    _check_style("paginated", style)
 
     def decorate(func: P) -> P:
         slot = _PagedSlot(func, _Route.parse(method, path, func.__qualname__), options)

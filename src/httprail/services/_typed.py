@@ -45,7 +45,8 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from returns.result import Failure, Result, Success
 
-from .._decode import decode_json, model_name, validation_problems
+from .._args import need
+from .._decode import decode_json, model_name, model_problem, validation_problems
 from .._errors import ConfigError, InvalidRequestError, RequestError
 
 if TYPE_CHECKING:
@@ -383,6 +384,11 @@ class DeclaredEndpoint(Generic[T]):
     any other keyword a query parameter; returns ``Result[T, RequestError]``."""
 
     def __init__(self, spec: str, response: Any, options: Mapping[str, Any]) -> None:
+        need(isinstance(spec, str), "endpoint", "spec", "a str such as 'GET /users/{id}'", spec)
+        if response is not httpx.Response:
+            problem = model_problem(response)
+            if problem is not None:
+                raise ConfigError(f"endpoint {spec!r}: response=...: {problem}")
         method, _, path = spec.strip().partition(" ")
         if not path.strip().startswith("/"):
             raise ConfigError(f"endpoint {spec!r}: expected 'METHOD /path', such as 'GET /users'")
