@@ -320,7 +320,7 @@ class AsyncClient(ClosesOnExit):
                         request=request,
                     )
                 )
-        if tags and not all(type(k) is str and type(v) is str for k, v in tags.items()):
+        if tags and not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
             return Failure(InvalidRequestError("tags=... must map str to str", request=request))
         if extensions:
             request.extensions.update(extensions)
