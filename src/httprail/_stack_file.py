@@ -220,7 +220,11 @@ def load_stack_file(path: str | os.PathLike[str]) -> StackDeclaration:
     Raises:
         ConfigError: the file is missing, is not TOML, or does not declare a valid stack.
     """
-    file = Path(path)
+    try:
+        file = Path(path)
+    except TypeError:
+        shown = quoted(path)
+        raise ConfigError(f"a stack file path must be a str or a path, got {shown}") from None
     data = read_toml(file, "the stack file")
     source = str(file)
     if file.name == "pyproject.toml":
@@ -247,6 +251,8 @@ def read_toml(file: Path, what: str) -> dict[str, Any]:
         raise ConfigError(one_line(f"{file}: not valid TOML ({exc})")) from None
     except RecursionError:
         raise ConfigError(f"{file}: not valid TOML (nested too deeply to read)") from None
+    except ValueError:  # after TOMLDecodeError, a ValueError too: a NUL byte in the path
+        raise ConfigError(f"{quoted(str(file))}: cannot read {what} (not a usable path)") from None
 
 
 def _paths_from(data: Any, folder: Path) -> Any:

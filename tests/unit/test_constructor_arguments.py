@@ -34,6 +34,7 @@ from httprail import (
     PluginRegistry,
     RequestError,
     generators,
+    load_stack_file,
     services,
     state,
     terminals,
@@ -286,3 +287,10 @@ async def _call(
         else:
             outcome = await client.request("POST", "/x", **{option: value})  # type: ignore[arg-type]
     return outcome
+
+
+@pytest.mark.parametrize("path", ["stack\x00.toml", 5, None])
+def test_a_stack_file_path_that_cannot_be_a_path_is_a_config_error(path: object) -> None:
+    """A path with a NUL byte (``ValueError`` from the OS layer) or of another type."""
+    with pytest.raises(ConfigError):
+        load_stack_file(path)  # type: ignore[arg-type]
