@@ -22,7 +22,7 @@ from ._fast import bodiless_request, header_items, request_again
 from ._health import HealthSnapshot
 from ._pipeline import MiddlewarePlugin, Pipeline, TerminalPlugin
 from ._redact import is_sensitive_header, redact_text, redact_url, register_secret
-from ._result import Outcome
+from ._result import Outcome, resolved
 from ._settings import HttpSettings
 from ._validate import headers_problem
 from ._version import __version__
@@ -353,7 +353,10 @@ class AsyncClient(ClosesOnExit):
         remember(self._again, url, lambda _: (full_url, list(header_items(request.headers))))
 
     async def send(self, request: httpx.Request) -> Outcome:
-        """Send an already built request through the pipeline."""
+        """Send an already built request through the pipeline (anything but an
+        ``httpx.Request`` is answered ``Failure(InvalidRequestError)``)."""
+        if not isinstance(request, httpx.Request):
+            return await self._pipeline.send(request)  # which says what was given
         if not isinstance(request.extensions.get(EXTENSION_KEY), RequestContext):
             request.extensions[EXTENSION_KEY] = self._context
         return await self._pipeline.send(request)
@@ -377,7 +380,7 @@ class AsyncClient(ClosesOnExit):
                 return sent if type(sent) is CoroutineType else _awaited(sent)
         built = self._build(method, url, **kwargs)
         if type(built) is Failure:
-            return _resolved(built)
+            return resolved(built)
         sent = self._dispatch(built)  # the context is set: no Pipeline.send check
         return sent if type(sent) is CoroutineType else _awaited(sent)
 
@@ -521,10 +524,6 @@ class AsyncClient(ClosesOnExit):
 # POST, PUT and PATCH requests), which build_request builds without httpx's body encoding
 # (``_fast.bodiless_request``; ``tests/unit/test_client.py`` checks it against httpx's).
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
-
-
-async def _resolved(outcome: Outcome) -> Outcome:
-    return outcome
 
 
 async def _awaited(outcome: Awaitable[Outcome]) -> Outcome:

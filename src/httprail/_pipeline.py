@@ -15,9 +15,9 @@ from returns.result import Failure, Result, Success
 from ._args import items_of
 from ._closing import ClosesOnExit
 from ._context import EXTENSION_KEY, RequestContext
-from ._errors import ConfigError, RequestError
+from ._errors import ConfigError, InvalidRequestError, RequestError
 from ._events import Event, Observer
-from ._result import Next, Outcome
+from ._result import Next, Outcome, resolved
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -226,7 +226,10 @@ class Pipeline(ClosesOnExit):
         return RequestContext(observers=self._observers, **fields)
 
     def send(self, request: httpx.Request) -> Awaitable[Outcome]:
-        """Run ``request`` through every stage and the terminal."""
+        """Run ``request`` through every stage and the terminal (anything but an
+        ``httpx.Request`` is answered ``Failure(InvalidRequestError)``)."""
+        if not isinstance(request, httpx.Request):
+            return resolved(Failure(_not_a_request(request)))
         ctx = request.extensions.get(EXTENSION_KEY)
         if not isinstance(ctx, RequestContext):
             request.extensions[EXTENSION_KEY] = RequestContext(observers=self._observers)
@@ -278,3 +281,7 @@ class Pipeline(ClosesOnExit):
     async def aclose(self) -> None:
         """Close the terminal (and with it the connection pool)."""
         await self._terminal.aclose()
+
+
+def _not_a_request(given: object) -> InvalidRequestError:
+    return InvalidRequestError(f"send() takes an httpx.Request, got {type(given).__name__}")

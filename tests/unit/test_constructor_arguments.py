@@ -249,7 +249,7 @@ REQUEST_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("option", ["method", "url", "model", *REQUEST_OPTIONS])
+@pytest.mark.parametrize("option", ["method", "url", "model", "send", *REQUEST_OPTIONS])
 @settings(max_examples=30, deadline=None)
 @given(value=HOSTILE)
 async def test_any_request_argument_gives_a_result(option: str, value: object) -> None:
@@ -284,6 +284,11 @@ async def _call(
             outcome = await client.request("GET", value)  # type: ignore[arg-type]
         elif option == "model":  # get_json's: a model that is not a type is refused unsent
             outcome = await client.get_json("/x", model=value)
+        elif option == "send":  # what is given to send (and Pipeline.send): not a request
+            outcome = await client.send(value)  # type: ignore[arg-type]
+            direct = await client.pipeline.send(value)  # type: ignore[arg-type]
+            assert isinstance(direct, Failure)
+            assert isinstance(direct.failure(), InvalidRequestError)
         else:
             outcome = await client.request("POST", "/x", **{option: value})  # type: ignore[arg-type]
     return outcome
