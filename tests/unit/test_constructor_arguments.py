@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import math
+import types
 import typing
 import warnings
 from collections.abc import Callable
@@ -100,9 +101,6 @@ CONFIGURED: dict[type, dict[str, Callable[[], object]]] = {
 # ``HTTP_PROVIDERS__<NAME>__...`` variable (tests/unit/test_settings.py); built directly, it
 # raises pydantic's ``ValidationError``, which names the field.
 
-# Arguments any value may fill (none today: each argument is checked).
-OPAQUE: set[tuple[type, str]] = set()
-
 
 def _arguments(cls: type) -> list[str]:
     signature = inspect.signature(cls)
@@ -110,7 +108,6 @@ def _arguments(cls: type) -> list[str]:
         name
         for name, parameter in signature.parameters.items()
         if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
-        and (cls, name) not in OPAQUE
     ]
 
 
@@ -142,7 +139,7 @@ def _hints(cls: type) -> dict[str, Any]:
 def _wants_callable(hint: Any) -> bool:
     """Whether every value the hint allows, but ``None``, is a callable."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return bool(args) and all(_wants_callable(a) for a in args)
     return typing.get_origin(hint) is collections.abc.Callable
 
