@@ -312,16 +312,10 @@ class AsyncClient(ClosesOnExit):
                     f"cannot send {method} {redact_url(url)!r}: {problem}", request=request
                 )
             )
-        for label, given in (("tags", tags), ("extensions", extensions)):
-            if given is not None and not isinstance(given, Mapping):
-                return Failure(
-                    InvalidRequestError(
-                        f"{label}=... must be a mapping, got {type(given).__name__}",
-                        request=request,
-                    )
-                )
-        if tags and not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-            return Failure(InvalidRequestError("tags=... must map str to str", request=request))
+        if tags is not None or extensions is not None:
+            refused = _options_problem(tags, extensions)
+            if refused is not None:
+                return Failure(InvalidRequestError(refused, request=request))
         if extensions:
             request.extensions.update(extensions)
         if max_body_bytes is not UNSET:  # checked by the terminal
@@ -355,11 +349,11 @@ class AsyncClient(ClosesOnExit):
     async def send(self, request: httpx.Request) -> Outcome:
         """Send an already built request through the pipeline (anything but an
         ``httpx.Request`` is answered ``Failure(InvalidRequestError)``)."""
-        if not isinstance(request, httpx.Request):
-            return await self._pipeline.send(request)  # which says what was given
-        if not isinstance(request.extensions.get(EXTENSION_KEY), RequestContext):
+        if isinstance(request, httpx.Request) and not isinstance(
+            request.extensions.get(EXTENSION_KEY), RequestContext
+        ):
             request.extensions[EXTENSION_KEY] = self._context
-        return await self._pipeline.send(request)
+        return await self._pipeline.send(request)  # which refuses anything but a request
 
     def request(
         self, method: str, url: httpx.URL | str, **kwargs: Unpack[RequestOptions]
@@ -524,6 +518,18 @@ class AsyncClient(ClosesOnExit):
 # POST, PUT and PATCH requests), which build_request builds without httpx's body encoding
 # (``_fast.bodiless_request``; ``tests/unit/test_client.py`` checks it against httpx's).
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+def _options_problem(tags: object, extensions: object) -> str | None:
+    """What is wrong with a call's ``tags`` and ``extensions`` (``None``: nothing)."""
+    for label, given in (("tags", tags), ("extensions", extensions)):
+        if given is not None and not isinstance(given, Mapping):
+            return f"{label}=... must be a mapping, got {type(given).__name__}"
+    if isinstance(tags, Mapping) and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        return "tags=... must map str to str"
+    return None
 
 
 async def _awaited(outcome: Awaitable[Outcome]) -> Outcome:

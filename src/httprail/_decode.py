@@ -77,11 +77,11 @@ def decode_json(response: httpx.Response, model: Any = None) -> Result[Any, Requ
         return Failure(error)
     if model is None:
         return Success(data)
-    problem = model_problem(model)
-    if problem is not None:
-        return Failure(DecodeError(problem, request=request))
+    adapter = _adapter_or_problem(model)
+    if isinstance(adapter, str):
+        return Failure(DecodeError(adapter, request=request))
     try:
-        return Success(_adapter(model).validate_python(data))
+        return Success(adapter.validate_python(data))
     except ValidationError as exc:
         # Not chained: pydantic's own message shows the input values.
         return Failure(
@@ -90,14 +90,17 @@ def decode_json(response: httpx.Response, model: Any = None) -> Result[Any, Requ
 
 
 def model_problem(model: Any) -> str | None:
-    """Why ``model`` cannot validate anything (not a type pydantic understands), or ``None``.
+    """Why ``model`` cannot validate anything (not a type pydantic understands), or ``None``."""
+    found = _adapter_or_problem(model)
+    return found if isinstance(found, str) else None
 
-    A string is refused as such: pydantic would read it as a forward reference to resolve.
-    """
+
+def _adapter_or_problem(model: Any) -> TypeAdapter[Any] | str:
+    """The (cached) validator of ``model``, or why there can be none. A string is refused as
+    such: pydantic would read it as a forward reference to resolve."""
     if isinstance(model, str | bytes):
         return f"cannot validate against {quoted(model)}: a model is a type, not a string"
     try:
-        _adapter(model)
+        return _adapter(model)
     except Exception as exc:  # noqa: BLE001 - whatever pydantic raises building the schema
         return f"cannot validate against {quoted(model)}: {one_line(str(exc))[:200]}"
-    return None

@@ -162,10 +162,6 @@ def _dist_key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
-def _flat(pairs: Mapping[Any, Any]) -> list[object]:
-    return [item for pair in pairs.items() for item in pair]
-
-
 class PluginRegistry:
     """Plugins by group and name; build one with :meth:`discover` or fill it with :meth:`register`.
 
@@ -173,12 +169,12 @@ class PluginRegistry:
     """
 
     def __init__(self, *, prefer: Mapping[str, str] | None = None) -> None:
-        need(
-            prefer is None
-            or (isinstance(prefer, Mapping) and all(isinstance(x, str) for x in _flat(prefer))),
-            "PluginRegistry", "prefer", "a mapping of plugin names to distributions, or None",
-            prefer,
-        )  # fmt: skip
+        chosen = prefer is None or (
+            isinstance(prefer, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in prefer.items())
+        )
+        rule = "a mapping of plugin names to distributions, or None"
+        need(chosen, "PluginRegistry", "prefer", rule, prefer)
         self._specs: dict[PluginGroup, dict[str, PluginSpec]] = {g: {} for g in GROUPS}
         self._clashes: dict[tuple[PluginGroup, str], PluginClash] = {}
         self._failed: list[FailedPlugin] = []

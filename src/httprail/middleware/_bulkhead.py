@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from .._args import need_callable
 from .._context import get_context, upstream_of
 from .._errors import BulkheadFullError, ConfigError
 from .._events import rejected
@@ -99,9 +100,9 @@ class Bulkhead:
                 f"Bulkhead(queue_timeout=...) must be a finite number > 0 or None, "
                 f"got {queue_timeout!r}"
             )
-        for label, fn in (("key", key), ("clock", clock), ("sleep", sleep)):
-            if not callable(fn) and not (label == "key" and fn is None):
-                raise ConfigError(f"Bulkhead({label}=...) must be callable, got {fn!r}")
+        need_callable("Bulkhead", "key", key, optional=True)
+        need_callable("Bulkhead", "clock", clock)
+        need_callable("Bulkhead", "sleep", sleep)
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
         self.queue_timeout = None if queue_timeout is None else float(queue_timeout)

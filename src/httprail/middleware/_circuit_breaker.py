@@ -37,6 +37,7 @@ from typing import Any, Literal, NamedTuple
 import httpx
 from returns.result import Success
 
+from .._args import need_callable
 from .._context import get_context, upstream_of
 from .._errors import (
     CircuitBreakerOpenError,
@@ -233,8 +234,7 @@ class CircuitBreaker:
                 f"got {cooldown!r}"
             )
         for label, value in (("key", key), ("is_failure", is_failure), ("clock", clock)):
-            if value is not None and not callable(value):
-                raise ConfigError(f"CircuitBreaker({label}=...) must be callable, got {value!r}")
+            need_callable("CircuitBreaker", label, value, optional=True)
         if store is not None and not (
             isinstance(store, StateStore)
             and inspect.iscoroutinefunction(store.get)

@@ -205,6 +205,7 @@ class Hedge:
         for label, value, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"Hedge({label}=...) must be {rule}, got {value!r}")
+        methods = strings_of("Hedge", "methods", methods, "method names, such as ['GET']")
         self.delay = None if delay is None else float(delay)
         self.quantile = float(quantile)
         self.max_hedges = max_hedges
@@ -213,7 +214,6 @@ class Hedge:
         self.min_samples = min_samples
         self.window = window
         self.breaker = breaker
-        methods = strings_of("Hedge", "methods", methods, "method names, such as ['GET']")
         self.methods = frozenset(m.upper() for m in methods)
         self._refresh = max(1, window // 20)
         self._key = key or upstream_of

@@ -141,11 +141,10 @@ class Metrics:
     ) -> None:
         rule = "finite numbers > 0"
         items = items_of("Metrics", "buckets", buckets, rule)
-        need(all(is_number(b) for b in items), "Metrics", "buckets", rule, buckets)
+        need(bool(items) and all(is_number(b) and b > 0 for b in items), "Metrics", "buckets",
+             rule, buckets)  # fmt: skip
         need_callable("Metrics", "clock", clock)
         bounds = tuple(float(b) for b in items)
-        if not bounds or any(b <= 0 or not math.isfinite(b) for b in bounds):
-            raise ConfigError("Metrics(buckets=...) must be finite numbers > 0")
         if any(a >= b for a, b in itertools.pairwise(bounds)):
             raise ConfigError("Metrics(buckets=...) must be strictly increasing")
         if (

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from returns.result import Success
 
+from .._args import need_callable, statuses_of
 from .._context import get_context, upstream_of
 from .._errors import ConfigError, RateLimitedError, StatusError
 from .._events import rejected
@@ -155,26 +156,10 @@ class RateLimiter:
                 )
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
             raise ConfigError(f"RateLimiter(max_keys=...) must be an int >= 1, got {max_keys!r}")
-        if not isinstance(throttle_statuses, Collection) or isinstance(
-            throttle_statuses, str | bytes
-        ):
-            raise ConfigError(
-                f"RateLimiter(throttle_statuses=...) must be a collection of HTTP status codes, "
-                f"got {throttle_statuses!r}"
-            )
-        bad = [s for s in throttle_statuses if not isinstance(s, int) or not 100 <= s <= 599]
-        if bad:
-            raise ConfigError(
-                f"RateLimiter(throttle_statuses=...) must be HTTP status codes, got {bad}"
-            )
-        for label, fn in (
-            ("key", key),
-            ("clock", clock),
-            ("sleep", sleep),
-            ("wall_clock", wall_clock),
-        ):
-            if not callable(fn) and not (label == "key" and fn is None):
-                raise ConfigError(f"RateLimiter({label}=...) must be callable, got {fn!r}")
+        statuses = statuses_of("RateLimiter", "throttle_statuses", throttle_statuses)
+        need_callable("RateLimiter", "key", key, optional=True)
+        for label, fn in (("clock", clock), ("sleep", sleep), ("wall_clock", wall_clock)):
+            need_callable("RateLimiter", label, fn)
         if store is not None and not (
             isinstance(store, SharedRateStore)
             and inspect.iscoroutinefunction(store.rate_acquire)
@@ -189,7 +174,7 @@ class RateLimiter:
         self.burst = None if burst is None else float(burst)
         self.adaptive = adaptive
         self.max_wait = None if max_wait is None else float(max_wait)
-        self.throttle_statuses = frozenset(throttle_statuses)
+        self.throttle_statuses = statuses
         self.retry_after_max = float(retry_after_max)
         self.max_keys = max_keys
         self._key = key or upstream_of

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from returns.result import Failure
 
+from .._args import need_callable
 from .._errors import ConfigError, InvalidRequestError
 from .._log import REQUEST_ID
 from .._result import Next, Outcome
@@ -84,8 +85,7 @@ class RequestId:
             raise ConfigError(f"RequestId(header=...) must be a header name, got {header!r}")
         if not isinstance(from_trace, bool):
             raise ConfigError(f"RequestId(from_trace=...) must be a bool, got {from_trace!r}")
-        if not callable(generate):
-            raise ConfigError(f"RequestId(generate=...) must be callable, got {generate!r}")
+        need_callable("RequestId", "generate", generate)
         self.header = header
         self.from_trace = from_trace
         self._generate = generate

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._args import is_number
+from .._args import is_number, need_callable
 from .._errors import ConfigError
 from .._settings import HttpSettings
 from ..state._shared import SharedBudgetStore
@@ -168,8 +168,7 @@ class RetryBudget:
         for label, count in (("buckets", buckets), ("max_keys", max_keys)):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ConfigError(f"RetryBudget({label}=...) must be an int >= 1, got {count!r}")
-        if not callable(clock):
-            raise ConfigError(f"RetryBudget(clock=...) must be callable, got {clock!r}")
+        need_callable("RetryBudget", "clock", clock)
         if store is not None and not (
             isinstance(store, SharedBudgetStore) and inspect.iscoroutinefunction(store.budget_spend)
         ):

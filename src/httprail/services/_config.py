@@ -7,7 +7,7 @@ from the environment (:mod:`httprail.services._env`); every problem is a one-lin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
@@ -39,13 +39,8 @@ class _Options(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            problems = [
-                f"{'.'.join(map(str, err.get('loc', ())))}: {err.get('msg', 'invalid value')}"
-                f" (got {quoted(err.get('input'))})"
-                for err in exc.errors(include_url=False)[:5]
-            ]
-            name = type(self).__name__
-            raise ConfigError(one_line(f"{name}(...): " + "; ".join(problems))) from exc
+            problems = _problems(type(self), exc, lambda key: key)
+            raise ConfigError(f"{type(self).__name__}(...): {problems}") from exc
 
 
 class HealthCheck(_Options):
@@ -228,15 +223,22 @@ def _model(
         exc = raised if isinstance(raised, ValidationError) else raised.__cause__
         if not isinstance(exc, ValidationError):  # pragma: no cover - _Options always sets it
             raise
-        problems = []
-        for err in exc.errors(include_url=False)[:5]:
-            key = ".".join(str(part) for part in err.get("loc", ()))
-            where = sources.get(f"{table}.{key}") or f"service {name!r}, {table}.{key}"
-            message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-            if err.get("type") == "extra_forbidden":
-                known = ", ".join(model.model_fields)
-                message = f"unknown key; known: {known}"
-            elif key not in ("proxy_url",):
-                message += f" (got {quoted(err.get('input'))})"
-            problems.append(f"{where}: {message}")
-        raise ConfigError(one_line("; ".join(problems))) from None
+
+        def where(key: str) -> str:
+            return sources.get(f"{table}.{key}") or f"service {name!r}, {table}.{key}"
+
+        raise ConfigError(_problems(model, exc, where)) from None
+
+
+def _problems(model: type[BaseModel], exc: ValidationError, where: Callable[[str], str]) -> str:
+    """The first five problems of ``exc`` on one line, each after ``where(key)``."""
+    problems = []
+    for err in exc.errors(include_url=False)[:5]:
+        key = ".".join(str(part) for part in err.get("loc", ()))
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            message = f"unknown key; known: {', '.join(model.model_fields)}"
+        elif key not in ("proxy_url",):
+            message += f" (got {quoted(err.get('input'))})"
+        problems.append(f"{where(key)}: {message}")
+    return one_line("; ".join(problems))
