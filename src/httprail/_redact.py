@@ -3,7 +3,8 @@
 :func:`redact_text` is that rule. It
 
 - rewrites every URL it finds: userinfo removed, the values of sensitive query parameters
-  (:data:`SENSITIVE_QUERY_PARAMS` and the names auth stages registered) replaced;
+  (:data:`SENSITIVE_QUERY_PARAMS`, the names auth stages registered and every name ending in
+  ``token``, ``secret``, ``key``, ...: :func:`is_sensitive_param`) replaced;
 - replaces the value of a sensitive header wherever it is quoted as a pair
   (``(b'authorization', b'...')``) or a line (``Cookie: ...``), the value of a header a backend
   refused (``Illegal header value b'...'``) and ``Bearer`` credentials;
@@ -25,6 +26,7 @@ than :data:`MIN_SECRET_LENGTH` are not registered (masking every ``"ab"`` would 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -226,9 +228,36 @@ def is_sensitive_header(name: str) -> bool:
     return lowered in SENSITIVE_HEADERS or lowered.endswith(("-token", "-secret", "-api-key"))
 
 
+# A query parameter name that ends in one of these, once lowered and without ``-``, ``_`` and
+# ``.`` (``auth_token``, ``accessToken``, ``x-api-key``, ``private.key``, ``session_secret``),
+# names a credential, as a header name ending in ``-token`` does.
+_CREDENTIAL_ENDINGS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "signature",
+    "credential",
+    "credentials",
+    "jwt",
+    "sessionid",
+)
+_SEPARATORS = str.maketrans("", "", "-_.")
+
+
+@functools.lru_cache(maxsize=1024)
+def _credential_name(lowered: str) -> bool:
+    return lowered.translate(_SEPARATORS).endswith(_CREDENTIAL_ENDINGS)
+
+
 def is_sensitive_param(name: str) -> bool:
-    """True for query parameter names whose values are credentials."""
-    return name.lower() in _registry.params
+    """True for query parameter names whose values are credentials: the built-in names and
+    the registered ones (any case), and every name ending in ``token``, ``secret``,
+    ``password``, ``key``, ``signature``, ``credential`` or ``jwt`` (``-``, ``_`` and ``.``
+    aside: ``auth_token``, ``accessToken``, ``private-key``)."""
+    lowered = name.lower()
+    return lowered in _registry.params or _credential_name(lowered)
 
 
 def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -262,6 +291,10 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
 _PARAM = re.compile(r"([?&;])([^=&;#?]+)=([^&;#\])>]*)")  # a URL in brackets keeps its ']'
 _LITERAL = r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\""""
 _REFUSED_VALUE = re.compile(rf"(?i)(header value:?\s*)({_LITERAL})")
+# ... and unquoted, to the end of the line (pyreqwest: ``Invalid header value: <the value>``).
+_REFUSED_BARE = re.compile(
+    rf"(?i)(header value:[ \t]*)(?![ \t]|{re.escape(REDACTED)}|b?['\"])([^\r\n]+)"
+)
 # A quoted header name and its quoted value: a tuple ``(b'cookie', b'...')`` (httpcore's trace),
 # ``b'cookie'=b'...'`` and ``b'cookie': b'...'`` (hpack's header table lines).
 _PAIR = re.compile(rf"""(b?(['"])([!#$%&*+.^_`|~0-9A-Za-z-]+)\2(?:,\s*|=|:\s*))({_LITERAL})""")
@@ -279,10 +312,9 @@ def _scrub_url(url: str) -> str:
         url = _USERINFO.sub(r"\1", url)
     if "=" not in url:
         return url
-    params = _registry.params
 
     def value(part: re.Match[str]) -> str:
-        if unquote_plus(part.group(2)).lower() in params:
+        if is_sensitive_param(unquote_plus(part.group(2))):
             return f"{part.group(1)}{part.group(2)}={REDACTED_QUERY}"
         return part.group(0)
 
@@ -325,8 +357,7 @@ def _request_secrets(request: httpx.Request) -> list[str]:
     if url.password:
         found.append(url.password)
     if url.query:
-        params = _registry.params
-        found.extend(v for k, v in url.params.multi_items() if k.lower() in params)
+        found.extend(v for k, v in url.params.multi_items() if is_sensitive_param(k))
     variants: set[str] = set()
     for value in found:
         if len(value) >= MIN_SECRET_LENGTH:
@@ -352,6 +383,8 @@ def redact_text(text: str, request: httpx.Request | None = None) -> str:
         text = _REFUSED_VALUE.sub(rf"\1{REDACTED}", text)
         text = _PAIR.sub(_pair, text)
     if ":" in text:
+        if "alue:" in text or "ALUE:" in text:
+            text = _REFUSED_BARE.sub(rf"\1{REDACTED}", text)
         text = _LINE.sub(_line, text)
     if "Bearer " in text:
         text = _BEARER.sub(f"Bearer {REDACTED}", text)

@@ -20,8 +20,9 @@ A stack file is ``httprail.toml`` (top level) or ``pyproject.toml`` (under ``[to
 Names are looked up in the plugin registry (entry points); the last name of a provider's stack
 is a generator. Every problem is a :class:`ConfigError` naming the file, the provider or
 service, the plugin and the option, found when the file is loaded where it can be: base URLs
-(absolute ``http``/``https``), headers (no CR, LF or NUL), settings (their rules and bounds),
-nesting (at most 32 levels). Values are never quoted where they may be secrets.
+(absolute ``http``/``https``), headers (no control character such as CR, LF or NUL), settings
+(their rules and bounds), nesting (at most 32 levels). Values are never quoted where they may
+be secrets.
 
 TLS and proxies are settings: ``settings = { ca_bundle = "certs/ca.pem", proxy_url = "..." }``;
 a relative file path is relative to the stack file's folder.

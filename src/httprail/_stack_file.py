@@ -2,9 +2,10 @@
 :class:`StackDeclaration`, before anything is built (see :mod:`httprail._stack`).
 
 Checked when loaded: the shape (unknown keys, types), base URLs (absolute ``http``/``https``
-with a host), headers (no CR, LF or NUL: a header line cut short smuggles a request), settings
-(as :class:`ProviderOverrides`, with their rules and bounds) and nesting (at most
-:data:`MAX_DEPTH` levels; a 3,000-deep value used to be a ``RecursionError``). Every problem is
+with a host), headers (no control character such as CR, LF or NUL: a header line cut short
+smuggles a request), settings (as :class:`ProviderOverrides`, with their rules and bounds)
+and nesting (at most :data:`MAX_DEPTH` levels; a 3,000-deep value used to be a
+``RecursionError``). Every problem is
 one line naming the file, the provider or service and the key; a URL's userinfo and a header's
 value are never quoted.
 """

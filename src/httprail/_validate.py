@@ -1,10 +1,13 @@
-"""What may go on the wire: no CR, LF or NUL in a method, a header or a URL (request smuggling).
+"""What may go on the wire: no control character in a method, a header or a URL (request
+smuggling).
 
 A CR or LF inside a header value ends the header line early: ``"v\\r\\nContent-Length: 0"``
 adds a header, and a blank line ends the head and starts a second request on the same
-connection. Some backends refuse such input, libcurl sends it as it is; every terminal asks
-:class:`SendCheck` before it hands a request to its backend, and :class:`~httprail.AsyncClient`
-and the stack files check their fixed headers when they are built.
+connection. A header value holds no other control character either but HTAB (RFC 9110 5.5):
+backends differ on them (libcurl and httpx send them, aiohttp and reqwest refuse them, reqwest
+quoting the value in its error). Every terminal asks :class:`SendCheck` before it hands a
+request to its backend, and :class:`~httprail.AsyncClient` and the stack files check their
+fixed headers when they are built.
 
 The helpers return ``None`` for a value that can go on the wire, else a short sentence saying
 which header (or the method, or the URL) and which character is wrong, and where. A header
@@ -34,9 +37,10 @@ __all__ = [
 _TOKEN = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _NOT_TOKEN = re.compile(f"[^{_TOKEN}]")
 _NOT_TOKEN_BYTES = re.compile(f"[^{_TOKEN}]".encode())
-# What ends a line or a C string: never in a header value.
-_LINE_BREAKING = re.compile("[\r\n\x00]")
-_LINE_BREAKING_BYTES = re.compile(b"[\r\n\x00]")
+# What never goes in a header value (RFC 9110 5.5): a control character other than HTAB. CR
+# and LF end the line, NUL ends a C string; the others some backends send and some refuse.
+_NOT_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+_NOT_IN_VALUE_BYTES = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 # A URL holds no control characters at all (httpx refuses them too, when it parses one).
 _URL_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
@@ -87,16 +91,16 @@ def method_problem(method: str | bytes) -> str | None:
 def header_problem(name: str | bytes, value: str | bytes) -> str | None:
     """Why the header ``name: value`` cannot be sent (``None``: it can).
 
-    The name must be an HTTP token; the value must hold no CR, LF or NUL. The message names
-    the header and the character, never the value.
+    The name must be an HTTP token; the value must hold no control character but HTAB (no CR,
+    LF, NUL, ...). The message names the header and the character, never the value.
     """
     problem = _token_problem("header name", name)
     if problem is not None:
         return problem
     found = (
-        _LINE_BREAKING_BYTES.search(value)
+        _NOT_IN_VALUE_BYTES.search(value)
         if isinstance(value, bytes)
-        else _LINE_BREAKING.search(value)
+        else _NOT_IN_VALUE.search(value)
     )
     if found is None:
         return None

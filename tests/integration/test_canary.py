@@ -26,7 +26,7 @@ from structlog.testing import capture_logs
 from httprail import AsyncClient, Failure, HttpSettings, MaxRetriesExceededError, RequestError
 from httprail.cli import main
 from httprail.middleware import ApiKeyAuth, BasicAuth, BearerAuth, Logging, default_plugins
-from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal
+from httprail.terminals import AiohttpTerminal, CurlTerminal, HttpxTerminal, PyreqwestTerminal
 from httprail.testing import ChaosServer, Fault, Reply
 
 from .._net import closed_port
@@ -34,6 +34,8 @@ from .._net import closed_port
 CANARY = "CANARY7f3a9c"
 USERINFO = f"{CANARY}-userinfo"
 QUERY = f"{CANARY}-query"
+# Query parameters no list names, sensitive by their ending (token, key, ...).
+NAMED_LIKE_CREDENTIALS = ("auth_token", "accessToken", "private-key", "session_secret")
 TOKEN = f"{CANARY}-bearer"
 HEADER_KEY = f"{CANARY}-header-key"
 QUERY_KEY = f"{CANARY}-custom-query-key"
@@ -50,6 +52,7 @@ TERMINALS: dict[str, Callable[[HttpSettings], Any]] = {
     "aiohttp": AiohttpTerminal,
     "httpx": HttpxTerminal,
     "curl": CurlTerminal,
+    "reqwest": PyreqwestTerminal,
 }
 KINDS = (
     "connect_refused",
@@ -60,6 +63,7 @@ KINDS = (
     "server_status",
     "retries_exhausted",
     "invalid_header",
+    "invalid_control",
     "invalid_scheme",
     "breaker_open",
 )
@@ -72,11 +76,12 @@ EXPECTED = {
     "server_status": ("ServerStatusError", "ServerStatusError"),
     "retries_exhausted": ("MaxRetriesExceededError", "ServerStatusError"),
     "invalid_header": ("InvalidRequestError", "InvalidRequestError"),
+    "invalid_control": ("InvalidRequestError", "InvalidRequestError"),
     "invalid_scheme": ("InvalidRequestError", "InvalidRequestError"),
     "breaker_open": ("CircuitBreakerOpenError", "CircuitBreakerOpenError"),
 }
 """The error (and its last attempt's) each kind must give: the canary rode a real failure."""
-BACKEND_LOGGERS = ("httpx", "httpcore", "hpack", "aiohttp", "curl_cffi", "httprail")
+BACKEND_LOGGERS = ("httpx", "httpcore", "hpack", "aiohttp", "curl_cffi", "httprail", "pyreqwest")
 
 
 def assert_clean(*texts: str) -> None:
@@ -114,13 +119,16 @@ def target(server: ChaosServer, kind: str, *, userinfo: bool = True) -> str:
         host = f"user:{USERINFO}@{host}"
     scheme = "ftp" if kind == "invalid_scheme" else "http"
     path = "/reset" if kind == "breaker_open" else f"/{kind}"
-    return f"{scheme}://{host}{path}?api_key={QUERY}&page=2"
+    named = "".join(f"&{name}={CANARY}-{name}" for name in NAMED_LIKE_CREDENTIALS)
+    return f"{scheme}://{host}{path}?api_key={QUERY}{named}&page=2"
 
 
 def request_options(kind: str) -> dict[str, Any]:
     headers = {"X-Auth-Token": SENSITIVE}
     if kind == "invalid_header":
         headers["X-Bad"] = f"{CANARY}-bad\r\nX-Injected: 1"
+    elif kind == "invalid_control":  # reqwest's own refusal quoted the value, unquoted
+        headers["X-Bad"] = f"{CANARY}-bad\x01"
     return {"headers": headers, "cookies": {"session": COOKIE}}
 
 

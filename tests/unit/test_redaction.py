@@ -136,6 +136,19 @@ def test_error_str_and_repr_do_not_contain_secrets() -> None:
         ("ReadError: connection reset by peer", "ReadError: connection reset by peer"),
         ("reset [GET http://h/x?api_key=k3y]", "reset [GET http://h/x?api_key=REDACTED]"),
         ("at (http://[::1]:80/?token=k3y)", "at (http://[::1]:80/?token=REDACTED)"),
+        (
+            "ValueError: Invalid header value: s3cret-value\x01",
+            f"ValueError: Invalid header value: {REDACTED}",
+        ),
+        (
+            "refused: invalid header value:  s3cret [GET http://h/x]\nnext line",
+            f"refused: invalid header value:  {REDACTED}\nnext line",
+        ),
+        (
+            "GET https://h/x?auth_token=t0k&accessToken=t1k&private-key=k2&jwt=j3&page=2",
+            "GET https://h/x?auth_token=REDACTED&accessToken=REDACTED&private-key=REDACTED"
+            "&jwt=REDACTED&page=2",
+        ),
         ("", ""),
     ],
 )
@@ -213,6 +226,37 @@ def test_a_registered_parameter_name_is_redacted_in_urls_and_text() -> None:
     register_sensitive_param("subscription-key")  # already known: nothing changes
     assert is_sensitive_param("SUBSCRIPTION-KEY")
     assert not is_sensitive_param("page")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "auth_token",
+        "private_token",
+        "accessToken",
+        "access-token",
+        "session_token",
+        "SESSION.SECRET",
+        "jwt",
+        "x-api-key",
+        "db_password",
+        "passwd",
+        "sessionid",
+        "aws_credentials",
+        "request.signature",
+    ],
+)
+def test_a_parameter_named_like_a_credential_is_sensitive(name: str) -> None:
+    """Names ending in token, secret, key, ... (separators and case aside) need no registering."""
+    assert is_sensitive_param(name)
+    url = f"https://api.test/x?{name}=s3cret-value&q=1"
+    assert redact_url(url) == f"https://api.test/x?{name}=REDACTED&q=1"
+
+
+@pytest.mark.parametrize("name", ["page", "q", "limit", "max_tokens", "keys", "tokenizer", "id"])
+def test_other_parameter_names_are_not(name: str) -> None:
+    assert not is_sensitive_param(name)
+    assert redact_url(f"https://api.test/x?{name}=1") == f"https://api.test/x?{name}=1"
 
 
 def test_registered_parameter_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

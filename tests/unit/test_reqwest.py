@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +339,24 @@ def test_a_head_that_repeats_the_last_one_is_not_converted_again() -> None:
     assert other.items == [(b"x-a", b"x-a", b"2"), (b"content-length", b"content-length", b"2")]
     with pytest.raises(httpx.RemoteProtocolError, match="'x-message'"):
         terminal._head_of(FakeHeaders([("x-a", "2"), ("x-message", None)]))
+
+
+async def test_a_request_pyreqwest_refuses_to_build_is_a_local_error_that_does_not_quote_it() -> (
+    None
+):
+    """pyreqwest's own refusal of a header value (a plain ``ValueError``) quotes the value; the
+    terminal gives ``httpx.LocalProtocolError`` without it, and without that cause. (The gate in
+    front refuses such a value first; this is the terminal alone.)"""
+    secret = "sk-live-canary-0123"
+    terminal = PyreqwestTerminal()
+    request = httpx.Request("GET", "http://127.0.0.1:1/", headers={"X-Key": f"{secret}\x01"})
+    try:
+        with pytest.raises(httpx.LocalProtocolError) as raised:
+            await terminal._open(request)
+    finally:
+        await terminal.aclose()
+    assert "refused the request's method, URL or headers" in str(raised.value)
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+    assert secret not in "".join(traceback.format_exception(raised.value))
+    assert map_exception(raised.value, request).__class__.__name__ == "InvalidRequestError"

@@ -17,12 +17,13 @@ from httprail._validate import (
 SECRET = "sk-live-0123456789"
 
 
-@pytest.mark.parametrize("char", ["\r", "\n", "\x00"])
+@pytest.mark.parametrize("char", ["\r", "\n", "\x00", "\x01", "\x08", "\x0b", "\x1f", "\x7f"])
 @pytest.mark.parametrize("as_bytes", [False, True])
-def test_a_header_value_with_a_line_break_or_nul_is_refused_without_quoting_it(
+def test_a_header_value_with_a_control_character_is_refused_without_quoting_it(
     char: str, as_bytes: bool
 ) -> None:
-    """CR, LF and NUL in a value are named with their header and position; the value is not."""
+    """CR, LF, NUL and every other control character but HTAB in a value are named with their
+    header and position; the value is not (reqwest's own refusal quoted it)."""
     value = f"{SECRET}{char}Content-Length: 0"
     name = "Authorization"
     problem = (
@@ -32,6 +33,24 @@ def test_a_header_value_with_a_line_break_or_nul_is_refused_without_quoting_it(
     assert "'Authorization'" in problem
     assert f"position {len(SECRET)}" in problem
     assert SECRET not in problem
+
+
+@pytest.mark.parametrize(
+    "value", ["a\tb", "caf\xe9", "caf\u00e9".encode(), b"\xe2\x82\xac", " x ~"]
+)
+def test_a_header_value_with_a_tab_or_other_text_passes(value: str | bytes) -> None:
+    """HTAB, spaces, latin-1 and UTF-8 text are field content (RFC 9110 5.5): sent as given."""
+    assert header_problem("X-Note", value) is None
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"), [("\x01", "0x01"), ("\x7f", "0x7F"), ("\x1b", "0x1B"), ("\r", "CR")]
+)
+def test_the_refused_control_character_is_named(char: str, shown: str) -> None:
+    assert (
+        header_problem("X-A", f"ab{char}")
+        == f"the value of header 'X-A' contains {shown} at position 2"
+    )
 
 
 @pytest.mark.parametrize(

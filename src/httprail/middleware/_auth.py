@@ -13,7 +13,7 @@ from .._errors import AuthError, ConfigError, RequestError
 from .._log import get_logger
 from .._pipeline import RequestResponsePlugin
 from .._redact import register_secret, register_sensitive_param
-from .._validate import as_origin
+from .._validate import as_origin, header_problem
 from ._redirects import CREDENTIALS_EXTENSION, origin_of
 
 __all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider", "auth"]
@@ -123,8 +123,10 @@ def _require_text(owner: str, label: str, value: object) -> str:
         raise ConfigError(
             f"{owner}({label}=...) must be a non-empty string without surrounding whitespace"
         )
-    if any(ch in value for ch in "\r\n\x00"):
-        raise ConfigError(f"{owner}({label}=...) must not contain CR, LF or NUL")
+    if header_problem("X", value) is not None:  # what no header value may hold
+        raise ConfigError(
+            f"{owner}({label}=...) must not contain a control character (CR, LF, NUL, ...)"
+        )
     return value
 
 

@@ -333,7 +333,15 @@ class PyreqwestTerminal(LeanTerminal):
         client = self._client
         if client is None:
             client = self.client
-        builder = client.request(request.method, text).headers(converted)
+        try:
+            builder = client.request(request.method, text).headers(converted)
+        except ValueError as exc:
+            if isinstance(exc, self._errors):  # a BuilderError: translated as any of its kind
+                raise
+            # a plain ValueError quotes what it refused (a header value may be a secret)
+            raise httpx.LocalProtocolError(
+                "pyreqwest refused the request's method, URL or headers"
+            ) from None
         content = getattr(request, "_content", None)  # ``request.content``, without its frame
         if content is None:  # not read (a streamed body), or an httpx that keeps it elsewhere
             try:
