@@ -32,6 +32,7 @@ from httprail import (
     InvalidRequestError,
     MaxRetriesExceededError,
     ProtocolError,
+    ResponseTooLargeError,
     ServerStatusError,
     Success,
     TransportError,
@@ -438,3 +439,47 @@ async def test_the_aiohttp_terminal_closes_a_response_it_cannot_convert(
         await terminal.aclose()
     assert isinstance(result.failure(), TransportError)
     assert len(closed) == 1
+
+
+async def _endless_chunked_after_a_small_length(
+    sent: list[int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """``Content-Length: 10`` beside ``Transfer-Encoding: chunked``, then 64 KiB chunks until
+    the client stops reading (or 256 MiB: a client that would read on is failed by the
+    test, not by the machine's memory)."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n")
+    piece = b"10000\r\n" + b"a" * 65536 + b"\r\n"
+    try:
+        while sent[0] < 256 << 20:
+            writer.write(piece)
+            await writer.drain()
+            sent[0] += len(piece)
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_small_content_length_beside_chunked_framing_stays_under_the_body_limit(
+    kind: str,
+) -> None:
+    """A body framed by ``Transfer-Encoding`` is as long as its chunks, whatever a
+    ``Content-Length`` beside it says: every terminal stops it at ``max_body_bytes`` or refuses
+    the head (the reqwest terminal took the length as the size and read it whole, without a
+    limit: gigabytes, then an abort)."""
+    sent = [0]
+    server = await asyncio.start_server(
+        lambda r, w: _endless_chunked_after_a_small_length(sent, r, w), "127.0.0.1", 0
+    )
+    settings = HttpSettings(max_body_bytes="1MiB", max_retries=0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        async with AsyncClient(
+            url, plugins=[], terminal=build(kind, settings), settings=settings
+        ) as client:
+            result = await asyncio.wait_for(client.get("/"), 30)
+    finally:
+        server.close()
+    assert isinstance(result.failure(), ResponseTooLargeError | ProtocolError), result
+    assert sent[0] < 64 << 20  # read no further than the limit and the buffers in between

@@ -520,13 +520,17 @@ class _Head(NamedTuple):
 
     items: list[tuple[bytes, bytes, bytes]]  # (name, lowered name, value)
     encoded: bool  # a Content-Encoding header
-    length: int | None  # the Content-Length when it is one number (as httpx's get reads it)
+    length: int | None  # the Content-Length when it frames the body and is one number
 
     @classmethod
     def of(cls, pairs: list[tuple[bytes, bytes]]) -> _Head:
         items = [(name, name.lower(), value) for name, value in pairs]
         lengths = [value for _, lowered, value in items if lowered == b"content-length"]
         length = int(lengths[0]) if len(lengths) == 1 and lengths[0].isdigit() else None
+        if length is not None and any(lowered == b"transfer-encoding" for _, lowered, _ in items):
+            # hyper frames such a body by its Transfer-Encoding (RFC 9112 6.3), however long:
+            # a Content-Length beside it says nothing of its size, so it is read counted
+            length = None
         encoded = any(lowered == b"content-encoding" for _, lowered, _ in items)
         return cls(items, encoded, length)
 
