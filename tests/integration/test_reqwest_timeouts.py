@@ -1,5 +1,5 @@
 """The reqwest terminal's bodies: a request's own read timeout is kept while a body arrives,
-reqwest's own (the settings') still applies beside it, and a body that breaks after
+shorter or longer than reqwest's own (the settings'), and a body that breaks after
 pyreqwest's read-ahead is the same error as on every terminal."""
 
 from __future__ import annotations
@@ -45,20 +45,33 @@ async def test_a_requests_own_read_timeout_ends_a_stalled_body(
         await terminal.aclose()
 
 
-async def test_the_settings_read_timeout_still_applies_beside_a_longer_own_one(
-    chaos_server: ChaosServer,
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_requests_own_read_timeout_longer_than_the_settings_wins(
+    chaos_server: ChaosServer, stream: bool
 ) -> None:
-    """Own read=5 s, settings 0.1 s (+0.1 s connect): reqwest's timeout ends the body first."""
-    chaos_server.script("/stall", Reply.fail(Fault.HANG_BODY))
+    """Settings 0.1 s read (+0.1 s connect), own read 5 s: a head 0.6 s late arrives (reqwest's
+    own read timeout, fixed per client, used to end it at 0.2 s), on the terminal's second
+    client; a request without its own timeout still has the settings' one."""
+    chaos_server.script("/late", Reply.slow(0.6))
     settings = HttpSettings(timeout_read=0.1, timeout_connect=0.1)
     terminal = PyreqwestTerminal(settings)
     try:
-        outcome = await terminal.send(stalled(chaos_server, read=5.0, stream=False))
-        error = outcome.failure()
+        request = httpx.Request("GET", chaos_server.url_for("/late"))
+        request.extensions["timeout"] = httpx.Timeout(5.0).as_dict()
+        set_context(request, RequestContext(stream=stream))
+        response = (await terminal.send(request)).unwrap()
+        await response.aread()
+        await response.aclose()
+        assert response.status_code == 200
+        plain = await terminal.send(httpx.Request("GET", chaos_server.url_for("/late")))
+        error = plain.failure()
         assert isinstance(error, RequestTimeoutError)
         assert error.phase == "read"
+        assert terminal._untimed is not None  # the second client, built for the longer one
     finally:
         await terminal.aclose()
+    assert terminal._client is None  # both closed
+    assert terminal._untimed is None
 
 
 async def test_no_idle_connection_is_kept_with_keepalive_expiry_0(

@@ -238,6 +238,10 @@ class PyreqwestTerminal(LeanTerminal):
         self._connect = settings.timeout_connect
         self._read_timeout = settings.timeout_read
         self._client: Client | None = None
+        # The same client without reqwest's read timeout, built for the requests whose own read
+        # timeout is longer than the settings' (or none): reqwest's cannot be lengthened per
+        # request, so the terminal keeps theirs (``_open``).
+        self._untimed: Client | None = None
         self._rotations = Rotations()  # which HTTP/2 connections had answered when they broke
         self._last_url: tuple[httpx.URL | None, str] = (None, "")
         # The request headers as pyreqwest takes them (``str`` pairs): the last request's, as
@@ -265,7 +269,13 @@ class PyreqwestTerminal(LeanTerminal):
             client = self._client = self._build()
         return client
 
-    def _build(self) -> Client:
+    def _untimed_client(self) -> Client:
+        client = self._untimed
+        if client is None:
+            client = self._untimed = self._build(read_timeout=False)
+        return client
+
+    def _build(self, *, read_timeout: bool = True) -> Client:
         # once per process: pyreqwest's runtime thread keeps one thread state (_reqwest_thread)
         keep_runtime_thread_state(self._pyreqwest, self._proxy_module)
         settings = self.settings
@@ -288,9 +298,9 @@ class PyreqwestTerminal(LeanTerminal):
             builder = builder.pool_max_idle_per_host(0)
         # reqwest's read timeout runs from the start of the request, connecting included: a
         # slow connect must not use it up, so it is the two together (docs/terminals.md).
-        builder = builder.connect_timeout(timedelta(seconds=self._connect)).read_timeout(
-            timedelta(seconds=self._read_timeout + self._connect)
-        )
+        builder = builder.connect_timeout(timedelta(seconds=self._connect))
+        if read_timeout:
+            builder = builder.read_timeout(timedelta(seconds=self._read_timeout + self._connect))
         if self._h2c:
             builder = builder.http2_prior_knowledge()
         elif settings.http2 is False:
@@ -331,6 +341,16 @@ class PyreqwestTerminal(LeanTerminal):
             converted = remember(self._header_lists, tuple(items), _str_pairs)
             self._last_headers = (list(items), converted)
         client = self._client
+        read = head = None
+        if "timeout" in request.extensions:  # its own timeouts: kept here (reqwest's are fixed)
+            read = timeout_of(request, "read", self._read_timeout)
+            connect = timeout_of(request, "connect", self._connect)
+            # reqwest keeps the client's connect timeout; the head comes within the read
+            # timeout of the connection being made, and the connect is the shorter of the two
+            connect = self._connect if connect is None else min(connect, self._connect)
+            head = None if read is None else read + connect
+            if read is None or read > self._read_timeout:  # reqwest's would cut it short
+                client = self._untimed_client()
         if client is None:
             client = self.client
         try:
@@ -350,14 +370,6 @@ class PyreqwestTerminal(LeanTerminal):
                 builder = builder.body_stream(request.stream)
         if content:
             builder = builder.body_bytes(content)
-        read = head = None
-        if "timeout" in request.extensions:  # its own timeouts: kept here (reqwest's are fixed)
-            read = timeout_of(request, "read", self._read_timeout)
-            connect = timeout_of(request, "connect", self._connect)
-            # reqwest keeps the client's connect timeout; the head comes within the read
-            # timeout of the connection being made, and the connect is the shorter of the two
-            connect = self._connect if connect is None else min(connect, self._connect)
-            head = None if read is None else read + connect
         ctx = request.extensions.get(EXTENSION_KEY)
         streamed = isinstance(ctx, RequestContext) and ctx.stream
         if streamed:
@@ -491,27 +503,29 @@ class PyreqwestTerminal(LeanTerminal):
         return translate(exc)
 
     async def _close_backend(self) -> None:
-        client, self._client = self._client, None
+        clients = [client for client in (self._client, self._untimed) if client is not None]
+        self._client = self._untimed = None
         self._rotations = Rotations()
-        if client is not None:
+        if clients:
             try:
-                await client.close()
+                for client in clients:
+                    await client.close()
             finally:
                 # pyreqwest closes the connections when the client is dropped, on its runtime
                 # thread (~5 ms here): the close waits for that, so no socket outlives aclose()
-                del client
+                del clients
                 _closed_now()
                 await asyncio.sleep(CLOSE_GRACE)
 
     def _forget_backend(self) -> None:
-        self._client = None
+        self._client = self._untimed = None
         self._rotations = Rotations()  # the connections it knew are gone
         self._last_url = (None, "")
         self._last_headers = ([], [])
 
     def _discard_backend(self) -> None:
-        if self._client is not None:  # dropped: reqwest closes its connections on its thread
-            _closed_now()
+        if self._client is not None or self._untimed is not None:
+            _closed_now()  # dropped: reqwest closes their connections on its thread
         self._forget_backend()
 
 
