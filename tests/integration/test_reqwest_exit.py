@@ -53,3 +53,50 @@ def test_a_process_exits_cleanly_right_after_closing_the_terminal_run_after_run(
         assert "Fatal Python error" not in done.stderr, done.stderr[-2000:]
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip() == "ConnectError"
+
+
+FORKED = textwrap.dedent(
+    """
+    import asyncio, os, sys
+
+    from pyreqwest.client import SyncClientBuilder
+
+    from httprail import HttpSettings
+    from httprail.terminals import PyreqwestTerminal
+
+    try:  # pyreqwest's runtime starts in this process (the connect is refused at once)
+        SyncClientBuilder().build().get(sys.argv[1]).build().send()
+    except Exception:
+        pass
+
+    async def main() -> None:
+        terminal = PyreqwestTerminal(HttpSettings(max_retries=0))
+        outcome = await terminal.send(__import__("httpx").Request("GET", sys.argv[1]))
+        error = outcome.failure()
+        print(type(error).__name__, "fork()" in str(error))
+        await terminal.aclose()
+
+    pid = os.fork()
+    if pid == 0:
+        asyncio.run(main())
+        sys.stdout.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_process_forked_after_pyreqwest_started_gets_a_typed_error_saying_so() -> None:
+    """pyreqwest's runtime cannot run in a child forked after it started: a request there is
+    an ``InvalidRequestError`` quoting pyreqwest's advice (not a ``TransportError`` retried
+    and counted against the upstream), and the child exits cleanly."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, "http://127.0.0.1:1/"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["InvalidRequestError", "True"], (done.stdout, done.stderr)

@@ -322,7 +322,12 @@ class PyreqwestTerminal(LeanTerminal):
                     lambda url: proxies.for_url(httpx.URL(str(url)))
                 )
             )
-        client: Client = builder.build()
+        try:
+            client: Client = builder.build()
+        except RuntimeError as exc:  # pyreqwest's runtime started before this process forked
+            raise httpx.LocalProtocolError(
+                f"the reqwest terminal cannot send from this process: {exc}"
+            ) from None
         return client
 
     async def _open(self, request: httpx.Request) -> httpx.Response:
