@@ -360,3 +360,76 @@ async def test_a_request_pyreqwest_refuses_to_build_is_a_local_error_that_does_n
     assert raised.value.__suppress_context__
     assert secret not in "".join(traceback.format_exception(raised.value))
     assert map_exception(raised.value, request).__class__.__name__ == "InvalidRequestError"
+
+
+def _self_signed(key: Any, algorithm: Any = None) -> tuple[bytes, bytes]:
+    """A self-signed certificate for ``key`` (signed with ``algorithm``: ``None`` for Ed keys)
+    and the key, as PEM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client.test")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, algorithm)
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def test_a_ca_bundle_rustls_would_skip_is_a_config_error() -> None:
+    """OpenSSL's ``TRUSTED CERTIFICATE`` form loads in OpenSSL but rustls skips it (every TLS
+    request would then fail as an unknown issuer): refused when the terminal is built, as is a
+    bundle without a certificate; a plain bundle is taken."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    client = pytest.importorskip("pyreqwest.client")
+    cert, _ = _self_signed(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    trusted = cert.replace(b"BEGIN CERTIFICATE", b"BEGIN TRUSTED CERTIFICATE").replace(
+        b"END CERTIFICATE", b"END TRUSTED CERTIFICATE"
+    )
+    for bundle in (trusted, cert + trusted, b"# no certificate here\n"):
+        with pytest.raises(ConfigError, match=r"only '-----BEGIN CERTIFICATE-----' blocks"):
+            reqwest_module._check_pems(client, bundle, None)
+    reqwest_module._check_pems(client, cert, None)
+
+
+def test_a_client_key_rustls_cannot_use_is_a_config_error_naming_the_settings(
+    tmp_path: Path,
+) -> None:
+    """An Ed448 key loads in OpenSSL, rustls refuses it: a ``ConfigError`` naming
+    ``HTTP_CLIENT_CERT`` / ``HTTP_CLIENT_KEY`` when the terminal is built (it was an
+    ``InvalidRequestError`` on every request); an Ed25519 one is taken."""
+    from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
+
+    for key, usable in (
+        (ed448.Ed448PrivateKey.generate(), False),
+        (ed25519.Ed25519PrivateKey.generate(), True),
+    ):
+        cert, pem = _self_signed(key)
+        cert_file, key_file = tmp_path / "client.crt", tmp_path / "client.key"
+        cert_file.write_bytes(cert)
+        key_file.write_bytes(pem)
+        settings = HttpSettings(client_cert=str(cert_file), client_key=str(key_file))
+        if usable:
+            assert repr(PyreqwestTerminal(settings)).startswith("PyreqwestTerminal(")
+        else:
+            with pytest.raises(ConfigError, match="HTTP_CLIENT_CERT / HTTP_CLIENT_KEY"):
+                PyreqwestTerminal(settings)

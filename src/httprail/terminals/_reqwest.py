@@ -233,6 +233,7 @@ class PyreqwestTerminal(LeanTerminal):
         self._tls.ssl_context("reqwest")  # loads the files: a bad one is a ConfigError now
         self._identity = _identity(self._tls.client_cert, self._tls.client_key)
         self._ca = _read(self._tls.ca_bundle, "HTTP_CA_BUNDLE")
+        _check_pems(self._pyreqwest, self._ca, self._identity)
         self._proxies = Proxies(settings, "reqwest", schemes=("http", "https", "socks5"))
         self._errors: tuple[type[Exception], ...] = (exceptions.PyreqwestError,)
         self._connect = settings.timeout_connect
@@ -605,6 +606,35 @@ def _read(path: object, name: str) -> bytes | None:
             return file.read()
     except OSError as exc:
         raise ConfigError(f"the reqwest terminal cannot read {name}: {exc.strerror}") from None
+
+
+_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+_TRUSTED = b"-----BEGIN TRUSTED CERTIFICATE-----"
+
+
+def _check_pems(pyreqwest: Any, ca: bytes | None, identity: bytes | None) -> None:
+    """Refuse what rustls would drop or fail on at the first request, though OpenSSL loaded it.
+
+    Raises:
+        ConfigError: a CA bundle with OpenSSL's ``TRUSTED CERTIFICATE`` blocks (rustls skips
+            them: every TLS request would fail as an unknown issuer) or with no certificate; a
+            client certificate or key rustls cannot use (an Ed448 key).
+    """
+    if ca is not None and (_TRUSTED in ca or _CERTIFICATE not in ca):
+        raise ConfigError(
+            "the reqwest terminal reads only '-----BEGIN CERTIFICATE-----' blocks from "
+            "HTTP_CA_BUNDLE (rustls skips OpenSSL's 'TRUSTED CERTIFICATE' form): convert it "
+            "with 'openssl x509 -in FILE -out FILE.pem'"
+        )
+    if identity is None:
+        return
+    try:  # no TLS handshake: only rustls reading the PEM (without the system's roots)
+        pyreqwest.ClientBuilder().danger_accept_invalid_certs(True).identity_pem(identity).build()
+    except ValueError as exc:  # pyreqwest's BuilderError
+        raise ConfigError(
+            "the reqwest terminal cannot use HTTP_CLIENT_CERT / HTTP_CLIENT_KEY "
+            f"(rustls: {type(exc).__name__}); RSA, ECDSA and Ed25519 keys in PEM work"
+        ) from None
 
 
 def _identity(cert: object, key: object) -> bytes | None:
