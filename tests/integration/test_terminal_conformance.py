@@ -635,6 +635,27 @@ async def test_big_and_streamed_uploads_arrive_whole(
     assert bodies == [big, b"part0;part1;part2;part3;part4;"]
 
 
+async def test_a_streamed_upload_whose_iterator_raises_is_the_callers_error(
+    chaos_server: ChaosServer, make_terminal: TerminalFactory
+) -> None:
+    """The caller's body breaks after a part: ``InvalidRequestError`` caused by what it raised,
+    whatever the backend calls it (aiohttp a connection error, reqwest a transport error), so
+    it is not retried nor counted against the upstream; the terminal goes on."""
+    broken = ValueError("the caller's generator broke")
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"first;"
+        raise broken
+
+    terminal = make_terminal()
+    request = httpx.Request("POST", chaos_server.url_for("/up"), content=parts())
+    error = (await terminal.send(request)).failure()
+    assert type(error) is InvalidRequestError, error
+    assert "the request body raised ValueError" in str(error)
+    assert error.__cause__ is broken
+    assert isinstance(await terminal.send(get(chaos_server.url_for("/ok"))), Success)
+
+
 async def test_an_unsupported_scheme_is_an_invalid_request(make_terminal: TerminalFactory) -> None:
     outcome = await make_terminal().send(get("ftp://127.0.0.1:21/file"))
     assert type(outcome.failure()) is InvalidRequestError

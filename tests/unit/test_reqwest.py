@@ -75,6 +75,11 @@ SENDING = "error sending request for url (http://api.test/x?token=s3cret)"
         (error("DecodeError", SENDING, "invalid HTTP version parsed"), "Remote"),
         (error("ReadError", "unexpected EOF during chunk size line"), "Remote"),
         (error("BodyDecodeError", "end of file before message length reached"), "Remote"),
+        (
+            error("ReadError", "connection error", "http2 error: connection error detected: x"),
+            "Remote",
+        ),
+        (error("RequestError", SENDING, "http2 error: stream error detected: x"), "Remote"),
         (error("ReadError", "something else"), "Read"),
         (error("WriteError", "something else"), "Write"),
         (error("NetworkError", "something else"), "Read"),

@@ -41,7 +41,7 @@ from ._limits import (
     read_limited,
 )
 from ._loops import close_everywhere, send_elsewhere
-from ._mapping import map_exception
+from ._mapping import map_exception, safe_cause
 
 __all__ = ["DEFAULT_MAX_ERROR_BODY", "GatedTerminal", "ReadWhole", "read_capped"]
 
@@ -149,6 +149,59 @@ class _GatedStream(httpx.AsyncByteStream):
             if gate is not None and response is not None:
                 response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
                 gate.give()
+
+
+class _CallerBody(httpx.AsyncByteStream):
+    """A request body the caller streams (an async iterator), keeping what it raised.
+
+    A backend reports a body that broke while it was sent in its own words (aiohttp as a
+    connection error, reqwest as a transport error): kept here, it is told apart as the
+    caller's error, not the upstream's.
+    """
+
+    __slots__ = ("_stream", "failed")
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+        self.failed: Exception | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._stream.__aiter__()
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                self.failed = exc
+                raise
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def error(self, request: httpx.Request) -> InvalidRequestError:
+        """The caller's error: its body raised (``failed`` is its cause)."""
+        failed = self.failed
+        error = InvalidRequestError(
+            f"the request body raised {type(failed).__name__}: {failed}", request=request
+        )
+        if failed is not None:
+            error.__cause__ = safe_cause(failed, request)
+        return error
+
+
+def _caller_body(request: httpx.Request) -> _CallerBody | None:
+    """The request's streamed body, wrapped as :class:`_CallerBody` (once); ``None`` for a
+    body in memory."""
+    stream = request.stream
+    if isinstance(stream, _CallerBody):
+        return stream
+    if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
+        return None
+    body = _CallerBody(stream)
+    request.stream = body
+    return body
 
 
 class ReadWhole(httpx.ByteStream):
@@ -269,6 +322,7 @@ class GatedTerminal:
                         request=request,
                     )
                 )
+        body = None if getattr(request, "_content", None) is not None else _caller_body(request)
         handed_over = False
         started = time.perf_counter()
         try:
@@ -297,6 +351,8 @@ class GatedTerminal:
             response.elapsed = timedelta(seconds=time.perf_counter() - started)
             return success(response)
         except Exception as exc:  # noqa: BLE001 - the seam: every backend error becomes a value
+            if body is not None and body.failed is not None:  # the caller's body broke
+                return Failure(body.error(request))
             return Failure(self.map_error(exc, request))
         finally:
             if not handed_over:

@@ -20,7 +20,9 @@ _CONNECTING = ("client error (Connect)", "tcp connect error", "dns error")
 _OS_BROKEN = ("Connection reset", "os error 104", "Connection aborted", "os error 103")
 _OS_PIPE = ("Broken pipe", "os error 32")
 # A head or body that is not valid HTTP, or cut short; an HTTP/2 stream the server reset with
-# an error (h2's "stream error received: <reason>"; REFUSED_STREAM ones hyper sends again).
+# an error (h2's "stream error received: <reason>"; REFUSED_STREAM ones hyper sends again);
+# HTTP/2 frames that break the protocol (h2's "connection error detected: ..." and "stream
+# error detected: ...": a bad or missing :status, a PUSH_PROMISE, ...).
 _FRAMING = (
     "connection closed",
     "end of file",
@@ -28,6 +30,7 @@ _FRAMING = (
     "chunk",
     "invalid HTTP",
     "stream error received",
+    "error detected:",
 )
 # The request was handed to a connection (hyper-util's ``SendRequest``), and that connection
 # ended with the request's HTTP/2 stream still open: h2's words for an end of the connection,
