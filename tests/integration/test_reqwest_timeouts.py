@@ -72,6 +72,11 @@ async def test_a_requests_own_read_timeout_longer_than_the_settings_wins(
         await terminal.aclose()
     assert terminal._client is None  # both closed
     assert terminal._untimed is None
+    kept, timed_out = (seen.connection_id for seen in chaos_server.requests_for("/late"))
+    assert kept != timed_out  # one per client: their pools are their own
+    # aclose() waits for pyreqwest to drop the clients and their connections: the server saw
+    # the one kept alive end (the one that timed out ends when the server's late answer fails)
+    assert chaos_server.closed_at(kept) is not None
 
 
 async def test_no_idle_connection_is_kept_with_keepalive_expiry_0(

@@ -514,12 +514,12 @@ class PyreqwestTerminal(LeanTerminal):
         self._rotations = Rotations()
         if clients:
             try:
-                for client in clients:
-                    await client.close()
+                while clients:  # each dropped once closed: the list holds the last reference
+                    await clients.pop().close()
             finally:
                 # pyreqwest closes the connections when the client is dropped, on its runtime
                 # thread (~5 ms here): the close waits for that, so no socket outlives aclose()
-                del clients
+                clients.clear()
                 _closed_now()
                 await asyncio.sleep(CLOSE_GRACE)
 
