@@ -91,7 +91,8 @@ async def test_total_deadline_is_on_time(
     error = outcome.failure()
     assert isinstance(error, RequestTimeoutError)
     assert error.phase == "total"
-    assert deadline <= elapsed <= deadline + 0.02
+    # at the deadline, not at the read timeout (30 s): the slack is for a loaded machine
+    assert deadline <= elapsed <= deadline + 0.25
 
 
 async def test_default_stack_bounds_a_hang_by_the_total_deadline(
@@ -105,7 +106,9 @@ async def test_default_stack_bounds_a_hang_by_the_total_deadline(
     elapsed = time.monotonic() - start
     error = outcome.failure()
     assert isinstance(error, RequestTimeoutError | MaxRetriesExceededError)
-    assert elapsed <= 0.62
+    # bounded by the total deadline: three attempts of 0.25 s and their backoff would take
+    # more than 0.8 s; the rest is slack for a loaded machine
+    assert elapsed <= 0.6 + 0.12
     assert chaos_server.count("/hang") >= 2  # read timeouts on GET are retried
 
 

@@ -726,10 +726,21 @@ async def test_a_stream_left_open_can_be_closed_after_the_terminal(
     await terminal.aclose()
     await response.aclose()
     await response.stream.aclose()  # type: ignore[union-attr]  # closing twice is harmless
+    assert response.is_closed
+    with pytest.raises(httpx.StreamClosed):
+        await response.aread()
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
-async def test_aclose_without_any_request(make_terminal: TerminalFactory) -> None:
-    await make_terminal().aclose()
+async def test_aclose_without_any_request(
+    chaos_server: ChaosServer, make_terminal: TerminalFactory
+) -> None:
+    terminal = make_terminal()
+    await terminal.aclose()
+    outcome = await terminal.send(get(chaos_server.url_for("/ok")))
+    assert type(outcome.failure()) is InvalidRequestError
+    assert chaos_server.count("/ok") == 0
 
 
 # -- choosing a terminal ----------------------------------------------------------------------

@@ -65,6 +65,7 @@ class Upstream:
                 gate.set()
         self.cancelled: list[int] = []
         self.seen: list[httpx.Request] = []
+        self.arrived = [asyncio.Event() for _ in replies]  # set when request n is sent
 
     def release(self, *numbers: int) -> None:
         for number in numbers:
@@ -73,6 +74,7 @@ class Upstream:
     async def __call__(self, request: httpx.Request) -> Any:
         number = len(self.seen)
         self.seen.append(request)
+        self.arrived[number].set()
         try:
             await self.gates[number].wait()
         except asyncio.CancelledError:
@@ -343,7 +345,8 @@ async def test_the_real_timer_sends_the_second_hedge_one_delay_after_the_first()
     upstream = Upstream(*(httpx.Response(200) for _ in range(3)))
     pipeline = Pipeline([Hedge(delay=0.01, max_hedges=2)], MockTerminal(upstream))
     task = asyncio.create_task(pipeline.send(httpx.Request("GET", URL)))
-    await asyncio.sleep(0.1)  # two delays of 0.01 s, with room for a slow machine
+    async with asyncio.timeout(5):  # a hang guard: the two hedges come 0.01 s apart
+        await upstream.arrived[2].wait()
     assert len(upstream.seen) == 3
     upstream.release(0)
     assert isinstance(await task, Success)

@@ -570,8 +570,13 @@ class _Passthrough:
         return await call_next(req)
 
 
-def test_it_is_a_middleware_plugin() -> None:
-    Pipeline([RateLimiter(rate=1), _Passthrough()], MockTerminal(lambda r: httpx.Response(200)))
+async def test_it_is_a_middleware_plugin() -> None:
+    """A pipeline takes it as a stage (its plugin check passes) and a request goes through it."""
+    limiter = RateLimiter(rate=1)
+    pipeline = Pipeline([limiter, _Passthrough()], MockTerminal(lambda r: httpx.Response(200)))
+    assert pipeline.find(RateLimiter) is limiter
+    outcome = await pipeline.send(httpx.Request("GET", "http://api.test/"))
+    assert outcome.unwrap().status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,9 @@ async def test_one_timer_serves_many_requests_each_failing_at_its_own_deadline()
     assert kinds == ["Success", "Failure", "Success", "Failure"]
     for outcome, elapsed in (results[1], results[3]):
         assert isinstance(outcome.failure(), RequestTimeoutError)  # type: ignore[attr-defined]
-        assert 0.1 <= elapsed < 0.13  # its own deadline, not the first request's
+        # its own deadline, 0.1 s after it began: the first request's would have ended it
+        # sooner (at most 0.07 s after it began); the upper bound is only a hang guard
+        assert 0.1 <= elapsed < 1.0
 
 
 async def test_an_out_of_order_deadline_gets_its_own_timer() -> None:
