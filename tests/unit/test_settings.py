@@ -29,6 +29,26 @@ def test_defaults_match_the_design() -> None:
     assert s.tls_or_proxy_set == ()
 
 
+@pytest.mark.parametrize(
+    ("options", "environment", "kept"),
+    [
+        ({}, {}, 20),  # left at its default: httpx's own 20 (httpcore slows with more)
+        ({"max_connections": 10}, {}, 10),  # and never more than the pool
+        ({"max_keepalive": 100}, {}, 100),  # set: used as it is
+        ({}, {"HTTP_MAX_KEEPALIVE": "64"}, 64),  # set from the environment too
+        ({"max_keepalive": 5}, {}, 5),
+    ],
+)
+def test_httpx_keeps_its_own_default_of_idle_connections_unless_one_is_set(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], environment: dict[str, str], kept: int
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = HttpSettings(**options)
+    assert settings.httpx_limits().max_keepalive_connections == kept
+    assert settings.httpx_limits().max_connections == settings.max_connections
+
+
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_TIMEOUT_TOTAL", "12.5")
     monkeypatch.setenv("HTTP_RETRY_STATUSES", "429, 503")
