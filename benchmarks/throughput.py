@@ -30,7 +30,7 @@ Clients (``--only`` keys):
   httprail-otel-sdk the same with the SDK: spans to a batch processor (dropped), metrics in memory
   wrk               the server's ceiling: ``wrk -t1 -c<c>`` on CPU 0 (skipped without wrk)
 
-Targets (issue 5):
+Targets (issues 5 and 18):
 
 1. the default httprail client >= 2x raw httpx's rps at c=64, with p99 <= 0.25x raw httpx's;
 2. the default stack on the fastest terminal (the ``httprail*`` row with the highest geometric
@@ -1048,7 +1048,7 @@ def render_matrix(
         "min-max spread across repetitions."
         + (KEPT_NOTE if any(BY_KEY[key].needs == "pyreqwest" for key, _ in results) else ""),
         "",
-        "### Targets (issue 5)",
+        "### Targets (issues 5 and 18)",
         "",
         *check_rows(checks),
         "",
