@@ -39,17 +39,22 @@ SCRIPT = textwrap.dedent(
 RUNS = 10
 
 
+def run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter, given a URL where the connect is refused at once."""
+    return subprocess.run(
+        [sys.executable, "-c", script, "http://127.0.0.1:1/"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+
+
 @pytest.mark.timeout(120)
 def test_a_process_exits_cleanly_right_after_closing_the_terminal_run_after_run() -> None:
     """Ten processes each send a refused request, close the terminal and exit at once: all 0."""
     for _ in range(RUNS):
-        done = subprocess.run(
-            [sys.executable, "-c", SCRIPT, "http://127.0.0.1:1/"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_script(SCRIPT)
         assert "Fatal Python error" not in done.stderr, done.stderr[-2000:]
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip() == "ConnectError"
@@ -91,12 +96,6 @@ def test_a_process_forked_after_pyreqwest_started_gets_a_typed_error_saying_so()
     """pyreqwest's runtime cannot run in a child forked after it started: a request there is
     an ``InvalidRequestError`` quoting pyreqwest's advice (not a ``TransportError`` retried
     and counted against the upstream), and the child exits cleanly."""
-    done = subprocess.run(
-        [sys.executable, "-c", FORKED, "http://127.0.0.1:1/"],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
+    done = run_script(FORKED)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["InvalidRequestError", "True"], (done.stdout, done.stderr)
