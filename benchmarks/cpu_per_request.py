@@ -9,7 +9,8 @@ runs each client in a fresh process pinned to CPU 0, one after another, ``--roun
 alternating order: ``--warm-up`` requests, then ``--requests`` at concurrency ``--concurrency``
 (closed loop). Per request it reports the process's CPU time (``getrusage``: user and system),
 each thread's CPU time and voluntary and involuntary context switches (``/proc/self/task``),
-as the median and the range over the rounds.
+as the median and the range over the rounds; and the rps of that closed loop with how busy it
+kept the client's CPU (CPU time over wall time): under 100% the client waits, not works.
 
 Clients (``--only``): every key of ``throughput.py`` (``aiohttp``, ``reqwest``, ``httprail``,
 ``httprail-reqwest``, ...) and ``reqwest-streamed``: raw pyreqwest making the calls
@@ -130,14 +131,19 @@ async def measure(key: str, url: str, requests: int, warm_up: int, concurrency: 
 
         share = requests // concurrency
         before, used = threads(), resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
         ok = sum(await asyncio.gather(*(worker(share) for _ in range(concurrency))))
+        seconds = time.perf_counter() - started
         after, done = threads(), resource.getrusage(resource.RUSAGE_SELF)
     n = share * concurrency
+    cpu = done.ru_utime + done.ru_stime - used.ru_utime - used.ru_stime
     return {
         "key": key,
         "requests": n,
         "ok": ok,
-        "cpu_us": (done.ru_utime + done.ru_stime - used.ru_utime - used.ru_stime) / n * 1e6,
+        "rps": n / seconds,
+        "busy": cpu / seconds,  # of the one CPU the client has
+        "cpu_us": cpu / n * 1e6,
         "system_us": (done.ru_stime - used.ru_stime) / n * 1e6,
         "threads": per_request(before, after, n),
     }
@@ -169,9 +175,9 @@ def summary(samples: Sequence[float]) -> str:
 
 def report(results: dict[str, list[Any]]) -> str:
     lines = [
-        "| client | CPU µs/request | system µs | thread: CPU µs, voluntary / involuntary "
-        "switches per request (medians) |",
-        "| --- | --- | --- | --- |",
+        "| client | CPU µs/request | system µs | rps | CPU busy | thread: CPU µs, voluntary / "
+        "involuntary switches per request (medians) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for key, rows in results.items():
         names = sorted({name for row in rows for name in row["threads"]})
@@ -184,7 +190,9 @@ def report(results: dict[str, list[Any]]) -> str:
             parts.append(f"{name} {cpu:.1f} µs, {voluntary:.2f} / {involuntary:.2f}")
         cpu = summary([row["cpu_us"] for row in rows])
         system = summary([row["system_us"] for row in rows])
-        lines.append(f"| {key} | {cpu} | {system} | {'; '.join(parts)} |")
+        rps = statistics.median(row["rps"] for row in rows)
+        busy = summary([row["busy"] * 100 for row in rows])
+        lines.append(f"| {key} | {cpu} | {system} | {rps:,.0f} | {busy} % | {'; '.join(parts)} |")
     return "\n".join(lines)
 
 

@@ -184,6 +184,13 @@ def test_configuration_mistakes_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="max_attempts"):
         RedisStore(max_attempts=0)
     assert "secret" not in repr(RedisStore("redis://user:secret@127.0.0.1:1/0"))
+    for url, said in (
+        ("redis://user:secret@127.0.0.1:notaport/0", "Port could not be cast"),
+        ("redis://user:secret@127.0.0.1:99999/0", "Port out of range"),
+    ):  # refused when built (it raised from repr() and from every call)
+        with pytest.raises(ConfigError, match=f"cannot be used: {said}") as raised:
+            RedisStore(url)
+        assert "secret" not in str(raised.value)
     with pytest.raises(ConfigError, match="HTTP_REDIS_URL"):
         RedisStore.from_settings(HttpSettings())
     built = RedisStore.from_settings(

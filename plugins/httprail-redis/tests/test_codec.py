@@ -22,7 +22,7 @@ def test_codec_round_trips_breaker_records_and_json() -> None:
         encode(object())
     with pytest.raises(TypeError):
         encode(float("nan"))
-    for bad in ('{"a": 1}', "[]", '["breaker", "open"]', '["what", 1]'):
+    for bad in ('{"a": 1}', "[]", '["breaker", "open"]', '["what", 1]', "[" * 100_000):
         with pytest.raises(ValueError, match="stored value"):
             decode(bad)
     fields = ["breaker", "open", 0, 1.5, 1, 0, 0, 0, 0.0, 0, [0] * 10, [0] * 10, 0, 0]

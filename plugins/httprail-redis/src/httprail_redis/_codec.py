@@ -41,7 +41,10 @@ def decode(text: bytes | str) -> Any:
     Raises:
         ValueError: not something :func:`encode` wrote.
     """
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except RecursionError:  # nested past the interpreter's limit: written by someone else
+        raise ValueError("not a stored value: nested too deep") from None
     if not isinstance(data, list) or not data:
         raise ValueError("not a stored value")
     if data[0] == _JSON and len(data) == 2:

@@ -33,9 +33,10 @@ from typing import Any, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from httprail import ConfigError, HttpSettings
+from httprail import ConfigError, HttpSettings, redact_text
 from httprail.middleware import BreakerRecord
 from httprail.state import MemoryStore
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -141,6 +142,10 @@ class RedisStore(Generic[V]):
                 f"RedisStore(url=...) must be a redis://, rediss:// or unix:// URL, "
                 f"got a {type(url).__name__} with scheme {_scheme(url)!r}"
             )
+        try:  # what redis-py reads from the URL when it connects (port, database, options)
+            parse_url(url)
+        except ValueError as exc:  # its words name the part, never the password
+            raise ConfigError(f"RedisStore(url=...) cannot be used: {redact_text(str(exc))}") from None
         if not isinstance(namespace, str) or not namespace or any(c in namespace for c in ": "):
             raise ConfigError(
                 f"RedisStore(namespace=...) must be a non-empty string without ':' or spaces, "
