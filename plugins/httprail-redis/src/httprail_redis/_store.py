@@ -145,7 +145,9 @@ class RedisStore(Generic[V]):
         try:  # what redis-py reads from the URL when it connects (port, database, options)
             parse_url(url)
         except ValueError as exc:  # its words name the part, never the password
-            raise ConfigError(f"RedisStore(url=...) cannot be used: {redact_text(str(exc))}") from None
+            raise ConfigError(
+                f"RedisStore(url=...) cannot be used: {redact_text(str(exc))}"
+            ) from None
         if not isinstance(namespace, str) or not namespace or any(c in namespace for c in ": "):
             raise ConfigError(
                 f"RedisStore(namespace=...) must be a non-empty string without ':' or spaces, "
