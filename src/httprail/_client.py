@@ -152,6 +152,8 @@ class AsyncClient(ClosesOnExit):
         if plugins is not None:
             plugins = items_of("AsyncClient", "plugins", plugins, "a list of stages or None")
         observers = items_of("AsyncClient", "observers", observers, "a list of callables")
+        need(provider is None or isinstance(provider, str), "AsyncClient", "provider",
+             "a provider or service name (a string) or None", provider)  # fmt: skip
         self.settings = settings if settings is not None else HttpSettings()
         if base_url:
             try:

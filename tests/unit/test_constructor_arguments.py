@@ -160,6 +160,13 @@ def _wants_strings(hint: Any) -> bool:
     return collection and typing.get_args(hint)[:1] == (str,)
 
 
+def _wants_text(hint: Any) -> bool:
+    """Whether the hint is ``str`` (or ``str | None``): a name, a path, a prefix."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(hint) if a is not type(None)] == [str]
+    return hint is str
+
+
 def _build(cls: type, name: str, value: object) -> object:
     kwargs = {arg: make() for arg, make in CONFIGURED[cls].items() if arg != name}
     kwargs[name] = value
@@ -189,6 +196,8 @@ def test_any_value_is_built_or_refused_by_name(cls: type, name: str, value: obje
         assert not isinstance(value, str | bytes), (
             f"{cls.__name__}({name}={value!r}) took one string as a collection of its letters"
         )
+    if hint is not None and value is not None and _wants_text(hint):
+        assert isinstance(value, str), f"{cls.__name__}({name}={value!r}) took a non-string"
 
 
 def test_every_case_is_known() -> None:

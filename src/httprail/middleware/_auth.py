@@ -9,6 +9,7 @@ from typing import Literal
 import httpx
 from returns.result import Failure, Result, Success
 
+from .._args import need
 from .._errors import AuthError, ConfigError, RequestError
 from .._log import get_logger
 from .._pipeline import RequestResponsePlugin
@@ -230,6 +231,7 @@ class ApiKeyAuth(_OriginBound):
                 f"ApiKeyAuth(location=...) must be 'header' or 'query', got {location!r}"
             )
         self._location = location
+        need(isinstance(prefix, str), "ApiKeyAuth", "prefix", "a string", prefix)
         self._value = f"{prefix}{self._key}"
         register_secret(self._key, owner=self)
         register_secret(self._value, owner=self)

@@ -12,7 +12,7 @@ default) ends with ``Failure(PaginationError)`` rather than silently cut short.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast, get_args, get_origin, overload
@@ -47,10 +47,21 @@ DEFAULT_MAX_PAGES = 100
 _MISSING: Any = object()
 
 
-def _positive(owner: str, **values: int) -> None:
+def _positive(owner: str, low: int = 1, **values: int) -> None:
     for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
+
+
+def _names(owner: str, *, optional: Collection[str] = (), **values: object) -> None:
+    """Each value a non-empty string (a query parameter or a dotted path in the body); those
+    named in ``optional`` may be ``None``."""
+    for name, value in values.items():
+        if value is None and name in optional:
+            continue
+        if not isinstance(value, str) or not value:
+            what = "a non-empty string or None" if name in optional else "a non-empty string"
+            raise ConfigError(f"{owner}: {name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,10 @@ class PageNumber:
 
     def __post_init__(self) -> None:
         _positive("PageNumber", size=self.size)
+        _positive("PageNumber", 0, start=self.start)
+        optional = ("size_param", "items")
+        _names("PageNumber", optional=optional, param=self.param, size_param=self.size_param)
+        _names("PageNumber", optional=optional, items=self.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +97,10 @@ class Offset:
 
     def __post_init__(self) -> None:
         _positive("Offset", size=self.size)
+        _positive("Offset", 0, start=self.start)
+        optional = ("size_param", "items")
+        _names("Offset", optional=optional, param=self.param, size_param=self.size_param)
+        _names("Offset", optional=optional, items=self.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,9 @@ class Cursor:
     param: str = "cursor"
     items: str | None = "data"
 
+    def __post_init__(self) -> None:
+        _names("Cursor", optional=("items",), next=self.next, param=self.param, items=self.items)
+
 
 @dataclass(frozen=True, slots=True)
 class LinkHeader:
@@ -102,6 +124,9 @@ class LinkHeader:
     already visited, is ``Failure(PaginationError)``."""
 
     items: str | None = None
+
+    def __post_init__(self) -> None:
+        _names("LinkHeader", optional=("items",), items=self.items)
 
 
 PageStyle = PageNumber | Offset | Cursor | LinkHeader

@@ -9,6 +9,7 @@ from typing import Literal, TypeAlias
 
 import httpx
 
+from .._args import need
 from .._errors import ConfigError, RequestError
 from .._pipeline import TerminalPlugin
 from .._redact import redact_url
@@ -44,6 +45,10 @@ class Backend:
     terminal: TerminalPlugin
     origin: str | httpx.URL | None = None
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        need(self.name is None or isinstance(self.name, str), "Backend", "name",
+             "a string or None", self.name)  # fmt: skip
 
 
 BackendSpec: TypeAlias = Backend | TerminalPlugin | tuple[TerminalPlugin, "str | httpx.URL"]
