@@ -196,6 +196,23 @@ async def test_a_next_link_to_another_origin_is_refused_with_the_credentials_kep
     assert [r.url.host for r in seen] == ["svc.test"]
 
 
+async def test_a_next_link_carrying_credentials_of_its_own_is_refused() -> None:
+    """A same-origin next link with user information would have httpx send the upstream's
+    choice as ``Authorization: Basic ...``: not followed, and the credentials not quoted."""
+    seen: list[httpx.Request] = []
+    link = "<https://user:hunter2@svc.test/api/l2>; rel=next"
+    handler = linked({"https://svc.test/api/l": ([1], link)})
+    async with client_for(handler, seen) as client:
+        got = await drain(paginate(client, "/l", style=LinkHeader()))
+    assert got[0] == Success(1)
+    error = got[1].failure()
+    assert isinstance(error, PaginationError)
+    assert "carries credentials of its own" in str(error)
+    assert "hunter2" not in str(error)
+    assert [r.url.path for r in seen] == ["/api/l"]
+    assert all("authorization" not in r.headers for r in seen)
+
+
 def test_a_next_link_that_is_not_a_url_is_a_pagination_failure() -> None:
     """An unparsable next target is a Failure, not an exception."""
     found = next_link(["<http://[::1:bad>; rel=next"], httpx.URL("https://svc.test/"))

@@ -108,9 +108,10 @@ def next_link(
 ) -> Result[httpx.URL, PaginationError] | None:
     """The ``rel="next"`` target of the ``Link`` header values, resolved against ``base``.
 
-    ``None`` when there is no next link. ``Failure(PaginationError)`` when it is not a URL, or
-    when it leads to another origin (scheme, host, port) than ``base``: the request would carry
-    the service's credentials elsewhere.
+    ``None`` when there is no next link. ``Failure(PaginationError)`` when it is not a URL,
+    when it leads to another origin (scheme, host, port) than ``base`` (the request would carry
+    the service's credentials elsewhere), or when it carries user information ``base`` does not
+    (the upstream would choose the ``Authorization`` sent).
     """
     for target, params in parse_links(",".join(headers)):
         if "next" not in params.get("rel", "").lower().split():
@@ -124,6 +125,15 @@ def next_link(
                 PaginationError(
                     f"the next page's link leads to another origin ({_origin(url)}), "
                     "not followed: the request would carry this service's credentials there",
+                    request=request,
+                )
+            )
+        if url.userinfo != base.userinfo:  # credentials chosen by the upstream: not sent
+            return Failure(
+                PaginationError(
+                    "the next page's link carries credentials of its own (user information in "
+                    "the URL), not followed: the upstream would choose what is sent as "
+                    "Authorization",
                     request=request,
                 )
             )
