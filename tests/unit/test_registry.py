@@ -68,6 +68,14 @@ async def test_per_service_settings_override_the_global_ones() -> None:
             "HTTP_SERVICES__USER__ENDPOINTS: must be absolute",
         ),
         ({**ENV, "HTTP_SERVICES__USER__ENDPOINTS": " , "}, "HTTP_SERVICES__USER__ENDPOINTS: empty"),
+        (  # found at start-up, not by every request (it was "port 99999 is out of range")
+            {"HTTP_SERVICES__USER__BASE_URL": "http://h:99999"},
+            "HTTP_SERVICES__USER__BASE_URL: has port 99999: a port is 1 to 65535",
+        ),
+        (
+            {**ENV, "HTTP_SERVICES__USER__ENDPOINTS": "http://a:1,http://h h/"},
+            "HTTP_SERVICES__USER__ENDPOINTS: has a host name that cannot be looked up",
+        ),
         (
             {**ENV, "HTTP_SERVICES__USER__TIMOUT_READ": "3"},
             "HTTP_SERVICES__USER__TIMOUT_READ: unknown key",

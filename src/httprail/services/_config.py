@@ -7,6 +7,7 @@ from the environment (:mod:`httprail.services._env`); every problem is a one-lin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -84,6 +85,11 @@ class BalancerOptions(_Options):
     max_ejection_percent: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 50.0
 
 
+_MAX_PORT = 65535
+# A host as httpx keeps it (IDNA already encoded): letters, digits, '-', '_', '.'.
+_HOST = re.compile(rb"[A-Za-z0-9._-]+")
+
+
 def check_endpoint(value: str, where: str) -> httpx.URL:
     """``value`` as an endpoint URL: absolute ``http``/``https`` with a host, no credentials,
     query or fragment (a path is a prefix that replaces the base URL's).
@@ -100,6 +106,10 @@ def check_endpoint(value: str, where: str) -> httpx.URL:
         else:
             if url.scheme not in ("http", "https") or not url.host:
                 problem = "must be absolute: http:// or https:// and a host"
+            elif url.port is not None and not 0 < url.port <= _MAX_PORT:
+                problem = f"has port {url.port}: a port is 1 to {_MAX_PORT}"
+            elif not _HOST.fullmatch(url.raw_host) and b":" not in url.raw_host:  # IPv6 aside
+                problem = "has a host name that cannot be looked up (a space or '%' in it)"
             elif url.userinfo:
                 problem = "must not hold credentials (give them to an auth stage)"
             elif url.query or url.fragment:
