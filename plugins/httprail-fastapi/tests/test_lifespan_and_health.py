@@ -17,7 +17,9 @@ from httprail.middleware import CircuitBreaker
 from httprail.testing import MockTerminal
 
 from httprail_fastapi import (
+    HttprailState,
     client_dep,
+    health_report,
     health_router,
     httprail_lifespan,
     registry_dep,
@@ -248,6 +250,17 @@ def test_readiness_is_503_when_a_required_service_is_down() -> None:
         answer = http.get("/health/ready")
     assert answer.status_code == 503
     assert answer.json()["required_down"] == ["catalog", "missing"]
+
+
+@pytest.mark.parametrize("required", ["catalog", b"catalog", 5, [1], None])
+async def test_required_must_be_a_collection_of_names(required: Any) -> None:
+    """One string would be read as the names of its letters (readiness down for good): it is
+    a ConfigError naming the argument, as is anything else that is not names."""
+    with pytest.raises(ConfigError, match=r"health_router\(required=...\)"):
+        health_router(required=required)
+    state = HttprailState(registry=None, clients={})
+    with pytest.raises(ConfigError, match=r"health_report\(required=...\)"):
+        await health_report(state, required=required)
 
 
 def test_readiness_is_503_when_everything_is_down() -> None:

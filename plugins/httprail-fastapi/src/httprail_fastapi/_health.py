@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from httprail import ConfigError
 
 from ._lifespan import HttprailState, state_of
 
@@ -42,8 +43,8 @@ def health_router(
     Example:
         >>> app.include_router(health_router(required=["user"]))  # doctest: +SKIP
     """
+    needed = _names("health_router", required)
     router = APIRouter(prefix=prefix, tags=["health"], include_in_schema=include_in_schema)
-    needed = tuple(required)
 
     @router.get("/live")
     async def live() -> dict[str, str]:
@@ -59,7 +60,13 @@ def health_router(
 
 
 async def health_report(state: HttprailState, *, required: Collection[str] = ()) -> dict[str, Any]:
-    """The readiness body: ``status``, ``ready``, ``services`` and ``clients`` (JSON-ready)."""
+    """The readiness body: ``status``, ``ready``, ``services`` and ``clients`` (JSON-ready).
+
+    Raises:
+        ConfigError: ``required`` is not a collection of names (one string is not: it would
+            be read as the names of its letters).
+    """
+    required = _names("health_report", required)
     statuses: dict[str, str] = {}
     services: dict[str, Any] = {}
     clients: dict[str, Any] = {}
@@ -85,3 +92,17 @@ async def health_report(state: HttprailState, *, required: Collection[str] = ())
     if missing:
         report["required_down"] = missing
     return report
+
+
+def _names(owner: str, required: object) -> tuple[str, ...]:
+    """``required`` as a tuple of service or client names."""
+    if (
+        isinstance(required, str | bytes)
+        or not isinstance(required, Collection)
+        or not all(isinstance(name, str) for name in required)
+    ):
+        raise ConfigError(
+            f"{owner}(required=...) must be a collection of service or client names "
+            f"(['user'], not 'user'), got {required!r}"
+        )
+    return tuple(required)
