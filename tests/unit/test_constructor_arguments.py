@@ -86,6 +86,7 @@ CONFIGURED: dict[type, dict[str, Callable[[], object]]] = {
     services.BalancerOptions: {},
     services.HealthCheck: {},
     services.ServiceRegistry: {"services": dict},
+    services.ServiceConfig: {"base_url": lambda: "http://svc.test"},
     services.Offset: {},
     services.PageNumber: {},
     services.LinkHeader: {},

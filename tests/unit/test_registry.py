@@ -56,6 +56,29 @@ async def test_per_service_settings_override_the_global_ones() -> None:
 
 
 @pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (  # one string was read as the names of its letters
+            lambda: ServiceRegistry.from_env({"U_SERVICE_HOST": "h"}, legacy="u"),
+            r"from_env\(legacy=...\) must be a collection of service names, got 'u'",
+        ),
+        (
+            lambda: ServiceRegistry.from_env({}, legacy=(5,)),
+            r"from_env\(legacy=...\) must be a collection of service names",
+        ),
+        (
+            lambda: ServiceRegistry.from_env({"HTTP_SERVICES__U__BASE_URL": 5}),
+            r"from_env\(environ=...\) must be text values \(HTTP_SERVICES__U__BASE_URL is not\)",
+        ),
+        (lambda: ServiceRegistry.from_env(["x"]), r"from_env\(environ=...\) must be a mapping"),
+    ],
+)
+def test_from_env_refuses_arguments_it_cannot_read(call: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         (

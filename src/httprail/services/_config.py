@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .._args import need, strings_of
 from .._errors import ConfigError
 from .._settings import DAY, ProviderOverrides, one_line, quoted
 from .._validate import url_problem
@@ -156,6 +157,27 @@ class ServiceConfig:
     api_key_env: str | None = None
     terminal: str = "aiohttp"
     sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        owner = "ServiceConfig"
+        for name in ("base_url", "health_url", "api_key_env"):
+            value = getattr(self, name)
+            need(value is None or isinstance(value, str), owner, name, "a string or None", value)
+        need(isinstance(self.terminal, str), owner, "terminal", "a terminal's name", self.terminal)
+        for name in ("settings", "options", "headers", "sources"):
+            value = getattr(self, name)
+            need(isinstance(value, Mapping), owner, name, "a mapping", value)
+        need(isinstance(self.health_check, HealthCheck), owner, "health_check",
+             "a HealthCheck", self.health_check)  # fmt: skip
+        need(isinstance(self.balancer, BalancerOptions), owner, "balancer",
+             "BalancerOptions", self.balancer)  # fmt: skip
+        # a frozen record: the collections are kept as tuples (a list given is fine)
+        endpoints = strings_of(owner, "endpoints", self.endpoints, "URLs")
+        object.__setattr__(self, "endpoints", endpoints)
+        if self.stack is not None:
+            object.__setattr__(
+                self, "stack", strings_of(owner, "stack", self.stack, "plugin names")
+            )
 
     @property
     def base(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from returns.result import Failure, Result, Success
 
-from .._args import need, need_callable
+from .._args import need, need_callable, strings_of
 from .._client import AsyncClient
 from .._closing import ClosesOnExit, close_all
 from .._discovery import PluginRegistry
@@ -135,6 +135,14 @@ class ServiceRegistry(ClosesOnExit):
             ConfigError: one line naming the variable or key.
         """
         env = os.environ if environ is None else environ
+        need(isinstance(env, Mapping), "ServiceRegistry.from_env", "environ",
+             "a mapping of variable names to values, or None", env)  # fmt: skip
+        legacy = strings_of("ServiceRegistry.from_env", "legacy", legacy, "service names")
+        read = ("HTTP_SERVICES__", *(f"{name.upper()}_SERVICE_" for name in legacy))
+        for variable, value in env.items():  # the variables read below hold text
+            if isinstance(variable, str) and variable.startswith(read):
+                need(isinstance(value, str), "ServiceRegistry.from_env", "environ",
+                     f"text values ({variable} is not)", type(value).__name__)  # fmt: skip
         tables: dict[str, dict[str, Any]] = {}
         sources: dict[str, dict[str, str]] = {}
         source = "environment"
