@@ -17,6 +17,7 @@ from httprail import (
     RequestError,
     Result,
     Success,
+    register_secret,
 )
 from httprail.generators import (
     GenerationRequest,
@@ -113,6 +114,31 @@ async def test_a_non_string_key_is_not_found_rather_than_raising() -> None:
     factory = ProviderFactory()
     error = (await factory.get(["x"])).failure()  # type: ignore[arg-type]
     assert isinstance(error, ProviderNotFoundError)
+
+
+async def test_an_override_named_key_reaches_the_builder() -> None:
+    """``key`` is the provider's key only by position: an override called ``key`` (an API key
+    option) goes to the builder (it raised TypeError: multiple values for 'key')."""
+    factory = ProviderFactory()
+    factory.register("fake", FakeGenerator)
+    assert built(await factory.get("fake", key="k-1")).options == {"key": "k-1"}
+
+
+async def test_a_builder_s_error_never_shows_a_known_secret() -> None:
+    """A builder that raises with a key in its message: the ConfigError redacts it."""
+    secret = "sk-builder-canary-0123456789"
+    register_secret(secret)
+
+    def refusing(**options: Any) -> FakeGenerator:
+        raise RuntimeError(f"model list fetch refused key {secret}")
+
+    factory = ProviderFactory()
+    factory.register("p", refusing)
+    error = (await factory.get("p")).failure()
+    assert isinstance(error, ConfigError)
+    assert "building provider 'p' failed" in str(error)
+    assert secret not in str(error)
+    assert secret not in repr(error)
 
 
 def test_a_duplicate_key_is_refused_naming_it() -> None:

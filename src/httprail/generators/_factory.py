@@ -164,7 +164,7 @@ class ProviderFactory(ClosesOnExit):
         return key in self._builders
 
     async def get(
-        self, key: str, **overrides: Any
+        self, key: str, /, **overrides: Any
     ) -> Result[Generator, ProviderNotFoundError | ConfigError]:
         """The generator for ``key`` and ``overrides``, built on first use.
 
