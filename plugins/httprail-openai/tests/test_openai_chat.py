@@ -24,6 +24,7 @@ from httprail import (
     Failure,
     InvalidRequestError,
     MaxRetriesExceededError,
+    ProtocolError,
     RequestError,
     ServerStatusError,
     Success,
@@ -505,13 +506,33 @@ async def test_a_stream_ends_at_done_and_skips_comments_and_other_events(
     assert sent["stream_options"] == {"include_usage": True}
 
 
-async def test_a_stream_that_ends_without_done_is_complete(
+async def test_a_stream_that_ends_without_done_after_its_finish_reason_is_complete(
     harness_of: Callable[..., Harness],
 ) -> None:
-    stream = harness_of(answer_stream(sse(delta("a"), delta("b")))).chat.generate_stream(PROMPT)
+    """Some compatible servers send no ``[DONE]``: the finish_reason says the answer is whole."""
+    body = sse(delta("a"), delta("b", finish="stop"))
+    stream = harness_of(answer_stream(body)).chat.generate_stream(PROMPT)
     pieces, failures = await drain(stream)
     assert (pieces, failures) == (["a", "b"], [])
+    assert stream.finish_reason == "stop"
     assert stream.usage is None
+
+
+@pytest.mark.parametrize("tail", ["", 'data: {"choices": [{"delta": {"content": "c'])
+async def test_a_stream_that_ends_before_its_answer_finished_is_a_protocol_error(
+    harness_of: Callable[..., Harness], tail: str
+) -> None:
+    """A body that ends with neither ``[DONE]`` nor a finish_reason (cleanly between events, or
+    inside one, which an event stream drops) was cut short: the pieces that came, then a
+    ``ProtocolError``, not an answer that looks whole."""
+    body = sse(delta("a"), delta("b"), tail=tail)
+    stream = harness_of(answer_stream(body)).chat.generate_stream(PROMPT)
+    pieces, failures = await drain(stream)
+    assert pieces == ["a", "b"]
+    (failure,) = failures
+    assert isinstance(failure, ProtocolError)
+    assert "ended before the answer finished" in str(failure)
+    assert stream.finish_reason is None
 
 
 async def test_an_answer_that_is_not_an_event_stream_is_a_decode_error(

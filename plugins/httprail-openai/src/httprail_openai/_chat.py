@@ -14,6 +14,7 @@ from httprail import (
     ConfigError,
     DecodeError,
     Failure,
+    ProtocolError,
     RequestError,
     Result,
     StatusError,
@@ -148,7 +149,9 @@ class OpenAIChat:
     def generate_stream(self, request: GenerationRequest) -> GenerationStream:
         """A streamed chat completion: the text as it arrives, one ``Success`` per piece.
 
-        The stream ends after ``data: [DONE]`` (or the end of the body). Failures end it too,
+        The stream ends after ``data: [DONE]``, or at the end of the body once a chunk gave the
+        ``finish_reason`` (a body that ends before either is cut short: ``ProtocolError``, so
+        an answer cut clean is not taken for a whole one). Failures end it too,
         as exactly one final ``Failure``: a request that cannot be sent, an error answer before
         the stream starts (retried by the stack like any call), a broken body (never retried:
         the text already yielded cannot be taken back), a chunk that is not JSON
@@ -222,6 +225,14 @@ class OpenAIChat:
                     stream.finish_reason = chunk.finish_reason
                 if chunk.text:
                     yield Success(chunk.text)
+            if stream.finish_reason is None:  # the body ended with the answer unfinished
+                yield Failure(
+                    ProtocolError(
+                        "the stream ended before the answer finished (no finish_reason and no "
+                        "[DONE]): what came may be cut short",
+                        request=http_request,
+                    )
+                )
         finally:
             close = getattr(events, "aclose", None)
             if close is not None:
