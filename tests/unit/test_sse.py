@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -522,3 +523,51 @@ def test_a_bad_cap_raises_when_iter_sse_is_called() -> None:
     response = streamed(ScriptedStream([]))
     with pytest.raises(ConfigError, match="max_event_bytes"):
         iter_sse(response, max_event_bytes=0)
+
+
+class TickingClock:
+    """A clock that moves ``step`` seconds each time it is read (one read per chunk)."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+async def test_an_event_trickling_in_past_max_event_seconds_is_a_read_timeout() -> None:
+    """One byte per second of an event that never ends: each byte would reset a read timeout;
+    the event's own bound ends it, after the events that came whole."""
+    trickle = [bytes([b]) for b in b'data: {"choices": [{"delta": {"content": "never ends'] * 3
+    body = ScriptedStream([b"data: whole\n\n", *trickle])
+    items = [
+        item
+        async for item in iter_sse(streamed(body), max_event_seconds=5, clock=TickingClock(1.0))
+    ]
+    assert items[0] == Success(SSEEvent(data="whole"))
+    error = items[-1].failure()
+    assert isinstance(error, RequestTimeoutError)
+    assert error.phase == "read"
+    assert "unfinished after 5 s" in str(error)
+    assert len(items) == 2
+    assert body.served < 10  # stopped reading once the bound passed
+    assert body.closed
+
+
+async def test_keep_alive_comments_and_quick_events_never_reach_the_bound() -> None:
+    """Comment lines finish at once (keep-alives between events), and each event that ends
+    starts the count again: however long the stream, no timeout."""
+    body = ScriptedStream([b": keep-alive\n", b"data: a", b"\n\n"] * 50)
+    items = [
+        item
+        async for item in iter_sse(streamed(body), max_event_seconds=5, clock=TickingClock(1.0))
+    ]
+    assert items == [Success(SSEEvent(data="a"))] * 50
+
+
+@pytest.mark.parametrize("seconds", [0, -1, math.inf, math.nan, "5", True])
+def test_a_bad_event_time_bound_raises_when_iter_sse_is_called(seconds: object) -> None:
+    with pytest.raises(ConfigError, match="max_event_seconds"):
+        iter_sse(streamed(ScriptedStream([])), max_event_seconds=seconds)  # type: ignore[arg-type]

@@ -656,3 +656,61 @@ async def test_a_provider_factory_from_the_stack_file_serves_each_model(
     assert str(missing.failure()) == "no provider 'remote'; known: local"
     models = [body["model"] for body in fake_openai.bodies()]
     assert models == [MODEL, "other-model"]
+
+
+async def test_an_event_trickling_in_ends_at_the_read_timeout_not_never() -> None:
+    """A server that sends one whole chunk, then an event one byte at a time and never ends it:
+    every byte would reset the read timeout, so the event itself is bounded by it. The
+    pieces that came, then one read-timeout Failure, within the read timeout (0.3 s), where
+    the stream used to stay open for as long as the server went on."""
+    import asyncio
+    import time
+
+    from httprail import RequestTimeoutError
+
+    whole = json.dumps({"model": MODEL, "choices": [{"delta": {"content": "hi"}}]})
+
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        event = f"data: {whole}\n\n".encode()
+        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        try:
+            for _ in range(200):  # 10 s of one byte per 50 ms, never a line end
+                writer.write(b"1\r\nx\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = HttpSettings(timeout_read=0.3, max_retries=0)
+    try:
+        async with AsyncClient(f"http://127.0.0.1:{port}/v1", settings=settings) as client:
+            chat = OpenAIChat(client, model=MODEL)
+            started = time.monotonic()
+            items = [
+                item async for item in chat.generate_stream(GenerationRequest.from_prompt("x"))
+            ]
+            elapsed = time.monotonic() - started
+    finally:
+        server.close()
+        for handler in handlers:  # the trickle goes on after the client left: stopped here
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+    assert items[0] == Success("hi")
+    error = items[-1].failure()
+    assert isinstance(error, RequestTimeoutError)
+    assert error.phase == "read"
+    assert len(items) == 2
+    assert elapsed < 5  # a hang guard: the bound is 0.3 s of unfinished event

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
 from returns.result import Failure, Result, Success
 
+from .._args import is_number, need, need_callable
 from .._decode import request_of
-from .._errors import ConfigError, DecodeError, RequestError
+from .._errors import ConfigError, DecodeError, RequestError, RequestTimeoutError
 from ..terminals._mapping import map_exception
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEEvent", "SSEParser", "iter_sse"]
@@ -102,6 +104,11 @@ class SSEParser:
         self._event = ""
         self._event_retry: int | None = None
         self._event_bytes = 0
+
+    @property
+    def mid_event(self) -> bool:
+        """Whether an event (or a line) has begun and not ended."""
+        return bool(self._pending_bytes or self._event_bytes)
 
     def feed(self, chunk: bytes) -> Result[list[SSEEvent], DecodeError]:
         """The events that ``chunk`` completes, in order.
@@ -223,7 +230,11 @@ class SSEParser:
 
 
 def iter_sse(
-    response: httpx.Response, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    response: httpx.Response,
+    *,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_event_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[Result[SSEEvent, RequestError], None]:
     """The events of a streamed ``text/event-stream`` response, as Results.
 
@@ -231,15 +242,23 @@ def iter_sse(
     ``Success(event)`` per event. If reading fails (the connection broke, a read timed out),
     the last item is one ``Failure`` of the matching error (``ReadError``, ``ProtocolError``,
     ``RequestTimeoutError``, ...); if an event is over ``max_event_bytes``, one
-    ``Failure(DecodeError)``. Nothing is retried: a broken stream is reported, not replayed.
+    ``Failure(DecodeError)``; if an event begun is still unfinished ``max_event_seconds``
+    later while its bytes trickle in (each one resets the read timeout), one
+    ``Failure(RequestTimeoutError)`` with ``phase="read"``. Comment lines between events
+    (keep-alives) finish at once and never count. Nothing is retried: a broken stream is
+    reported, not replayed.
     The response is closed when iteration ends, fails, or is stopped early (``aclose()``).
 
     Args:
         response: a response whose body has not been read (``AsyncClient.stream``).
         max_event_bytes: the most bytes one event (or line) may hold.
+        max_event_seconds: the longest an event may take to arrive once begun (``None``: no
+            bound but the read timeout's, between two reads).
+        clock: the clock that time is read on (inject a fake one in tests).
 
     Raises:
-        ConfigError: ``max_event_bytes`` is not a positive int (when called, before reading).
+        ConfigError: ``max_event_bytes`` is not a positive int, or ``max_event_seconds`` not
+            a positive number or ``None`` (when called, before reading).
 
     Example:
         >>> async with client.stream("POST", "/chat", json=body) as outcome:  # doctest: +SKIP
@@ -249,14 +268,22 @@ def iter_sse(
         ...             case Failure(error): print("stream broke:", error)
     """
     parser = SSEParser(max_event_bytes)
-    return _events(response, parser)
+    need(max_event_seconds is None or (is_number(max_event_seconds) and max_event_seconds > 0),
+         "iter_sse", "max_event_seconds", "a number of seconds > 0 or None",
+         max_event_seconds)  # fmt: skip
+    need_callable("iter_sse", "clock", clock)
+    return _events(response, parser, max_event_seconds, clock)
 
 
 async def _events(
-    response: httpx.Response, parser: SSEParser
+    response: httpx.Response,
+    parser: SSEParser,
+    max_event_seconds: float | None,
+    clock: Callable[[], float],
 ) -> AsyncGenerator[Result[SSEEvent, RequestError], None]:
     request = request_of(response)
     chunks = response.aiter_bytes()
+    begun: float | None = None  # when the event now unfinished began (a chunk's arrival)
     try:
         while True:
             try:
@@ -272,6 +299,22 @@ async def _events(
             if error is not None:
                 yield Failure(DecodeError(error.message, request=request))
                 return
+            if max_event_seconds is not None:
+                if not parser.mid_event:
+                    begun = None
+                elif begun is None or events:  # a new event began in this chunk
+                    begun = clock()
+                elif clock() - begun > max_event_seconds:
+                    yield Failure(
+                        RequestTimeoutError(
+                            f"server-sent events: an event still unfinished after "
+                            f"{max_event_seconds:g} s while its bytes trickle in "
+                            "(max_event_seconds)",
+                            phase="read",
+                            request=request,
+                        )
+                    )
+                    return
         parser.close()  # an unterminated event at the end is discarded
     finally:
         await _close_quietly(chunks, response)

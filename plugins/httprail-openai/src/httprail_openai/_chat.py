@@ -203,7 +203,12 @@ class OpenAIChat:
             if problem is not None:
                 yield Failure(problem)
                 return
-            events = iter_sse(response, max_event_bytes=self.max_event_bytes)
+            events = iter_sse(
+                response,
+                max_event_bytes=self.max_event_bytes,
+                # an event whose bytes trickle in is bounded as a silent read is
+                max_event_seconds=_read_timeout(http_request, self._client.settings.timeout_read),
+            )
             async for item in events:
                 if isinstance(item, Failure):
                     yield item
@@ -238,6 +243,15 @@ class OpenAIChat:
             if close is not None:
                 await close()
             await response.aclose()
+
+
+def _read_timeout(request: httpx.Request, default: float) -> float | None:
+    """The request's own read timeout (``timeout=`` of the call), else ``default``."""
+    timeouts = request.extensions.get("timeout")
+    if isinstance(timeouts, dict) and "read" in timeouts:
+        read = timeouts["read"]
+        return float(read) if isinstance(read, int | float) and read > 0 else None
+    return default
 
 
 def _read_event(
