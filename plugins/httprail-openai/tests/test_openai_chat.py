@@ -283,6 +283,11 @@ async def test_a_url_the_client_cannot_send_to_is_an_invalid_request(
         (completion(choices=[{"index": 0}]), "no choices[0].message"),
         (completion(choices=[{"message": {"role": "assistant"}}]), "choices[0].message.content"),
         (completion(choices=[{"message": {"content": 7}}]), "content is not a string"),
+        (  # a wrong type is reported, not read as "no finish_reason"
+            completion(choices=[{"message": {"content": "x"}, "finish_reason": 5}]),
+            "finish_reason is not a string: int",
+        ),
+        (completion(model=["gpt"]), "model is not a string: list"),
         (completion(usage=[1, 2]), "usage is not an object"),
         (completion(usage={"prompt_tokens": "3"}), "usage.prompt_tokens"),
         (completion(usage={"prompt_tokens": 1, "completion_tokens": -2}), "completion_tokens"),
@@ -554,6 +559,8 @@ async def test_an_answer_that_is_not_an_event_stream_is_a_decode_error(
         ('{"choices": [3]}', "choices[0] is not an object"),
         ('{"choices": [{"delta": "x"}]}', "delta is not an object"),
         ('{"choices": [{"delta": {"content": 5}}]}', "delta.content is not a string"),
+        ('{"choices": [{"delta": {}, "finish_reason": 5}]}', "finish_reason is not a string"),
+        ('{"model": 3, "choices": []}', "stream chunk model is not a string: int"),
         ('{"choices": [], "usage": {"prompt_tokens": -1}}', "usage.prompt_tokens"),
     ],
 )

@@ -145,8 +145,21 @@ def _usage(
     return Success(Usage(input_tokens=counts[0], output_tokens=counts[1]))
 
 
-def _optional_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+class _NotText(Exception):
+    """A field that must be text (or absent, or null) is not: its name and type."""
+
+
+def _optional_str(value: object, field: str) -> str | None:
+    """``value`` when it is text, ``None`` when absent, null or empty.
+
+    Raises:
+        _NotText: anything else (``"finish_reason": 5``), which must not pass unnoticed.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _NotText(f"{field} is not a string: {type(value).__name__}")
+    return value
 
 
 def _completion(
@@ -175,12 +188,17 @@ def _completion(
     usage = _usage(data.get("usage"), "", request)
     if isinstance(usage, Failure):
         return usage
+    try:
+        served = _optional_str(data.get("model"), f"{where} model")
+        finish_reason = _optional_str(choice.get("finish_reason"), f"{where} finish_reason")
+    except _NotText as exc:
+        return _decode_error(str(exc), request)
     return Success(
         GenerationResult(
             text=content or "",
-            model=_optional_str(data.get("model")) or model,
+            model=served or model,
             usage=usage.unwrap(),
-            finish_reason=_optional_str(choice.get("finish_reason")),
+            finish_reason=finish_reason,
         )
     )
 
@@ -252,12 +270,12 @@ def decode_chunk(data: str, request: httpx.Request | None) -> Result[StreamChunk
                 f"stream chunk choices[0].delta.content is not a string: {content!r}", request
             )
         text = content or ""
-        finish_reason = _optional_str(choice.get("finish_reason"))
+        finish_reason = choice.get("finish_reason")
+    try:
+        finish_reason = _optional_str(finish_reason, "stream chunk choices[0].finish_reason")
+        served = _optional_str(payload.get("model"), "stream chunk model")
+    except _NotText as exc:
+        return _decode_error(str(exc), request)
     return Success(
-        StreamChunk(
-            text=text,
-            finish_reason=finish_reason,
-            model=_optional_str(payload.get("model")),
-            usage=usage.unwrap(),
-        )
+        StreamChunk(text=text, finish_reason=finish_reason, model=served, usage=usage.unwrap())
     )
