@@ -93,6 +93,7 @@ CONFIGURED: dict[type, dict[str, Callable[[], object]]] = {
     services.Cursor: {},
     state.MemoryStore: {},
     generators.SSEParser: {},
+    generators.ProviderFactory: {},
 }
 
 # Not here: ``GenerationRequest``, a record that generators check when asked to send it

@@ -306,6 +306,31 @@ async def test_cancellation_while_building_propagates_and_frees_the_key() -> Non
     assert isinstance(await factory.get("fake"), Success)
 
 
+async def test_the_cache_is_bounded_and_says_so_past_max_cached() -> None:
+    """5,000 distinct overrides would keep 5,000 generators and their clients: past
+    ``max_cached`` a new set of overrides is a ConfigError naming it; those kept still come."""
+    factory = ProviderFactory(max_cached=2)
+    builder = Counting()
+    factory.register("fake", builder)
+    first = built(await factory.get("fake", temperature=0.1))
+    built(await factory.get("fake", temperature=0.2))
+    error = (await factory.get("fake", temperature=0.3)).failure()
+    assert isinstance(error, ConfigError)
+    assert "max_cached=2" in str(error)
+    assert "GenerationRequest" in str(error)
+    assert built(await factory.get("fake", temperature=0.1)) is first
+    assert builder.calls == 2
+    await factory.aclose()
+    again = await factory.get("fake", temperature=0.3)  # closing empties the cache
+    assert isinstance(again, Success)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+def test_max_cached_must_be_a_positive_int(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"ProviderFactory\(max_cached=...\)"):
+        ProviderFactory(max_cached=bad)  # type: ignore[arg-type]
+
+
 async def test_unhashable_overrides_are_built_every_time() -> None:
     factory = ProviderFactory()
     builder = Counting()

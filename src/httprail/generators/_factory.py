@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from returns.result import Failure, Result, Success
 
+from .._args import is_int, need
 from .._closing import ClosesOnExit
 from .._errors import ConfigError, ProviderNotFoundError, RequestError
 from .._log import get_logger
@@ -28,6 +29,9 @@ ProviderBuilder: TypeAlias = Callable[..., Generator | Awaitable[Generator]]
 
 _CacheKey: TypeAlias = tuple[str, Hashable]
 
+DEFAULT_MAX_CACHED = 256
+"""How many generators a factory keeps built (one per key and distinct overrides)."""
+
 _log = get_logger("httprail.generators")
 
 
@@ -39,6 +43,11 @@ class ProviderFactory(ClosesOnExit):
     otherwise every call builds a new one, which then belongs to the caller). Concurrent
     ``get`` calls for one key build it once. ``aclose()`` closes every cached generator.
 
+    Each cached generator holds what its builder opened (a client and its connections), so the
+    cache is bounded: past ``max_cached`` generators, ``get`` with overrides not seen before is
+    ``Failure(ConfigError)`` naming ``max_cached`` rather than a memory that grows with every
+    distinct value (what varies per call, a temperature, belongs in the ``GenerationRequest``).
+
     Example:
         >>> factory = ProviderFactory()
         >>> factory.register("openai-chat", lambda **o: OpenAIChat(client, **o))  # doctest: +SKIP
@@ -47,7 +56,10 @@ class ProviderFactory(ClosesOnExit):
         ...     case Failure(ProviderNotFoundError(known=known)): ...
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_cached: int = DEFAULT_MAX_CACHED) -> None:
+        need(is_int(max_cached) and max_cached >= 1, "ProviderFactory", "max_cached",
+             "an int >= 1", max_cached)  # fmt: skip
+        self.max_cached = max_cached
         self._builders: dict[str, ProviderBuilder] = {}
         self._cache: dict[_CacheKey, Generator] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -171,7 +183,8 @@ class ProviderFactory(ClosesOnExit):
         Returns:
             The generator; ``Failure(ProviderNotFoundError)`` (listing the known keys) if
             ``key`` is not registered; ``Failure(ConfigError)`` if the builder raised or
-            returned something that is not a :class:`Generator`.
+            returned something that is not a :class:`Generator`, or if ``max_cached``
+            generators are kept already and these overrides are new.
         """
         builder = self._builders.get(key) if isinstance(key, str) else None
         if builder is None:
@@ -188,6 +201,15 @@ class ProviderFactory(ClosesOnExit):
             builder = self._builders.get(key)
             if builder is None:  # unregistered while this call waited for the lock
                 return Failure(ProviderNotFoundError(key, self.keys()))
+            if cache_key is not None and len(self._cache) >= self.max_cached:
+                return Failure(
+                    ConfigError(
+                        f"ProviderFactory: {len(self._cache)} generators are built and kept "
+                        f"already (max_cached={self.max_cached}), one per key and distinct "
+                        "overrides: pass what varies per call in the GenerationRequest, or "
+                        "raise max_cached"
+                    )
+                )
             version = self._versions.get(key, 0)
             built = await _build(key, builder, overrides)
             if isinstance(built, Success) and cache_key is not None:
