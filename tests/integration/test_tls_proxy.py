@@ -384,3 +384,15 @@ async def test_a_bad_proxy_flag_is_a_usage_error_that_does_not_quote_it() -> Non
     assert code == 2
     assert "HTTP_PROXY_URL" in err
     assert "S3CRET" not in out + err
+
+
+async def test_a_client_certificate_that_cannot_be_loaded_is_a_usage_error(tmp_path: Path) -> None:
+    """A file that exists but is no certificate passes the flag's check and fails when the
+    terminal loads it: a one-line usage error (exit 2), not a traceback."""
+    not_a_cert = tmp_path / "cert.pem"
+    not_a_cert.write_text("not a certificate\n")
+    code, out, err = await _cli("GET", "http://127.0.0.1:1/", "--cert", str(not_a_cert))
+    assert code == 2
+    assert "cannot load the client certificate" in err
+    assert "Traceback" not in out + err
+    assert err.count("\n") == 1

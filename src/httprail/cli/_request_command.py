@@ -420,7 +420,10 @@ async def _send(call: _Call) -> _Exchange:
         client, settings = built.client, built.settings
         closer: Any = built
     else:
-        client = AsyncClient(settings=call.settings)
+        try:  # the terminal loads the TLS files now: one it cannot use is the caller's mistake
+            client = AsyncClient(settings=call.settings)
+        except ConfigError as exc:
+            raise _UsageError(one_line(str(exc))) from None
         settings, closer = call.settings, client
     async with closer:
         prepared = client.build_request(
