@@ -219,3 +219,37 @@ def test_url_without_default_port_and_text_protocol_version() -> None:
     assert "server.port" not in client_attributes(httpx.Request("GET", "ftp://files.test/a"))
     response = httpx.Response(200, extensions={"http_version": "HTTP/1.0"})
     assert outcome_attributes(Success(response))["network.protocol.version"] == "1.0"
+
+
+async def test_upstreams_past_max_upstreams_share_one_series_and_totals_stay_right() -> None:
+    """A client calling ever new hosts: the first ``max_upstreams`` get series of their own,
+    the rest share ``_OTHER`` (upstream and server address, no port), so the series stay
+    bounded (one key per host had grown without end: 80,000 series at 20,000 hosts); every
+    request is still counted, and spans keep the real host."""
+    sdk = Sdk()
+    pipeline = Pipeline([sdk.stage(max_upstreams=3), Retry()], MockTerminal(_ok))
+    for index in range(10):
+        assert isinstance(
+            await pipeline.send(httpx.Request("GET", f"https://h{index}.test/")), Success
+        )
+    for name in ("httprail.request.duration", "http.client.request.duration", "httprail.attempts"):
+        points = sdk.points(name)
+        upstreams = {a.get("httprail.upstream") for a, _ in points} - {None}
+        addresses = {a.get("server.address") for a, _ in points} - {None}
+        for seen in (upstreams, addresses):  # whichever the instrument carries
+            assert len(seen) <= 3 + 1, (name, seen)  # three of their own, and _OTHER
+        assert "_OTHER" in upstreams | addresses, name
+        assert sum(value for _, value in points) == 10, name
+    other = [
+        a for a, _ in sdk.points("http.client.request.duration") if a["server.address"] == "_OTHER"
+    ]
+    assert other
+    assert all("server.port" not in attributes for attributes in other)
+    hosts = {span.attributes["server.address"] for span in sdk.finished() if span.parent is None}
+    assert hosts == {f"h{index}.test" for index in range(10)}
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, None])
+def test_max_upstreams_must_be_a_positive_int(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"OpenTelemetry\(max_upstreams=...\)"):
+        OpenTelemetry(max_upstreams=bad)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._args import need, need_callable
+from .._args import is_int, need, need_callable
 from .._context import upstream_of
 from .._errors import ConfigError
 from .._events import BreakerEvent, Event, HedgeEvent, RejectionEvent, RetryEvent
@@ -107,6 +107,9 @@ class OpenTelemetry:
             ``opentelemetry-instrumentation-httpx``/``-aiohttp-client``, if installed, do not
             add a second span (and a second ``http.client.request.duration``) per attempt.
         clock: timer for durations.
+        max_upstreams: upstreams with metric series of their own; later ones share one, named
+            ``_OTHER`` (``httprail.upstream`` and ``server.address``), so the series stay
+            bounded whatever hosts a client calls. Spans are not affected.
 
     Raises:
         ConfigError: ``opentelemetry-api`` is not installed (the ``httprail[otel]`` extra).
@@ -125,6 +128,7 @@ class OpenTelemetry:
         propagate: bool = True,
         suppress_http_instrumentation: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        max_upstreams: int = 1000,
     ) -> None:
         try:
             from opentelemetry import context, metrics, trace
@@ -140,13 +144,15 @@ class OpenTelemetry:
             rule = f"None or an OpenTelemetry provider (with {method}())"
             need(usable, "OpenTelemetry", label, rule, provider)
         need_callable("OpenTelemetry", "clock", clock)
+        need(is_int(max_upstreams) and max_upstreams >= 1, "OpenTelemetry", "max_upstreams",
+             "an int >= 1", max_upstreams)  # fmt: skip
         self._tracer = trace.get_tracer(
             "httprail", __version__, tracer_provider=tracer_provider, schema_url=_SCHEMA_URL
         )
         meter = metrics.get_meter(
             "httprail", __version__, meter_provider=meter_provider, schema_url=_SCHEMA_URL
         )
-        self._instruments = Instruments(meter)
+        self._instruments = Instruments(meter, max_upstreams)
         self._tracer_idle = tracer_idle(self._tracer)
         self._meter_idle = meter_idle(meter)
         self._current_span = trace.get_current_span
@@ -265,6 +271,7 @@ class OpenTelemetry:
         self, elapsed: float, result: dict[str, Any], call: _Call, ctx: Context | None
     ) -> None:
         metric = {**call.base, "httprail.upstream": call.upstream}
+        metric = self._instruments.attributes(metric, call.upstream)
         _copy_result(result, metric)
         self._instruments.calls.record(elapsed, metric, context=ctx)
 
@@ -300,16 +307,17 @@ class OpenTelemetry:
         active: tuple[tuple[str, Any], ...] = ()
         if metered:
             kind = "hedge" if hedge else "retry" if resend else "first"
+            upstream = instruments.upstream(call.upstream)
             instruments.attempts.add(
-                (("httprail.upstream", call.upstream), ("httprail.attempt.kind", kind)), 1
+                (("httprail.upstream", upstream), ("httprail.attempt.kind", kind)), 1
             )
             active = call.active
             if not active or url_changed:
-                active = tuple(base.items())
+                active = tuple(instruments.attributes(base, call.upstream).items())
                 if not url_changed:
                     call.active = active
         if not call.traced:
-            return await self._measured(request, send, base, active)
+            return await self._measured(request, send, active)
         span = self._tracer.start_span(
             span_name(request.method), kind=self._client_kind, attributes=base
         )
@@ -345,19 +353,16 @@ class OpenTelemetry:
             span.set_attributes(extra)
         self._end(span, outcome, request)
         if metered:
-            metric = dict(base)
+            metric = dict(active)  # the attributes as metrics record them
             _copy_result(result, metric)
             instruments.duration.record(elapsed, metric, context=ctx)
         return outcome
 
     async def _measured(
-        self,
-        request: httpx.Request,
-        send: Next,
-        base: dict[str, Any],
-        active: tuple[tuple[str, Any], ...],
+        self, request: httpx.Request, send: Next, active: tuple[tuple[str, Any], ...]
     ) -> Outcome:
-        """An attempt with metrics and no span (nothing traces this request)."""
+        """An attempt with metrics and no span (nothing traces this request); ``active``: its
+        attributes as metrics record them."""
         instruments = self._instruments
         instruments.active.add(active, 1)
         start = self._clock()
@@ -366,7 +371,7 @@ class OpenTelemetry:
         finally:
             instruments.active.add(active, -1)
         elapsed = self._clock() - start
-        metric = dict(base)
+        metric = dict(active)
         _copy_result(outcome_attributes(outcome), metric)
         instruments.duration.record(elapsed, metric)
         return outcome

@@ -54,26 +54,41 @@ class Tally:
         return [observation(count, dict(key)) for key, count in counts]
 
 
+OTHER = "_OTHER"
+"""The upstream (and server address) of every upstream past ``max_upstreams`` in metrics."""
+
+
 class Instruments:
-    """Every instrument the stage records to, and the breaker states it last heard of."""
+    """Every instrument the stage records to, and the breaker states it last heard of.
+
+    Metric attributes are bounded: the first ``max_upstreams`` upstreams have series of their
+    own, later ones share one, with ``httprail.upstream`` and ``server.address`` set to
+    :data:`OTHER` (and no ``server.port``), so a client calling ever new hosts (a crawler, a
+    webhook sender) does not grow the series, and the SDK's memory, without bound. Spans keep
+    every attribute: they are exported, not kept.
+    """
 
     __slots__ = (
         "_observation",
+        "_upstreams",
         "active",
         "attempts",
         "breaker_states",
         "calls",
         "duration",
         "hedges",
+        "max_upstreams",
         "rejections",
         "retries",
         "transitions",
     )
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, max_upstreams: int = 1000) -> None:
         from opentelemetry.metrics import Observation
 
         self._observation = Observation
+        self.max_upstreams = max_upstreams
+        self._upstreams: set[str] = set()  # those with series of their own
         self.duration = meter.create_histogram(
             "http.client.request.duration",
             unit="s",
@@ -128,6 +143,32 @@ class Instruments:
             description="1 for each upstream's current circuit state, 0 for the other states.",
         )
 
+    def _own(self, upstream: str) -> bool:
+        """Whether ``upstream`` has series of its own (taking a place while there is room)."""
+        known = self._upstreams
+        if upstream in known:
+            return True
+        if len(known) < self.max_upstreams:
+            known.add(upstream)
+            return True
+        return False
+
+    def upstream(self, upstream: str) -> str:
+        """``upstream`` as metrics name it: itself, or :data:`OTHER` past ``max_upstreams``."""
+        return upstream if self._own(upstream) else OTHER
+
+    def attributes(self, attributes: dict[str, Any], upstream: str) -> dict[str, Any]:
+        """``attributes`` (of a request to ``upstream``) as metrics record them: the same
+        dict, or a copy naming :data:`OTHER` for the server past ``max_upstreams``."""
+        if self._own(upstream):
+            return attributes
+        folded = dict(attributes)
+        folded["server.address"] = OTHER
+        folded.pop("server.port", None)
+        if "httprail.upstream" in folded:
+            folded["httprail.upstream"] = OTHER
+        return folded
+
     def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
         return self.active.observe(self._observation)
 
@@ -149,25 +190,27 @@ class Instruments:
         """Count what ``event`` says."""
         if isinstance(event, RetryEvent):
             attributes: dict[str, Any] = {
-                "httprail.upstream": upstream_of(event.request),
+                "httprail.upstream": self.upstream(upstream_of(event.request)),
                 "httprail.retry.cause": error_type(event.error),
                 "httprail.retry.delay_source": event.delay_source,
             }
             self.retries.add(1, attributes)
         elif isinstance(event, RejectionEvent):
             attributes = {
-                "httprail.upstream": event.upstream,
+                "httprail.upstream": self.upstream(event.upstream),
                 "httprail.rejection.kind": event.kind,
             }
             self.rejections.add(1, attributes)
         elif isinstance(event, BreakerEvent):
-            self.breaker_states[event.upstream] = event.new
+            upstream = self.upstream(event.upstream)
+            self.breaker_states[upstream] = event.new
             attributes = {
-                "httprail.upstream": event.upstream,
+                "httprail.upstream": upstream,
                 "httprail.breaker.from": event.old.value,
                 "httprail.breaker.to": event.new.value,
             }
             self.transitions.add(1, attributes)
         elif isinstance(event, HedgeEvent):
-            attributes = {"httprail.upstream": event.upstream, "httprail.hedge.kind": event.kind}
+            upstream = self.upstream(event.upstream)
+            attributes = {"httprail.upstream": upstream, "httprail.hedge.kind": event.kind}
             self.hedges.add(1, attributes)
