@@ -98,18 +98,13 @@ class HttprailError(Exception):
 class ConfigError(HttprailError):
     """A setting, option or argument is invalid; the message names it and the rule it broke.
 
-    The message passes the redaction rule (:func:`~httprail.redact_text`) when it is made and
-    when it is shown, as a :class:`RequestError`'s does: a value quoted in it, or an exception's
-    text carried into it (a provider builder's), never shows a known secret.
+    Its text passes the redaction rule (:func:`~httprail.redact_text`) when it is made, so
+    ``str`` and ``repr`` both show it redacted: a value quoted in it, or an exception's text
+    carried into it (a provider builder's), never shows a known secret.
     """
 
     def __init__(self, *args: object) -> None:
-        if len(args) == 1 and isinstance(args[0], str):
-            args = (redact_text(args[0]),)
-        super().__init__(*args)
-
-    def __str__(self) -> str:
-        return redact_text(super().__str__())
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class ProviderNotFoundError(HttprailError):

@@ -27,6 +27,7 @@ from ._fast import header_items
 __all__ = [
     "SendCheck",
     "as_origin",
+    "has_forbidden_character",
     "header_problem",
     "headers_problem",
     "method_problem",
@@ -97,17 +98,27 @@ def header_problem(name: str | bytes, value: str | bytes) -> str | None:
     problem = _token_problem("header name", name)
     if problem is not None:
         return problem
-    found = (
-        _NOT_IN_VALUE_BYTES.search(value)
-        if isinstance(value, bytes)
-        else _NOT_IN_VALUE.search(value)
-    )
+    found = _forbidden(value)
     if found is None:
         return None
     at = found.start()
     return (
         f"the value of header {_text(name)!r} contains {_describe(_text(value)[at])} "
         f"at position {at}"
+    )
+
+
+def has_forbidden_character(value: str | bytes) -> bool:
+    """Whether ``value`` holds what no header value may (a control character but HTAB)."""
+    return _forbidden(value) is not None
+
+
+def _forbidden(value: str | bytes) -> re.Match[str] | re.Match[bytes] | None:
+    """The first character of ``value`` no header value may hold, if any."""
+    return (
+        _NOT_IN_VALUE_BYTES.search(value)
+        if isinstance(value, bytes)
+        else _NOT_IN_VALUE.search(value)
     )
 
 

@@ -14,7 +14,7 @@ from .._errors import AuthError, ConfigError, RequestError
 from .._log import get_logger
 from .._pipeline import RequestResponsePlugin
 from .._redact import register_secret, register_sensitive_param
-from .._validate import as_origin, header_problem
+from .._validate import as_origin, has_forbidden_character
 from ._redirects import CREDENTIALS_EXTENSION, origin_of
 
 __all__ = ["ApiKeyAuth", "BasicAuth", "BearerAuth", "TokenProvider", "auth"]
@@ -124,7 +124,7 @@ def _require_text(owner: str, label: str, value: object) -> str:
         raise ConfigError(
             f"{owner}({label}=...) must be a non-empty string without surrounding whitespace"
         )
-    if header_problem("X", value) is not None:  # what no header value may hold
+    if has_forbidden_character(value):  # what no header value may hold
         raise ConfigError(
             f"{owner}({label}=...) must not contain a control character (CR, LF, NUL, ...)"
         )

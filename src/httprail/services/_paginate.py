@@ -79,9 +79,8 @@ class PageNumber:
     def __post_init__(self) -> None:
         _positive("PageNumber", size=self.size)
         _positive("PageNumber", 0, start=self.start)
-        optional = ("size_param", "items")
-        _names("PageNumber", optional=optional, param=self.param, size_param=self.size_param)
-        _names("PageNumber", optional=optional, items=self.items)
+        _names("PageNumber", optional=("size_param", "items"), param=self.param,
+               size_param=self.size_param, items=self.items)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +97,8 @@ class Offset:
     def __post_init__(self) -> None:
         _positive("Offset", size=self.size)
         _positive("Offset", 0, start=self.start)
-        optional = ("size_param", "items")
-        _names("Offset", optional=optional, param=self.param, size_param=self.size_param)
-        _names("Offset", optional=optional, items=self.items)
+        _names("Offset", optional=("size_param", "items"), param=self.param,
+               size_param=self.size_param, items=self.items)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +131,7 @@ PageStyle = PageNumber | Offset | Cursor | LinkHeader
 
 
 def _check_style(owner: str, style: object) -> None:
-    need(isinstance(style, PageNumber | Offset | Cursor | LinkHeader), owner, "style",
+    need(isinstance(style, PageStyle), owner, "style",
          "PageNumber(), Offset(), Cursor(...) or LinkHeader()", style)  # fmt: skip
 
 

@@ -33,7 +33,7 @@ from typing import Any, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from httprail import ConfigError, HttpSettings, redact_text
+from httprail import ConfigError, HttpSettings
 from httprail.middleware import BreakerRecord
 from httprail.state import MemoryStore
 from redis.asyncio.connection import parse_url
@@ -144,10 +144,8 @@ class RedisStore(Generic[V]):
             )
         try:  # what redis-py reads from the URL when it connects (port, database, options)
             parse_url(url)
-        except ValueError as exc:  # its words name the part, never the password
-            raise ConfigError(
-                f"RedisStore(url=...) cannot be used: {redact_text(str(exc))}"
-            ) from None
+        except ValueError as exc:  # its words name the part (a ConfigError is redacted too)
+            raise ConfigError(f"RedisStore(url=...) cannot be used: {exc}") from None
         if not isinstance(namespace, str) or not namespace or any(c in namespace for c in ": "):
             raise ConfigError(
                 f"RedisStore(namespace=...) must be a non-empty string without ':' or spaces, "
