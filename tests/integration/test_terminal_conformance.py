@@ -327,6 +327,50 @@ async def test_a_reset_mid_stream_raises_a_read_error_while_iterating(
     assert type(map_exception(caught.value, response.request)) is ReadError
 
 
+@pytest.fixture
+async def cut_stream_server() -> AsyncIterator[str]:
+    """A chunked event stream: one event, a second one 50 ms later, then the connection ends
+    without the last chunk."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n8\r\ndata: a\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"8\r\ndata: b\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_slow_reader_of_a_cut_stream_gets_what_came_before_the_cut(
+    make_terminal: TerminalFactory, cut_stream_server: str
+) -> None:
+    """The caller reads the first event, then takes 0.3 s: meanwhile the second event and the
+    end of the connection arrive. The second event is the caller's, then the error (aiohttp
+    raised the error first and the event was lost: a proxy's last event, a model's last words)."""
+    response = (await make_terminal().send(get(cut_stream_server, stream=True))).unwrap()
+    received: list[bytes] = []
+
+    async def read() -> None:
+        async for chunk in response.aiter_bytes():
+            received.append(chunk)
+            await asyncio.sleep(0.3)
+
+    with pytest.raises(httpx.HTTPError) as caught:
+        await read()
+    await response.aclose()
+    assert b"".join(received) == b"data: a\ndata: b\n"
+    assert type(map_exception(caught.value, response.request)) is ProtocolError
+
+
 # -- responses ------------------------------------------------------------------------------
 
 

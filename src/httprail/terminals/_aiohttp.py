@@ -101,6 +101,9 @@ class _AiohttpBody(httpx.AsyncByteStream):
                     async with asyncio.timeout(each):
                         chunk = await content.readany()
             except self._terminal._errors as exc:
+                arrived = _arrived(content)
+                if arrived:  # what came before the break is the caller's, as on other terminals
+                    yield arrived
                 raise self._terminal.translate_or_wrap(exc) from exc
             if not chunk:
                 return
@@ -116,6 +119,24 @@ class _AiohttpBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self.release()
+
+
+def _arrived(content: aiohttp.StreamReader) -> bytes:
+    """The body bytes aiohttp holds but has not handed out, once the connection broke.
+
+    aiohttp's reader raises a broken connection's error before it hands out the bytes that came
+    before the break (``readany`` checks the error first): a consumer slower than the network
+    lost the last piece of a stream cut mid-way (an event of an SSE stream). Those bytes are
+    taken from its buffer here; where aiohttp keeps them differently, nothing is taken and the
+    error is raised as before.
+    """
+    if not getattr(content, "_buffer", None):
+        return b""
+    try:
+        arrived = content._read_nowait(-1)
+    except Exception:  # noqa: BLE001 - aiohttp's internals differ: the break alone is raised
+        return b""
+    return arrived if isinstance(arrived, bytes) else b""
 
 
 HTTP2_REFUSED = (
