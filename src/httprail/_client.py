@@ -9,6 +9,7 @@ from types import CoroutineType, MappingProxyType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
 
 import httpx
+from httpx._types import QueryParamTypes  # httpx's own name for what params take
 from returns.result import Failure, Result, Success
 
 from ._args import items_of, need
@@ -67,10 +68,15 @@ def _merge_url(base: httpx.URL | None, url: httpx.URL | str) -> httpx.URL:
     return base.copy_with(raw_path=base_path + target.raw_path.lstrip(b"/"))
 
 
+QueryParams = QueryParamTypes | None
+"""Query parameters as httpx takes them: a mapping (a list value repeats its key), pairs (a key
+may repeat), a query string, an ``httpx.QueryParams``, or ``None``."""
+
+
 class RequestOptions(TypedDict, total=False):
     """The keyword arguments of :meth:`AsyncClient.build_request` and of every call."""
 
-    params: Mapping[str, Any] | None
+    params: QueryParams
     headers: Mapping[str, str] | Sequence[tuple[str, str]] | None
     cookies: dict[str, str] | None
     content: Any
@@ -90,7 +96,7 @@ class ClientOptions(TypedDict, total=False):
     :class:`~httprail.Client` passes on (``tests/unit/test_client.py`` keeps the two in step)."""
 
     headers: Mapping[str, str] | Sequence[tuple[str, str]] | None
-    params: Mapping[str, Any] | None
+    params: QueryParams
     plugins: Sequence[MiddlewarePlugin] | None
     terminal: TerminalPlugin | None
     settings: HttpSettings | None
@@ -137,7 +143,7 @@ class AsyncClient(ClosesOnExit):
         base_url: httpx.URL | str = "",
         *,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        params: Mapping[str, Any] | None = None,
+        params: QueryParams = None,
         plugins: Sequence[MiddlewarePlugin] | None = None,
         terminal: TerminalPlugin | None = None,
         settings: HttpSettings | None = None,
@@ -147,8 +153,9 @@ class AsyncClient(ClosesOnExit):
     ) -> None:
         need(settings is None or isinstance(settings, HttpSettings), "AsyncClient", "settings",
              "an HttpSettings or None", settings)  # fmt: skip
-        need(params is None or isinstance(params, Mapping), "AsyncClient", "params",
-             "a mapping of query parameters or None", params)  # fmt: skip
+        need(params is None or isinstance(params, Mapping | list | tuple | str | bytes),
+             "AsyncClient", "params", "query parameters (a mapping, a list of pairs, a "
+             "query string or httpx.QueryParams) or None", params)  # fmt: skip
         if plugins is not None:
             plugins = items_of("AsyncClient", "plugins", plugins, "a list of stages or None")
         observers = items_of("AsyncClient", "observers", observers, "a list of callables")
@@ -181,10 +188,9 @@ class AsyncClient(ClosesOnExit):
             if is_sensitive_header(name):  # known to the redactor while this client lives
                 register_secret(value, owner=self)
                 register_secret(value.partition(" ")[2], owner=self)
-        self._params = dict(params or {})
-        try:
-            httpx.QueryParams(self._params)  # refused now, not at the first request
-        except (TypeError, ValueError) as exc:
+        try:  # refused now, not at the first request
+            self._params = httpx.QueryParams(params)
+        except (TypeError, ValueError, AttributeError, LookupError) as exc:
             raise ConfigError(f"AsyncClient(params=...) is invalid: {exc}") from None
         self._url_cache: dict[str, tuple[httpx.URL, str | None] | None] = {}
         # A bodiless request to a URL string with no per-call option is built again from the
@@ -251,7 +257,7 @@ class AsyncClient(ClosesOnExit):
         method: str,
         url: httpx.URL | str,
         *,
-        params: Mapping[str, Any] | None = None,
+        params: QueryParams = None,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         cookies: dict[str, str] | None = None,
         content: Any = None,
@@ -269,8 +275,9 @@ class AsyncClient(ClosesOnExit):
         try:
             full_url, problem = self._url_for(url)
             if self._params or params:
-                merged = {**self._params, **(params or {})}
-                full_url = full_url.copy_merge_params(merged)
+                # added to the URL's own query, a key given here replacing the URL's (httpx
+                # 0.28 drops the URL's query instead; docs/quickstart.md); repeats are kept
+                full_url = full_url.copy_merge_params(self._params.merge(params))
             if headers:
                 merged_headers = self._headers.copy()
                 merged_headers.update(httpx.Headers(headers))
@@ -305,6 +312,7 @@ class AsyncClient(ClosesOnExit):
             TypeError,
             ValueError,
             AttributeError,  # httpx's answer to a header name, cookie jar or method not text
+            LookupError,  # and to query parameters that are not pairs (``[""]``)
         ) as exc:
             shown = redact_url(url)
             return Failure(InvalidRequestError(f"cannot build {method} {shown!r}: {exc}"))

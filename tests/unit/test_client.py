@@ -90,6 +90,37 @@ async def test_headers_params_and_json_are_sent() -> None:
     assert data["body"] == '{"k":1}'
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("a", "1"), ("a", "2")],
+        "a=1&a=2",
+        b"a=1&a=2",
+        httpx.QueryParams("a=1&a=2"),
+        {"a": ["1", "2"]},
+    ],
+)
+async def test_params_in_any_form_httpx_takes_keep_repeated_keys(params: Any) -> None:
+    """Pairs, a query string, ``QueryParams`` or a list value: every value is sent (a list of
+    pairs was refused as "not a mapping"; ``QueryParams("a=1&a=2")`` lost ``a=2``). They are
+    added to the URL's own query and to the client's, a key given later replacing earlier
+    values (httpx 0.28 drops the URL's query instead: docs/quickstart.md)."""
+    async with AsyncClient(
+        "https://api.test", params=[("k", "1"), ("k", "2")], plugins=[], terminal=echo_terminal()
+    ) as client:
+        data = await call(client, "GET", "/p?u=0&a=0", params=params)
+        replaced = await call(client, "GET", "/p", params={"k": "9"})
+    assert data["url"] == "https://api.test/p?u=0&a=1&a=2&k=1&k=2"
+    assert replaced["url"] == "https://api.test/p?k=9"
+
+
+@pytest.mark.parametrize("params", [5, [1, 2], object()])
+async def test_params_httpx_cannot_read_are_a_typed_failure(params: Any) -> None:
+    async with AsyncClient("https://api.test", plugins=[], terminal=echo_terminal()) as client:
+        outcome = await client.get("/p", params=params)
+    assert isinstance(outcome.failure(), InvalidRequestError)
+
+
 @pytest.mark.parametrize("method", ["get", "head", "options", "delete", "post", "put", "patch"])
 async def test_every_verb_sends_its_method(method: str) -> None:
     terminal = echo_terminal()

@@ -367,3 +367,16 @@ async def test_a_declared_method_outside_a_service_client_is_a_config_error() ->
 def test_repr_shows_the_service_and_its_client(users: Users) -> None:
     """repr names the service class and its client."""
     assert repr(users).startswith("Users(AsyncClient(")
+
+
+def test_query_parameters_of_defaults_options_and_arguments_keep_repeated_keys() -> None:
+    """A typed call adds its arguments' query to the caller's ``params`` as the client adds a
+    call's to its own: repeated keys kept, a later key replacing (``dict()`` lost repeats and
+    refused a query string)."""
+    from httprail.services._typed import _query
+
+    assert str(_query([("a", "1"), ("a", "2")], {"b": "3"})) == "a=1&a=2&b=3"
+    assert str(_query("a=1&a=2", {"a": "9"})) == "a=9"
+    assert str(_query(None, "x=1&x=2")) == "x=1&x=2"
+    assert _query(5, {"b": "3"}) == 5  # unreadable: passed on for the client to refuse
+    assert _query({"a": "1"}, [""]) == [""]

@@ -207,14 +207,29 @@ def _options(
     """The client options of one call: declared defaults, then the caller's, then what the
     arguments say (query parameters added to ``params``, the body as ``json``)."""
     merged: dict[str, Any] = {**defaults, **options}
-    for key in ("params", "headers"):
-        if key in defaults and key in options:
-            merged[key] = {**dict(defaults[key] or {}), **dict(options[key] or {})}
+    if "headers" in defaults and "headers" in options:
+        merged["headers"] = {**dict(defaults["headers"] or {}), **dict(options["headers"] or {})}
+    if "params" in defaults and "params" in options:
+        merged["params"] = _query(defaults["params"], options["params"])
     if call.query:
-        merged["params"] = {**dict(merged.get("params") or {}), **call.query}
+        merged["params"] = _query(merged.get("params"), call.query)
     if call.has_body:
         merged["json"] = call.body
     return merged
+
+
+def _query(first: Any, then: Any) -> Any:
+    """``then``'s query parameters added to ``first``'s (a key in ``then`` replaces its
+    values; repeated keys kept), as the client adds a call's to its own; what httpx cannot read
+    is passed on as it is, for the client to refuse."""
+    try:
+        query = httpx.QueryParams(first)
+    except (TypeError, ValueError, AttributeError, LookupError):
+        return first
+    try:
+        return query.merge(then)
+    except (TypeError, ValueError, AttributeError, LookupError):
+        return then
 
 
 async def _send(
