@@ -10,6 +10,7 @@ import pytest
 from httprail import (
     ClientStatusError,
     ConfigError,
+    ConnectionRotatedError,
     Failure,
     HttpSettings,
     MaxRetriesExceededError,
@@ -513,3 +514,49 @@ async def test_an_unreachable_shared_budget_never_answered_keeps_the_whole_floor
     shared = RetryBudget(ratio=0.2, min_per_second=2, window=10, clock=fake_clock, store=store)
     spent = [await shared.withdraw(UPSTREAM) for _ in range(30)]
     assert spent.count(True) == 20
+
+
+def _rotated(request: httpx.Request) -> ConnectionRotatedError:
+    return ConnectionRotatedError("the server closed a used connection", request=request)
+
+
+async def test_a_rotation_first_does_not_free_the_later_retries_from_the_budget(
+    fake_clock: FakeClock,
+) -> None:
+    """A first attempt on a rotated connection used to switch the budget off for the whole
+    call: the 503s after it were retried max_retries times, unbudgeted. The rotation's retry
+    is free; each 503's is paid."""
+    b = budget(fake_clock, ratio=0.0, min_per_second=0.2, window=10)  # two paid retries
+    answers = iter([_rotated, *[lambda _request: httpx.Response(503)] * 10])
+    terminal = MockTerminal(lambda request: next(answers)(request))
+    outcome = await make(terminal, fake_clock, b, max_retries=8).send(httpx.Request("GET", URL))
+    assert isinstance(outcome.failure(), RetryBudgetExhaustedError)
+    assert len(terminal.requests) == 4  # rotated, 503, 503 (two paid retries), 503: refused
+    assert b.snapshot()[UPSTREAM].retries == 2
+
+
+async def test_a_retry_after_a_later_rotation_spends_no_budget(fake_clock: FakeClock) -> None:
+    b = budget(fake_clock, ratio=0.0, min_per_second=0.1, window=10)  # one paid retry
+    answers = iter([lambda _request: httpx.Response(503), _rotated, lambda _r: httpx.Response(200)])
+    terminal = MockTerminal(lambda request: next(answers)(request))
+    outcome = await make(terminal, fake_clock, b, max_retries=5).send(httpx.Request("GET", URL))
+    assert isinstance(outcome, Success)
+    assert len(terminal.requests) == 3
+    assert b.snapshot()[UPSTREAM].retries == 1
+
+
+async def test_a_call_that_never_reached_the_upstream_takes_its_deposit_back(
+    fake_clock: FakeClock,
+) -> None:
+    b = budget(fake_clock)
+    terminal = MockTerminal(_rotated)
+    outcome = await make(terminal, fake_clock, b, max_retries=2).send(httpx.Request("GET", URL))
+    assert isinstance(outcome.failure(), MaxRetriesExceededError)
+    assert UPSTREAM not in b.snapshot()  # a key with nothing counted is not listed
+    once = await make(MockTerminal(_rotated), fake_clock, b, max_retries=0).send(
+        httpx.Request("GET", URL)
+    )
+    assert isinstance(once.failure(), ConnectionRotatedError)
+    assert UPSTREAM not in b.snapshot()
+    await make(always(200), fake_clock, b).send(httpx.Request("GET", URL))
+    assert b.snapshot()[UPSTREAM].requests == 1  # what reaches it is counted

@@ -237,55 +237,67 @@ class Retry:
         outcome = await call_next(request)
         if type(outcome) is Success:
             return outcome
-        if (
-            budget is not None
-            and upstream is not None
-            and not outcome.failure().counts_against_upstream
-        ):
-            budget.refund(upstream)  # it never reached the upstream: not its traffic
-            # Nor do its retries spend the budget: a connection the server rotated
-            # (ConnectionRotatedError, RefusedStreamError) is retried like any transport error
-            # (_decide stops the caller's own errors), without drawing on the upstream's budget.
-            upstream = None
         if self.max_retries == 0:
+            if (
+                budget is not None
+                and upstream is not None
+                and not outcome.failure().counts_against_upstream
+            ):
+                budget.refund(upstream)  # it never reached the upstream: not its traffic
             return outcome
         return await self._retry(request, call_next, outcome, upstream)
 
     async def _retry(
         self, request: httpx.Request, call_next: Next, outcome: Outcome, upstream: str | None
     ) -> Outcome:
-        """Retry after a failed first attempt; ``upstream`` is the budget's key, if any."""
+        """Retry after a failed first attempt; ``upstream`` is the budget's key, if any.
+
+        A retry draws on the budget when the error before it counts against the upstream: a
+        connection the server rotated (``ConnectionRotatedError``, ``RefusedStreamError``) is
+        retried without spending it. A call none of whose attempts reached the upstream (each
+        ended in such an error) takes its deposit back: it was not the upstream's traffic.
+        """
         budget = self.budget
         base_ctx = get_context(request)
         state = RetryState(base_ctx.attempt, ())
-        while type(outcome) is Failure:
-            error = outcome.failure()
-            decision = self._decide(request, error, state.attempt, base_ctx.deadline)
-            state = state.record(error)
-            if decision.delay is None:
-                if decision.exhausted:
-                    return Failure(MaxRetriesExceededError(state.history, request=request))
-                return outcome
-            if (
-                budget is not None
-                and upstream is not None
-                and not (
-                    budget.try_withdraw(upstream)
-                    if budget.store is None
-                    else await budget.withdraw(upstream)  # shared: one call to the store
+        reached = outcome.failure().counts_against_upstream
+        try:
+            while type(outcome) is Failure:
+                error = outcome.failure()
+                decision = self._decide(request, error, state.attempt, base_ctx.deadline)
+                state = state.record(error)
+                if decision.delay is None:
+                    if decision.exhausted:
+                        return Failure(MaxRetriesExceededError(state.history, request=request))
+                    return outcome
+                if (
+                    budget is not None
+                    and upstream is not None
+                    and error.counts_against_upstream
+                    and not (
+                        budget.try_withdraw(upstream)
+                        if budget.store is None
+                        else await budget.withdraw(upstream)  # shared: one call to the store
+                    )
+                ):
+                    # The budget is empty: stop now, without the sleep.
+                    spent = RetryBudgetExhaustedError(
+                        state.history, upstream=upstream, request=request
+                    )
+                    return rejected(request, upstream, "retry_budget", spent)
+                emit(
+                    base_ctx.observers,
+                    RetryEvent(request, state.attempt - 1, decision.delay, error, decision.source),
                 )
-            ):
-                # The budget is empty: stop now, without the sleep.
-                spent = RetryBudgetExhaustedError(state.history, upstream=upstream, request=request)
-                return rejected(request, upstream, "retry_budget", spent)
-            emit(
-                base_ctx.observers,
-                RetryEvent(request, state.attempt - 1, decision.delay, error, decision.source),
-            )
-            await self._sleep(decision.delay)
-            request.extensions[EXTENSION_KEY] = base_ctx.replace(attempt=state.attempt)
-            outcome = await call_next(request)
-        return outcome
+                await self._sleep(decision.delay)
+                request.extensions[EXTENSION_KEY] = base_ctx.replace(attempt=state.attempt)
+                outcome = await call_next(request)
+                if type(outcome) is Success or outcome.failure().counts_against_upstream:
+                    reached = True
+            return outcome
+        finally:
+            if not reached and budget is not None and upstream is not None:
+                budget.refund(upstream)  # no attempt reached it: not its traffic
 
     def _decide(
         self, request: httpx.Request, error: RequestError, attempt: int, deadline: float | None
