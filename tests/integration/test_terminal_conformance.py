@@ -371,6 +371,55 @@ async def test_a_slow_reader_of_a_cut_stream_gets_what_came_before_the_cut(
     assert type(map_exception(caught.value, response.request)) is ProtocolError
 
 
+
+@pytest.fixture
+async def slow_body_server() -> AsyncIterator[str]:
+    """A chunked body of 100 x 64 KiB, a piece every 10 ms."""
+    piece = b"x" * 65536
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(100):
+                writer.write(b"10000\r\n" + piece + b"\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except OSError:
+            pass  # the client went away
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_terminal_closed_under_a_stream_never_ends_it_early_and_cleanly(
+    make_terminal: TerminalFactory, slow_body_server: str
+) -> None:
+    """The terminal is closed while a body is arriving: the stream ends with an httpx error,
+    or (reqwest, which keeps a started response going) with the whole body; never cleanly
+    with bytes missing (curl_cffi ended its transfers as completed: a cut body looked whole)."""
+    terminal = make_terminal()
+    response = (await terminal.send(get(slow_body_server, stream=True))).unwrap()
+    chunks = response.aiter_bytes()
+    received = len(await anext(chunks))
+    await terminal.aclose()
+    try:
+        async with asyncio.timeout(10):
+            async for chunk in chunks:
+                received += len(chunk)
+    except httpx.HTTPError:
+        assert received < 100 * 65536
+    else:
+        assert received == 100 * 65536
+    finally:
+        await response.aclose()
+
 # -- responses ------------------------------------------------------------------------------
 
 

@@ -105,6 +105,10 @@ class _AiohttpBody(httpx.AsyncByteStream):
                 if arrived:  # what came before the break is the caller's, as on other terminals
                     yield arrived
                 raise self._terminal.translate_or_wrap(exc) from exc
+            except RuntimeError as exc:  # aiohttp's "Connection closed.": the terminal was closed
+                raise httpx.ReadError(
+                    f"the connection was closed while the response was arriving ({exc})"
+                ) from exc
             if not chunk:
                 return
             yield chunk

@@ -47,6 +47,9 @@ _WRITEFUNC_PAUSE = 0x10000001  # CURL_WRITEFUNC_PAUSE
 _PAUSE_CONT = 0  # CURLPAUSE_CONT
 
 
+CLOSED_UNDER = "the terminal was closed while the response was arriving"
+
+
 class _Transfer:
     """One request in flight: what libcurl has delivered so far, and who waits for more."""
 
@@ -411,6 +414,11 @@ class CurlTerminal(LeanTerminal):
         for curl in idle:
             curl.close()
         if multi is not None:
+            # curl_cffi ends the transfers still running as if they had completed: their
+            # responses would end early and cleanly (a cut body taken for the whole)
+            for future in list(getattr(multi, "_curl2future", {}).values()):
+                if not future.done():
+                    future.set_exception(httpx.ReadError(CLOSED_UNDER))
             await multi.close()  # type: ignore[no-untyped-call]
 
     def _forget_backend(self) -> None:
