@@ -16,11 +16,13 @@ from returns.result import Success
 from httprail import (
     ConfigError,
     ConnectError,
+    ConnectionRotatedError,
     DecodeError,
     InvalidRequestError,
     Pipeline,
     ProtocolError,
     ReadError,
+    RefusedStreamError,
     RequestContext,
     RequestError,
     RequestTimeoutError,
@@ -233,6 +235,30 @@ async def test_errors_that_are_not_the_backends_fault_do_not_count() -> None:
     await terminal.send(httpx.Request("GET", URL))
     assert terminal.health()[0].consecutive_failures == 0
     assert states(terminal) == ["healthy"]
+
+
+@pytest.mark.parametrize("error", [ConnectionRotatedError, RefusedStreamError])
+async def test_a_rotated_or_refused_connection_does_not_count_against_the_backend(
+    error: type[TransportError],
+) -> None:
+    """A server rotating its connections is healthy: such errors (``counts_against_upstream``
+    false) marked the backend unhealthy and skipped it for the whole cooldown."""
+    terminals, backends = named(lambda r: error("rotated", request=r), ok)
+    terminal = MultiTerminal(backends, failure_threshold=1, cooldown=30)
+    for _ in range(3):
+        await terminal.send(httpx.Request("GET", URL))
+    a = terminal.health()[0]
+    assert (a.state, a.consecutive_failures, a.failures) == ("healthy", 0, 0)
+    assert len(terminals[0].requests) == 3
+
+
+async def test_a_request_refused_unprocessed_fails_over_for_any_method() -> None:
+    """``RefusedStreamError``: nothing reached the server, so a POST is safe to send to the
+    next backend (it was not, as POST is not idempotent)."""
+    terminals, backends = named(lambda r: RefusedStreamError("goaway", request=r), ok)
+    outcome = await MultiTerminal(backends).send(httpx.Request("POST", URL, content=b"{}"))
+    assert isinstance(outcome, Success)
+    assert [len(t.requests) for t in terminals] == [1, 1]
 
 
 async def test_after_the_cooldown_one_trial_success_makes_it_healthy() -> None:

@@ -5,13 +5,15 @@ Each request goes to the backends in the order the strategy gives (``failover``:
 error proves that trying elsewhere is safe::
 
     Success, StatusError (any response)            → returned: never sent elsewhere
-    ConnectError, connect/pool timeout             → next backend (the request was never sent)
+    ConnectError, RefusedStreamError,              → next backend (the request was never sent)
+    connect/pool timeout
     other TransportError, read/write timeout       → next backend only for an idempotent request
     anything else                                  → returned
     a body that cannot be replayed (async stream)  → never sent twice
 
 Health per backend: ``failure_threshold`` transport failures in a row (connect/read/write/
-protocol errors and connect/read/write/pool timeouts) make it unhealthy for ``cooldown``
+protocol errors and connect/read/write/pool timeouts; not a connection the server rotated,
+``ConnectionRotatedError``/``RefusedStreamError``) make it unhealthy for ``cooldown``
 seconds, during which it is skipped. After the cooldown one request is let through as a trial:
 a response makes it healthy again, a transport failure starts a new cooldown. When no backend
 can be used, the one whose last failure is the oldest is tried rather than failing untried.
@@ -32,7 +34,6 @@ from .._args import need_callable, strings_of
 from .._closing import close_all
 from .._errors import (
     ConfigError,
-    ConnectError,
     InvalidRequestError,
     RequestError,
     RequestTimeoutError,
@@ -217,8 +218,8 @@ class MultiTerminal:
         """Whether ``error`` from one backend lets ``request`` be sent to the next."""
         if not isinstance(request.stream, httpx.ByteStream):
             return False  # a streamed upload cannot be sent twice
-        if isinstance(error, ConnectError):
-            return True
+        if isinstance(error, TransportError) and error.never_processed:
+            return True  # nothing reached a server (ConnectError, RefusedStreamError)
         if isinstance(error, RequestTimeoutError):
             if error.phase in _NEVER_SENT:
                 return True
@@ -275,10 +276,13 @@ class MultiTerminal:
             slot.streak = 0
             slot.down_since = None
             return
-        if not isinstance(error, TransportError) and not (
-            isinstance(error, RequestTimeoutError) and error.phase in _NEVER_SENT | _SENT
+        if not error.counts_against_upstream or (
+            not isinstance(error, TransportError)
+            and not (isinstance(error, RequestTimeoutError) and error.phase in _NEVER_SENT | _SENT)
         ):
-            return  # not the backend's fault (an invalid request, a decoding error)
+            # not the backend's fault: an invalid request, a decoding error, a connection it
+            # rotated (ConnectionRotatedError, RefusedStreamError: a healthy server's way)
+            return
         now = self._clock()
         slot.streak += 1
         slot.failures += 1
