@@ -358,11 +358,19 @@ class AsyncClient(ClosesOnExit):
 
     async def send(self, request: httpx.Request) -> Outcome:
         """Send an already built request through the pipeline (anything but an
-        ``httpx.Request`` is answered ``Failure(InvalidRequestError)``)."""
-        if isinstance(request, httpx.Request) and not isinstance(
-            request.extensions.get(EXTENSION_KEY), RequestContext
-        ):
-            request.extensions[EXTENSION_KEY] = self._context
+        ``httpx.Request`` is answered ``Failure(InvalidRequestError)``).
+
+        Each send is a call of its own: a request sent before starts again at attempt 1 with
+        no deadline (the stages leave the last attempt and the deadline in its context, where
+        the logging stage reads them; a second send took them for its own and was given no
+        retry, or failed at once on the old deadline).
+        """
+        if isinstance(request, httpx.Request):
+            ctx = request.extensions.get(EXTENSION_KEY)
+            if not isinstance(ctx, RequestContext):
+                request.extensions[EXTENSION_KEY] = self._context
+            elif ctx.attempt != 1 or ctx.deadline is not None:
+                request.extensions[EXTENSION_KEY] = ctx.replace(attempt=1, deadline=None)
         return await self._pipeline.send(request)  # which refuses anything but a request
 
     def request(

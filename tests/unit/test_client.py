@@ -20,6 +20,7 @@ from httprail import (
     Failure,
     HttpSettings,
     InvalidRequestError,
+    MaxRetriesExceededError,
     RequestContext,
     StatusError,
     Success,
@@ -29,7 +30,7 @@ from httprail._cache import CACHE_SIZE
 from httprail._client import ClientOptions
 from httprail.middleware import CircuitBreaker, Logging, Metrics, Retry, Timeout
 from httprail.terminals import AiohttpTerminal, HttpxTerminal
-from httprail.testing import MockTerminal
+from httprail.testing import FakeClock, MockTerminal
 
 
 class User(BaseModel):
@@ -435,3 +436,23 @@ async def test_a_call_with_its_own_params_or_headers_is_not_sent_again_by_the_qu
     assert len(plain._again) <= CACHE_SIZE
     await client.aclose()
     await plain.aclose()
+
+
+async def test_a_request_sent_twice_is_two_calls_with_their_own_retries_and_deadline() -> None:
+    """The stages leave the last attempt and the total deadline in the request's context: a
+    second send of the same request took them for its own (no retry left, or the old deadline
+    already passed, so nothing was sent)."""
+    clock = FakeClock()
+    terminal = MockTerminal(lambda request: httpx.Response(503))
+    stages = [
+        Timeout(30, phase="total", clock=clock),
+        Retry(max_retries=2, clock=clock, sleep=clock.sleep),
+    ]
+    async with AsyncClient("https://api.test", plugins=stages, terminal=terminal) as client:
+        request = client.build_request("GET", "/items").unwrap()
+        first = await client.send(request)
+        clock.advance(60)  # past the first call's deadline
+        second = await client.send(request)
+    assert isinstance(first.failure(), MaxRetriesExceededError)
+    assert isinstance(second.failure(), MaxRetriesExceededError)
+    assert len(terminal.requests) == 6
