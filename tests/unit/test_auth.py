@@ -85,6 +85,25 @@ async def test_api_key_in_header_and_query() -> None:
     assert "s3cret" not in repr(ApiKeyAuth("k-s3cret"))
 
 
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("https://api.test/p?flag&x=%2F&y=a%20b&w=%7E&e=", "flag&x=%2F&y=a%20b&w=%7E&e=&k=v%2B1"),
+        ("https://api.test/p", "k=v%2B1"),
+        ("https://api.test/p?k=v%2B1&b=%7E", "k=v%2B1&b=%7E"),  # sent again: left as it is
+        ("https://api.test/p?k=other", "k=v%2B1"),  # the URL names it: the key wins
+    ],
+)
+async def test_an_api_key_in_the_query_leaves_the_callers_query_as_written(
+    url: str, sent: str
+) -> None:
+    """The key is appended; the rest of the query keeps its bytes (re-encoding all of it
+    turned ``flag`` into ``flag=`` and ``%7E`` into ``~``, which breaks signed URLs)."""
+    stage = ApiKeyAuth("v+1", name="k", location="query")
+    request = httpx.Request("GET", url)
+    assert (await stage.process_request(request)).unwrap().url.query.decode() == sent
+
+
 async def test_basic() -> None:
     _, terminal = await send(BasicAuth("ann", "pw-s3cret"))
     expected = base64.b64encode(b"ann:pw-s3cret").decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable, Collection
 from typing import Literal
+from urllib.parse import urlencode
 
 import httpx
 from returns.result import Failure, Result, Success
@@ -252,7 +253,16 @@ class ApiKeyAuth(_OriginBound):
             request.headers[self._param] = self._value
             _mark(request, self._param.lower())
             return Success(request)
-        request.url = request.url.copy_set_param(self._param, self._value)
+        url = request.url
+        given = url.params.get_list(self._param)
+        if not given:
+            # appended to the query as the caller wrote it: re-encoding it all (what
+            # copy_set_param does) turned "flag" into "flag=" and "%7E" into "~", breaking
+            # signed URLs
+            added = urlencode({self._param: self._value}).encode("ascii")
+            request.url = url.copy_with(query=url.query + b"&" + added if url.query else added)
+        elif given != [self._value]:  # the URL names the parameter itself: the key wins
+            request.url = url.copy_set_param(self._param, self._value)
         return Success(request)
 
 
