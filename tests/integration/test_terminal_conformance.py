@@ -371,7 +371,6 @@ async def test_a_slow_reader_of_a_cut_stream_gets_what_came_before_the_cut(
     assert type(map_exception(caught.value, response.request)) is ProtocolError
 
 
-
 @pytest.fixture
 async def slow_body_server() -> AsyncIterator[str]:
     """A chunked body of 100 x 64 KiB, a piece every 10 ms."""
@@ -420,6 +419,7 @@ async def test_a_terminal_closed_under_a_stream_never_ends_it_early_and_cleanly(
     finally:
         await response.aclose()
 
+
 # -- responses ------------------------------------------------------------------------------
 
 
@@ -437,6 +437,7 @@ async def test_error_statuses_are_status_errors_with_the_body(
     assert isinstance(down, ServerStatusError)
     assert (down.response.text, down.response.headers["retry-after"]) == ("busy", "1")
     assert down.response.reason_phrase == "Service Unavailable"
+    assert down.response.elapsed.total_seconds() > 0  # as httpx sets it (it raised before)
 
 
 async def test_raw_status_returns_the_response(

@@ -333,9 +333,9 @@ class GatedTerminal:
                     f"no final response: the server answered {response.status_code} and stopped"
                 )
             if response.status_code >= 400 and not raw_status:
-                return Failure(
-                    StatusError.from_response(await read_capped(response, self._max_error_body))
-                )
+                kept = await read_capped(response, self._max_error_body)
+                kept.elapsed = timedelta(seconds=time.perf_counter() - started)
+                return Failure(StatusError.from_response(kept))
             if stream and isinstance(response.stream, httpx.AsyncByteStream):
                 if limit is not None:
                     if declared_too_large(response, limit):
