@@ -239,7 +239,7 @@ async def test_a_thousand_cancelled_waiters_leave_nothing_behind() -> None:
     assert upstream.times(1000.0) == [0, 1]  # the token schedule was not disturbed
     await clock.advance(1.0)
     assert clock.sleeping == 0
-    assert stage._buckets[UPSTREAM].idle()
+    assert stage._buckets[UPSTREAM].idle(clock.now)
 
 
 async def test_waiters_are_released_if_the_dispatcher_is_cancelled() -> None:
@@ -319,6 +319,25 @@ async def test_adaptive_mode_without_a_rate_does_not_limit_until_throttled() -> 
     await asyncio.gather(*start(pipeline, *(f"/{i}" for i in range(50))))
     assert upstream.times(1000.0) == [0] * 50
     assert snapshot(stage).rate is None
+
+
+async def test_a_key_paused_by_retry_after_is_not_forgotten_to_make_room() -> None:
+    """Beyond ``max_keys`` idle keys are forgotten; a key the server paused is not idle: it
+    was dropped, and its next request went out at once, inside the server's Retry-After."""
+    clock = SteppingClock()
+    stage = limiter(clock, adaptive=True, max_keys=2)
+    pipeline = Pipeline([stage], MockTerminal(Upstream(clock, too_many("30"))))
+    await pipeline.send(request())
+    assert snapshot(stage).paused_for == pytest.approx(30.0)
+    for host in ("b.test", "c.test", "d.test"):
+        await pipeline.send(request(host=host))
+    kept = stage.keys()  # a list
+    assert UPSTREAM in kept
+    assert snapshot(stage).paused_for == pytest.approx(30.0)
+    clock.now += 31.0
+    await pipeline.send(request(host="e.test"))  # the pause is over: now it may go
+    kept = stage.keys()
+    assert UPSTREAM not in kept
 
 
 async def test_the_first_throttle_cuts_to_half_the_measured_send_rate() -> None:

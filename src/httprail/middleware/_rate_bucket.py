@@ -112,9 +112,15 @@ class Bucket:
         """A call admitted by this bucket took ``seconds`` through the rest of the chain."""
         self.latency += _WEIGHT * (seconds - self.latency)
 
-    def idle(self) -> bool:
-        """Nobody waits and no dispatcher runs: the key can be forgotten."""
-        return not self.waiters and (self.dispatcher is None or self.dispatcher.done())
+    def idle(self, now: float) -> bool:
+        """Nobody waits, no dispatcher runs and no pause the server asked for lasts past
+        ``now``: the key can be forgotten (a paused key forgotten sent its next request at
+        once, inside the server's ``Retry-After``)."""
+        return (
+            not self.waiters
+            and (self.dispatcher is None or self.dispatcher.done())
+            and self.pause_until <= now
+        )
 
     def refusal(self, now: float, deadline: float, latest: float) -> float | None:
         """Seconds until a newcomer's turn if it must be refused now, else ``None``."""

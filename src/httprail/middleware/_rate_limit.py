@@ -287,8 +287,9 @@ class RateLimiter:
             buckets.move_to_end(key)
             return bucket
         if len(buckets) >= self.max_keys:
-            for old in list(buckets):  # least recently used first; a busy key is kept
-                if buckets[old].idle():
+            now = self._clock()
+            for old in list(buckets):  # least recently used first; a busy or paused key is kept
+                if buckets[old].idle(now):
                     del buckets[old]
                     if len(buckets) < self.max_keys:
                         break
