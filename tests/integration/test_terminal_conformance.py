@@ -750,6 +750,36 @@ async def test_a_streamed_upload_whose_iterator_raises_is_the_callers_error(
     assert isinstance(await terminal.send(get(chaos_server.url_for("/ok"))), Success)
 
 
+async def test_plain_iterator_and_file_uploads_arrive_whole(
+    chaos_server: ChaosServer, make_terminal: TerminalFactory, tmp_path: Any
+) -> None:
+    """A generator or a file object (what the sync ``Client`` is given) is read in a worker
+    thread: httpx's transport refused it, aiohttp dropped it after connecting (a ReadError
+    counted against the upstream), curl failed an assertion."""
+
+    def parts() -> Iterator[bytes]:
+        yield from (b"a;", b"b;", b"c;")
+
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"f" * 200_000)
+    terminal = make_terminal()
+    with path.open("rb") as file:
+        for content in (parts(), file):
+            request = httpx.Request("PUT", chaos_server.url_for("/up"), content=content)
+            assert isinstance(await terminal.send(request), Success)
+    bodies = [r.body for r in chaos_server.requests_for("/up")]
+    assert bodies == [b"a;b;c;", b"f" * 200_000]
+    assert chaos_server.requests_for("/up")[-1].header("content-length") == "200000"
+
+    def broken() -> Iterator[bytes]:
+        yield b"first;"
+        raise ValueError("the caller's generator broke")
+
+    request = httpx.Request("PUT", chaos_server.url_for("/up"), content=broken())
+    error = (await terminal.send(request)).failure()
+    assert type(error) is InvalidRequestError, error
+
+
 async def test_an_unsupported_scheme_is_an_invalid_request(make_terminal: TerminalFactory) -> None:
     outcome = await make_terminal().send(get("ftp://127.0.0.1:21/file"))
     assert type(outcome.failure()) is InvalidRequestError

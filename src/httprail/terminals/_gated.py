@@ -191,14 +191,40 @@ class _CallerBody(httpx.AsyncByteStream):
         return error
 
 
+class _ThreadedBody(httpx.AsyncByteStream):
+    """A request body the caller gave as a plain iterator (a generator, a file), read a piece
+    at a time in a worker thread, so the event loop never waits on it. httpx's async client
+    refuses such a body; httprail's terminals each failed on it in their own way."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: httpx.SyncByteStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pieces = iter(self._stream)
+        while True:
+            piece = await asyncio.to_thread(next, pieces, None)
+            if piece is None:
+                return
+            yield piece
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._stream.close)
+
+
 def _caller_body(request: httpx.Request) -> _CallerBody | None:
     """The request's streamed body, wrapped as :class:`_CallerBody` (once); ``None`` for a
-    body in memory."""
+    body in memory. A plain iterator's body is read in a thread (:class:`_ThreadedBody`)."""
     stream = request.stream
     if isinstance(stream, _CallerBody):
         return stream
-    if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
+    if isinstance(stream, httpx.ByteStream):
         return None
+    if not isinstance(stream, httpx.AsyncByteStream):
+        if not isinstance(stream, httpx.SyncByteStream):
+            return None
+        stream = _ThreadedBody(stream)
     body = _CallerBody(stream)
     request.stream = body
     return body
