@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from ._validate import headers_problem
 from ._version import __version__
 from .middleware._defaults import default_plugins
 from .middleware._metrics import Metrics, MetricsSnapshot
+from .middleware._redirects import FOLLOW_EXTENSION, Redirects
 from .terminals._aiohttp import AiohttpTerminal
 from .terminals._limits import MAX_BODY_EXTENSION
 from .terminals._transport import PipelineTransport, TransportOptions
@@ -89,6 +91,8 @@ class RequestOptions(TypedDict, total=False):
     stream: bool
     extensions: Mapping[str, Any] | None
     max_body_bytes: int | None
+    auth: tuple[str, str] | httpx.BasicAuth | None
+    follow_redirects: bool
 
 
 class ClientOptions(TypedDict, total=False):
@@ -211,6 +215,7 @@ class AsyncClient(ClosesOnExit):
                 "HttpxTerminal (or no terminal: then HttpxTerminal is chosen), or leave http2 unset"
             )
         self._pipeline = Pipeline(stack, self._terminal, observers=observers)
+        self._follows = any(isinstance(plugin, Redirects) for plugin in stack)
         self._dispatch = self._pipeline._handler
         self._context = self._pipeline.new_context(raw_status=raw_status, provider=provider)
         self._stream_context = self._context.replace(stream=True)
@@ -270,6 +275,8 @@ class AsyncClient(ClosesOnExit):
         stream: bool = False,
         extensions: Mapping[str, Any] | None = None,
         max_body_bytes: int | None = UNSET,
+        auth: tuple[str, str] | httpx.BasicAuth | None = None,
+        follow_redirects: bool | None = None,
     ) -> httpx.Request | Failure[RequestError]:
         """:meth:`build_request`'s request, unwrapped (no ``Success`` to build and unwrap)."""
         try:
@@ -328,6 +335,10 @@ class AsyncClient(ClosesOnExit):
                 return Failure(InvalidRequestError(refused, request=request))
         if extensions:
             request.extensions.update(extensions)
+        if auth is not None or follow_redirects is not None:
+            refused = self._per_call(request, auth, follow_redirects)
+            if refused is not None:
+                return Failure(InvalidRequestError(refused, request=request))
         if max_body_bytes is not UNSET:  # checked by the terminal
             request.extensions[MAX_BODY_EXTENSION] = max_body_bytes
         ctx = self._stream_context if stream else self._context
@@ -347,6 +358,41 @@ class AsyncClient(ClosesOnExit):
                 )
             request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         return request
+
+    def _per_call(
+        self, request: httpx.Request, auth: object, follow_redirects: object
+    ) -> str | None:
+        """Apply a call's httpx-style ``auth`` and ``follow_redirects``; why not (``None``: done).
+
+        ``auth``: a ``(username, password)`` pair or ``httpx.BasicAuth`` sends Basic
+        credentials (unless the call gives an ``Authorization`` header); other httpx auth flows
+        are refused: httprail's auth stages do that job. ``follow_redirects``: ``False`` keeps
+        the ``Redirects`` stage from following this call's redirects; ``True`` needs one in the
+        chain (``HTTP_FOLLOW_REDIRECTS=true``).
+        """
+        if auth is not None:
+            header = getattr(auth, "_auth_header", None)  # what httpx.BasicAuth keeps
+            if isinstance(auth, tuple) and len(auth) == 2:
+                header = _basic(*auth)
+            if not isinstance(header, str) or (not isinstance(auth, httpx.BasicAuth | tuple)):
+                return (
+                    f"auth=... takes a (username, password) pair or httpx.BasicAuth, got "
+                    f"{type(auth).__name__}: use httprail's BearerAuth, ApiKeyAuth or BasicAuth "
+                    "stage for other schemes"
+                )
+            register_secret(header, owner=request)
+            register_secret(header.partition(" ")[2], owner=request)
+            request.headers.setdefault("Authorization", header)
+        if follow_redirects is not None:
+            if not isinstance(follow_redirects, bool):
+                return f"follow_redirects=... must be True or False, got {follow_redirects!r}"
+            if follow_redirects and not self._follows:
+                return (
+                    "follow_redirects=True: this client's chain has no Redirects stage "
+                    "(HTTP_FOLLOW_REDIRECTS=true adds it to the default stack)"
+                )
+            request.extensions[FOLLOW_EXTENSION] = follow_redirects
+        return None
 
     def _remember_again(
         self, url: str, full_url: httpx.URL, request: httpx.Request, params: object
@@ -536,6 +582,19 @@ class AsyncClient(ClosesOnExit):
 # POST, PUT and PATCH requests), which build_request builds without httpx's body encoding
 # (``_fast.bodiless_request``; ``tests/unit/test_client.py`` checks it against httpx's).
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+def _basic(username: object, password: object) -> str | None:
+    """The ``Authorization`` value of Basic credentials, as httpx makes it (``None``: the
+    parts are not text)."""
+    parts = []
+    for part in (username, password):
+        if isinstance(part, str):
+            part = part.encode("utf-8")
+        if not isinstance(part, bytes):
+            return None
+        parts.append(part)
+    return "Basic " + base64.b64encode(b":".join(parts)).decode("ascii")
 
 
 def _options_problem(tags: object, extensions: object) -> str | None:

@@ -456,3 +456,53 @@ async def test_a_request_sent_twice_is_two_calls_with_their_own_retries_and_dead
     assert isinstance(first.failure(), MaxRetriesExceededError)
     assert isinstance(second.failure(), MaxRetriesExceededError)
     assert len(terminal.requests) == 6
+
+
+@pytest.mark.parametrize("auth", [("ann", "pw-s3cret"), httpx.BasicAuth("ann", "pw-s3cret")])
+async def test_a_calls_auth_pair_sends_basic_credentials_as_httpx_does(auth: Any) -> None:
+    """httpx's per-call ``auth=`` (it raised TypeError): Basic credentials, an explicit
+    ``Authorization`` header winning."""
+    terminal = echo_terminal()
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        assert isinstance(await client.get("/a", auth=auth), Success)
+        await client.get("/b", auth=auth, headers={"Authorization": "Bearer mine"})
+    transport = httpx.MockTransport(lambda r: httpx.Response(200))
+    async with httpx.AsyncClient(transport=transport) as plain:
+        expected = (await plain.get("https://x/a", auth=("ann", "pw-s3cret"))).request
+    assert terminal.requests[0].headers["authorization"] == expected.headers["authorization"]
+    assert terminal.requests[1].headers["authorization"] == "Bearer mine"
+
+
+@pytest.mark.parametrize("auth", [httpx.DigestAuth("a", "b"), ("a",), ("a", 1), "ann:pw"])
+async def test_a_calls_auth_httprail_cannot_send_is_a_typed_failure(auth: Any) -> None:
+    terminal = echo_terminal()
+    async with AsyncClient("https://api.test", plugins=[], terminal=terminal) as client:
+        outcome = await client.get("/a", auth=auth)
+    assert isinstance(outcome.failure(), InvalidRequestError)
+    assert "auth=" in str(outcome.failure())
+    assert terminal.requests == []
+
+
+async def test_follow_redirects_per_call() -> None:
+    """``follow_redirects=False`` returns the redirect where the stack follows them; ``True``
+    without a Redirects stage is refused by name (both raised TypeError)."""
+    terminal = MockTerminal(
+        lambda r: (
+            httpx.Response(302, headers={"location": "/b"})
+            if r.url.path == "/a"
+            else httpx.Response(200)
+        )
+    )
+    settings = HttpSettings(follow_redirects=True)
+    async with AsyncClient("https://api.test", terminal=terminal, settings=settings) as client:
+        followed = await client.get("/a")
+        kept = await client.get("/a", follow_redirects=False)
+    assert followed.unwrap().status_code == 200
+    assert kept.unwrap().status_code == 302
+    async with AsyncClient("https://api.test", plugins=[], terminal=echo_terminal()) as client:
+        refused = await client.get("/a", follow_redirects=True)
+        fine = await client.get("/a", follow_redirects=False)
+        odd = await client.get("/a", follow_redirects="yes")  # type: ignore[arg-type]
+    assert "no Redirects stage" in str(refused.failure())
+    assert isinstance(fine, Success)
+    assert isinstance(odd.failure(), InvalidRequestError)

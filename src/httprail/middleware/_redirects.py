@@ -30,6 +30,7 @@ from .._settings import HttpSettings
 
 __all__ = [
     "CREDENTIALS_EXTENSION",
+    "FOLLOW_EXTENSION",
     "REDIRECT_STATUSES",
     "Redirects",
     "origin_of",
@@ -39,6 +40,9 @@ __all__ = [
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 CREDENTIALS_EXTENSION = "httprail.credential_headers"
+FOLLOW_EXTENSION = "httprail.follow_redirects"
+"""A request extension: ``False`` keeps ``Redirects`` from following this request's redirects
+(what a call's ``follow_redirects=False`` sets)."""
 """Request extension: a tuple of the (lower-case) header names auth stages set on it; they are
 removed with ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` when the origin changes."""
 
@@ -139,7 +143,7 @@ class Redirects:
     async def __call__(self, request: httpx.Request, call_next: Next) -> Outcome:
         url = request.url  # as sent from here: a stage inside may add to it (a query key)
         outcome = await call_next(request)
-        if type(outcome) is not Success:
+        if type(outcome) is not Success or request.extensions.get(FOLLOW_EXTENSION) is False:
             return outcome
         response: httpx.Response = outcome.unwrap()
         if response.status_code not in REDIRECT_STATUSES or "location" not in response.headers:
