@@ -115,7 +115,8 @@ class AsyncClient(ClosesOnExit):
     Requests travel the pipeline: ``plugins`` (outermost first; ``None`` builds the default
     stack from ``settings``, ``[]`` is a bare chain) and then the terminal (a pooled
     ``AiohttpTerminal`` unless another is given). Requests and responses are httpx's objects
-    and method arguments are httpx's, so moving from httpx is a rename.
+    and method arguments are httpx's, so moving from httpx is mostly a rename (the
+    differences: docs/quickstart.md).
 
     Args:
         base_url: prefix for relative URLs.
