@@ -420,6 +420,24 @@ async def test_a_terminal_closed_under_a_stream_never_ends_it_early_and_cleanly(
         await response.aclose()
 
 
+async def test_a_terminal_closed_under_a_whole_read_ends_it_at_once(
+    make_terminal: TerminalFactory, slow_body_server: str
+) -> None:
+    """A body read whole when the terminal is closed: a ``ReadError`` at once (aiohttp's read
+    waited on the closed connection until the read timeout, 30 s here, then said "read
+    timeout"; curl's was ``Success`` with a fifth of the body), or the whole body (reqwest)."""
+    terminal = make_terminal(timeout_read=30)
+    sending = asyncio.create_task(terminal.send(get(slow_body_server)))
+    await asyncio.sleep(0.2)
+    await terminal.aclose()
+    async with asyncio.timeout(10):  # a hang guard far below the read timeout
+        outcome = await sending
+    if isinstance(outcome, Success):
+        assert len(outcome.unwrap().content) == 100 * 65536
+    else:
+        assert type(outcome.failure()) is ReadError, outcome
+
+
 # -- responses ------------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
 from ._aiohttp_direct import DirectRoad, plain_url
 from ._gated import DEFAULT_MAX_ERROR_BODY
-from ._lean import LeanTerminal, http_version, import_backend, timeout_of
+from ._lean import CLOSED_UNDER, LeanTerminal, http_version, import_backend, timeout_of
 from ._limits import BodyTooLarge, counted, settle
 from ._loops import release_socket
 from ._mocked import mocking
@@ -105,7 +105,8 @@ class _AiohttpBody(httpx.AsyncByteStream):
                 if arrived:  # what came before the break is the caller's, as on other terminals
                     yield arrived
                 raise self._terminal.translate_or_wrap(exc) from exc
-            except RuntimeError as exc:  # aiohttp's "Connection closed.": the terminal was closed
+            except RuntimeError as exc:  # pragma: no cover - aiohttp's "Connection closed."
+                # (the terminal closed under a read _end_bodies_in_flight could not reach)
                 raise httpx.ReadError(
                     f"the connection was closed while the response was arriving ({exc})"
                 ) from exc
@@ -141,6 +142,18 @@ def _arrived(content: aiohttp.StreamReader) -> bytes:
     except Exception:  # noqa: BLE001 - aiohttp's internals differ: the break alone is raised
         return b""
     return arrived if isinstance(arrived, bytes) else b""
+
+
+def _end_bodies_in_flight(connector: object, aiohttp: Any) -> None:
+    """Fail the bodies still arriving on ``connector``'s connections, which it is about to
+    close: aiohttp closes them under a read that then waits on (raw aiohttp forever; here
+    until the read timeout, reported as one). Where aiohttp keeps them differently, nothing is
+    done and the read ends on its timeout as before."""
+    for protocol in list(getattr(connector, "_acquired", ())):
+        payload = getattr(protocol, "_payload", None)
+        if payload is not None and not payload.is_eof():
+            with contextlib.suppress(Exception):
+                payload.set_exception(aiohttp.ClientConnectionError(CLOSED_UNDER))
 
 
 HTTP2_REFUSED = (
@@ -533,6 +546,7 @@ class AiohttpTerminal(LeanTerminal):
         self._direct = None
         self._head_queue = None
         if session is not None:
+            _end_bodies_in_flight(session.connector, self._aiohttp)
             await session.close()
 
     def _forget_backend(self) -> None:

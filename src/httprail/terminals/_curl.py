@@ -17,7 +17,7 @@ import httpx
 from .._settings import HttpSettings
 from .._tls import Proxies, resolve_tls
 from ._gated import DEFAULT_MAX_ERROR_BODY
-from ._lean import LeanTerminal, http_version, import_backend, timeout_of
+from ._lean import CLOSED_UNDER, LeanTerminal, http_version, import_backend, timeout_of
 from ._mocked import mocking
 
 if TYPE_CHECKING:
@@ -45,9 +45,6 @@ _DECODING = 61
 _HIGH_WATER = 256 * 1024
 _WRITEFUNC_PAUSE = 0x10000001  # CURL_WRITEFUNC_PAUSE
 _PAUSE_CONT = 0  # CURLPAUSE_CONT
-
-
-CLOSED_UNDER = "the terminal was closed while the response was arriving"
 
 
 class _Transfer:

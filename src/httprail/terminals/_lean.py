@@ -17,7 +17,10 @@ from ._gated import GatedTerminal
 from ._mapping import map_exception, safe_cause
 from ._mocked import MockDetour
 
-__all__ = ["LeanTerminal", "http_version", "import_backend", "timeout_of"]
+__all__ = ["CLOSED_UNDER", "LeanTerminal", "http_version", "import_backend", "timeout_of"]
+
+CLOSED_UNDER = "the terminal was closed while the response was arriving"
+"""The error text of a body cut short by the terminal's own ``aclose()``."""
 
 
 def import_backend(module: str, extra: str) -> ModuleType:
