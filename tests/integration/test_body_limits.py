@@ -220,7 +220,9 @@ async def test_reading_a_stream_past_the_limit_raises_an_httpx_decoding_error(
     with pytest.raises(httpx.DecodingError) as raised:
         await drain(response, received)
     await response.aclose()
-    assert sum(received) <= CAP
+    # the bytes within the limit, then the error, however the backend cuts the body (aiohttp
+    # hands over bigger chunks, and the one crossing the limit was lost whole)
+    assert sum(received) == CAP
     too_large(Failure(map_exception(raised.value, request)))
 
 

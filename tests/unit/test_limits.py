@@ -310,3 +310,19 @@ class _Chunked(httpx.AsyncByteStream):
     async def __aiter__(self):  # type: ignore[override]
         for chunk in self._chunks:
             yield chunk
+
+
+@pytest.mark.parametrize("then", ["decode", "flush"])
+def test_past_the_limit_what_fits_comes_out_first_and_the_refusal_never_goes_missing(
+    then: str,
+) -> None:
+    """A stream's decoder hands out the bytes within the limit, then refuses at its next call
+    (the chunk crossing the limit was lost whole: on aiohttp's big chunks, nothing at all);
+    ``flush``, the last call of a stream, always raises a refusal still owed."""
+    body = gzip.compress(b"z" * 100_000)
+    decoder = CappedDecoder(streamed(b"", "gzip"), 1000)
+    assert decoder.decode(body) == b"z" * 1000
+    with pytest.raises(BodyTooLarge):
+        getattr(decoder, then)(*([b""] if then == "decode" else []))
+    with pytest.raises(BodyTooLarge):
+        decoder.flush()

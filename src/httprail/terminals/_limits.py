@@ -182,7 +182,7 @@ class CappedDecoder:
     for streams) join them.
     """
 
-    __slots__ = ("_left", "_limit", "_request", "_stages")
+    __slots__ = ("_left", "_limit", "_refused", "_request", "_stages")
 
     def __init__(self, response: httpx.Response, limit: int) -> None:
         stages = []
@@ -195,6 +195,7 @@ class CappedDecoder:
         self._limit = limit
         self._left = limit
         self._request = response.request
+        self._refused: BodyTooLarge | None = None
 
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(request=self._request, limit=self._limit)
@@ -204,14 +205,17 @@ class CappedDecoder:
         if first == len(self._stages):
             self._left -= len(data)
             if self._left < 0:
+                if self._left + len(data):  # the part that fits, then the refusal
+                    yield data[: self._left + len(data)]
                 raise self._too_large()
             yield data
             return
         stage = self._stages[first]
         for piece in stage.pieces(data, self._limit):
+            # the piece goes on first: the last step hands out what fits of it, then refuses
+            yield from self._through(piece, first + 1)
             if stage.produced > self._limit:
                 raise self._too_large()
-            yield from self._through(piece, first + 1)
 
     def pieces(self, data: bytes) -> Iterator[bytes]:
         """``data`` (raw bytes) decoded, in pieces; raises once past the limit."""
@@ -222,15 +226,31 @@ class CappedDecoder:
         """What the stages hold back at the end of the body, decoded, in pieces."""
         for index, stage in enumerate(self._stages):
             held = stage.flush()
-            if stage.produced > self._limit:
-                raise self._too_large()
             if held:
                 yield from self._through(held, index + 1)
+            if stage.produced > self._limit:
+                raise self._too_large()
 
     def decode(self, data: bytes) -> bytes:
-        return b"".join(self.pieces(data))
+        """``data`` decoded; past the limit, what fits is handed out first and the refusal
+        raised at the next call, ``flush`` at the latest (a stream's caller gets the same
+        ``limit`` bytes on every terminal, then the error)."""
+        refused = self._refused
+        if refused is not None:
+            raise refused
+        out: list[bytes] = []
+        try:
+            out.extend(self.pieces(data))
+        except BodyTooLarge as exc:
+            if not out:
+                raise
+            self._refused = exc
+        return b"".join(out)
 
     def flush(self) -> bytes:
+        refused = self._refused
+        if refused is not None:
+            raise refused
         return b"".join(self.tail())
 
 
@@ -246,11 +266,15 @@ async def decoded(response: httpx.Response, decoder: CappedDecoder) -> AsyncGene
 async def counted(
     chunks: AsyncIterable[bytes], limit: int, request: httpx.Request
 ) -> AsyncIterator[bytes]:
-    """``chunks`` as they come; raises :class:`BodyTooLarge` once more than ``limit`` bytes came."""
+    """``chunks`` as they come; raises :class:`BodyTooLarge` once more than ``limit`` bytes came,
+    after the part of the chunk that fits (every terminal hands out the same ``limit`` bytes,
+    however its backend cuts the body into chunks)."""
     left = limit
     async for chunk in chunks:
         left -= len(chunk)
         if left < 0:
+            if left + len(chunk):
+                yield chunk[: left + len(chunk)]
             raise BodyTooLarge(request=request, limit=limit)
         yield chunk
 
