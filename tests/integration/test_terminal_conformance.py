@@ -283,6 +283,19 @@ async def test_pool_exhaustion_is_a_pool_timeout(
 # -- faults the chaos server cannot script: a reset in the middle of the body ---------------
 
 
+@contextlib.asynccontextmanager
+async def _serving(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+) -> AsyncIterator[str]:
+    """``serve`` answering every connection on a port of 127.0.0.1; its URL."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def resetting_server() -> AsyncIterator[str]:
     """Answers the head and 10 of 1,000 promised bytes, then aborts with a TCP RST."""
@@ -296,11 +309,8 @@ async def resetting_server() -> AsyncIterator[str]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/"
-    server.close()
-    await server.wait_closed()
+    async with _serving(serve) as url:
+        yield url
 
 
 async def test_a_reset_mid_body_is_a_read_error(
@@ -344,10 +354,8 @@ async def cut_stream_server() -> AsyncIterator[str]:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-    server.close()
-    await server.wait_closed()
+    async with _serving(serve) as url:
+        yield url
 
 
 async def test_a_slow_reader_of_a_cut_stream_gets_what_came_before_the_cut(
@@ -391,10 +399,8 @@ async def slow_body_server() -> AsyncIterator[str]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-    server.close()
-    await server.wait_closed()
+    async with _serving(serve) as url:
+        yield url
 
 
 async def test_a_terminal_closed_under_a_stream_never_ends_it_early_and_cleanly(
