@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from ._result import Outcome, resolved
 from ._settings import HttpSettings
 from ._validate import headers_problem
 from ._version import __version__
+from .middleware._auth import basic_credentials
 from .middleware._defaults import default_plugins
 from .middleware._metrics import Metrics, MetricsSnapshot
 from .middleware._redirects import FOLLOW_EXTENSION, Redirects
@@ -372,17 +372,24 @@ class AsyncClient(ClosesOnExit):
         chain (``HTTP_FOLLOW_REDIRECTS=true``).
         """
         if auth is not None:
-            header = getattr(auth, "_auth_header", None)  # what httpx.BasicAuth keeps
-            if isinstance(auth, tuple) and len(auth) == 2:
-                header = _basic(*auth)
-            if not isinstance(header, str) or (not isinstance(auth, httpx.BasicAuth | tuple)):
+            if isinstance(auth, httpx.BasicAuth):
+                header = getattr(auth, "_auth_header", None)  # all httpx keeps of the pair
+                if isinstance(header, str):
+                    register_secret(header.partition(" ")[2], owner=request)
+            elif (
+                isinstance(auth, tuple)
+                and len(auth) == 2
+                and all(isinstance(part, str | bytes) for part in auth)
+            ):
+                header = basic_credentials(*auth, owner=request)
+            else:
+                header = None
+            if not isinstance(header, str):
                 return (
                     f"auth=... takes a (username, password) pair or httpx.BasicAuth, got "
                     f"{type(auth).__name__}: use httprail's BearerAuth, ApiKeyAuth or BasicAuth "
                     "stage for other schemes"
                 )
-            register_secret(header, owner=request)
-            register_secret(header.partition(" ")[2], owner=request)
             request.headers.setdefault("Authorization", header)
         if follow_redirects is not None:
             if not isinstance(follow_redirects, bool):
@@ -583,19 +590,6 @@ class AsyncClient(ClosesOnExit):
 # POST, PUT and PATCH requests), which build_request builds without httpx's body encoding
 # (``_fast.bodiless_request``; ``tests/unit/test_client.py`` checks it against httpx's).
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
-
-
-def _basic(username: object, password: object) -> str | None:
-    """The ``Authorization`` value of Basic credentials, as httpx makes it (``None``: the
-    parts are not text)."""
-    parts = []
-    for part in (username, password):
-        if isinstance(part, str):
-            part = part.encode("utf-8")
-        if not isinstance(part, bytes):
-            return None
-        parts.append(part)
-    return "Basic " + base64.b64encode(b":".join(parts)).decode("ascii")
 
 
 def _options_problem(tags: object, extensions: object) -> str | None:

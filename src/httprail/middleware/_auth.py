@@ -266,6 +266,20 @@ class ApiKeyAuth(_OriginBound):
         return Success(request)
 
 
+def basic_credentials(username: str | bytes, password: str | bytes, *, owner: object) -> str:
+    """The ``Authorization`` value of Basic credentials, as httpx makes it (text as UTF-8);
+    the password and the encoded pair are known to the redactor while ``owner`` lives."""
+    raw = b":".join(
+        part.encode() if isinstance(part, str) else part for part in (username, password)
+    )
+    header = f"Basic {base64.b64encode(raw).decode('ascii')}"
+    register_secret(
+        password if isinstance(password, str) else password.decode("latin-1"), owner=owner
+    )
+    register_secret(header.partition(" ")[2], owner=owner)
+    return header
+
+
 class BasicAuth(_OriginBound):
     """Send HTTP Basic credentials (to ``origins`` only: see :data:`Origins`)."""
 
@@ -277,11 +291,8 @@ class BasicAuth(_OriginBound):
             raise ConfigError("BasicAuth(username=...) must be a string without ':'")
         if not isinstance(password, str):
             raise ConfigError("BasicAuth(password=...) must be a string")
-        raw = f"{username}:{password}".encode()
-        self._header = f"Basic {base64.b64encode(raw).decode('ascii')}"
+        self._header = basic_credentials(username, password, owner=self)
         self._username = username
-        register_secret(password, owner=self)
-        register_secret(self._header.partition(" ")[2], owner=self)
 
     def __repr__(self) -> str:
         return f"BasicAuth(username={self._username!r}, password=[REDACTED])"

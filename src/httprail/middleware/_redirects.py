@@ -40,11 +40,11 @@ __all__ = [
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 CREDENTIALS_EXTENSION = "httprail.credential_headers"
-FOLLOW_EXTENSION = "httprail.follow_redirects"
-"""A request extension: ``False`` keeps ``Redirects`` from following this request's redirects
-(what a call's ``follow_redirects=False`` sets)."""
 """Request extension: a tuple of the (lower-case) header names auth stages set on it; they are
 removed with ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` when the origin changes."""
+FOLLOW_EXTENSION = "httprail.follow_redirects"
+"""Request extension: ``False`` keeps ``Redirects`` from following this request's redirects
+(what a call's ``follow_redirects=False`` sets)."""
 
 ALWAYS_STRIPPED = ("authorization", "proxy-authorization", "cookie")
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding")

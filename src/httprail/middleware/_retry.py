@@ -237,20 +237,13 @@ class Retry:
         outcome = await call_next(request)
         if type(outcome) is Success:
             return outcome
-        if self.max_retries == 0:
-            if (
-                budget is not None
-                and upstream is not None
-                and not outcome.failure().counts_against_upstream
-            ):
-                budget.refund(upstream)  # it never reached the upstream: not its traffic
-            return outcome
         return await self._retry(request, call_next, outcome, upstream)
 
     async def _retry(
         self, request: httpx.Request, call_next: Next, outcome: Outcome, upstream: str | None
     ) -> Outcome:
-        """Retry after a failed first attempt; ``upstream`` is the budget's key, if any.
+        """Retry after a failed first attempt (if retries are allowed); ``upstream`` is the
+        budget's key, if any.
 
         A retry draws on the budget when the error before it counts against the upstream: a
         connection the server rotated (``ConnectionRotatedError``, ``RefusedStreamError``) is
@@ -258,10 +251,12 @@ class Retry:
         ended in such an error) takes its deposit back: it was not the upstream's traffic.
         """
         budget = self.budget
-        base_ctx = get_context(request)
-        state = RetryState(base_ctx.attempt, ())
         reached = outcome.failure().counts_against_upstream
         try:
+            if self.max_retries == 0:
+                return outcome
+            base_ctx = get_context(request)
+            state = RetryState(base_ctx.attempt, ())
             while type(outcome) is Failure:
                 error = outcome.failure()
                 decision = self._decide(request, error, state.attempt, base_ctx.deadline)

@@ -219,12 +219,10 @@ def _caller_body(request: httpx.Request) -> _CallerBody | None:
     stream = request.stream
     if isinstance(stream, _CallerBody):
         return stream
-    if isinstance(stream, httpx.ByteStream):
-        return None
-    if not isinstance(stream, httpx.AsyncByteStream):
-        if not isinstance(stream, httpx.SyncByteStream):
-            return None
+    if isinstance(stream, httpx.SyncByteStream) and not isinstance(stream, httpx.AsyncByteStream):
         stream = _ThreadedBody(stream)
+    elif isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
+        return None
     body = _CallerBody(stream)
     request.stream = body
     return body

@@ -203,10 +203,11 @@ class CappedDecoder:
     def _through(self, data: bytes, first: int) -> Iterator[bytes]:
         """``data`` decoded by the stages from ``first`` on, in pieces, each stage bounded."""
         if first == len(self._stages):
+            fits = self._left
             self._left -= len(data)
             if self._left < 0:
-                if self._left + len(data):  # the part that fits, then the refusal
-                    yield data[: self._left + len(data)]
+                if fits:  # the part that fits, then the refusal
+                    yield data[:fits]
                 raise self._too_large()
             yield data
             return
@@ -271,11 +272,11 @@ async def counted(
     however its backend cuts the body into chunks)."""
     left = limit
     async for chunk in chunks:
-        left -= len(chunk)
-        if left < 0:
-            if left + len(chunk):
-                yield chunk[: left + len(chunk)]
+        if len(chunk) > left:
+            if left:
+                yield chunk[:left]
             raise BodyTooLarge(request=request, limit=limit)
+        left -= len(chunk)
         yield chunk
 
 
